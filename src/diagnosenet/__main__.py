@@ -1,0 +1,5 @@
+import sys
+
+from diagnosenet.cli import main
+
+sys.exit(main())

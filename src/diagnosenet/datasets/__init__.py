@@ -1,0 +1,1 @@
+"""Stage 3–4: leakage-free splits, materialised data sets and per-worker shards."""

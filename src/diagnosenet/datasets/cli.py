@@ -1,0 +1,47 @@
+"""``diagnosenet materialise`` and ``diagnosenet shard``."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def _materialise(args: argparse.Namespace) -> int:
+    from diagnosenet.datasets.materialise import materialise
+
+    manifest = materialise(args.input, args.out, valid_fraction=args.valid_fraction,
+                           test_fraction=args.test_fraction, seed=args.seed, variant=args.variant)
+    log.info("materialised %s: %s", args.out, manifest["rows"])
+    return 0
+
+
+def _shard(args: argparse.Namespace) -> int:
+    from diagnosenet.datasets.shards import Batching, write_shards
+
+    batching = Batching(devices_number=args.workers, batch_size=args.batch_size,
+                        memory_budget_mb=args.memory_budget_mb)
+    manifest = write_shards(args.dataset, args.out, batching, seed=args.seed)
+    for split, shards in manifest["shards"].items():
+        log.info("%s: rows per worker %s", split, [s["rows"] for s in shards])
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("materialise", help="split a composed data set by group into train/valid/test")
+    p.add_argument("--input", required=True, help="stage directory with X.npz|X.npy, y.npy, groups.npy, classes.json")
+    p.add_argument("--out", required=True)
+    p.add_argument("--valid-fraction", type=float, default=0.05)
+    p.add_argument("--test-fraction", type=float, default=0.10)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--variant", default="", help="array suffix, e.g. 'small' reads X_small.npy")
+    p.set_defaults(func=_materialise)
+
+    p = subparsers.add_parser("shard", help="write class-stratified per-worker shards with micro-batches")
+    p.add_argument("--dataset", required=True, help="materialised data set directory")
+    p.add_argument("--out", required=True)
+    p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--memory-budget-mb", type=float, default=None)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=_shard)

@@ -1,0 +1,174 @@
+"""Per-worker shards with micro-batch boundaries (the paper's data manager, code example 1.2).
+
+Rows of a split are dealt to ``N`` workers class by class (stratified round-robin), so every
+worker sees every class in proportion (±1 row) and worker totals differ by at most one row —
+the original sharded in contiguous blocks and rare classes landed on one worker. Each shard
+is one ``.npz`` (CSR parts for sparse data: nothing is densified) and the manifest records the
+parameters, rows, class counts, micro-batch boundaries and sha256 of every shard; readers refuse
+a shard set written for other parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from diagnosenet.artifacts import ArtifactError, read_json, sha256_file, verify_manifest, write_manifest
+from diagnosenet.datasets.materialise import load_classes, load_split
+
+STAGE = "shard"
+SHARDED_SPLITS = ("train", "valid")
+
+
+def stratified_assignment(y: np.ndarray, n_workers: int, seed: int) -> np.ndarray:
+    """Worker index of every row: rows of each class (shuffled) dealt round-robin.
+
+    Dealing continues across classes from where the previous class stopped, so both the
+    per-class counts and the per-worker totals differ by at most one between workers.
+    """
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([
+        rows[rng.permutation(len(rows))] for rows in (np.flatnonzero(y == c) for c in np.unique(y))
+    ]) if len(y) else np.empty(0, dtype=np.int64)
+    assignment = np.empty(len(y), dtype=np.int64)
+    assignment[order] = np.arange(len(order)) % n_workers
+    return assignment
+
+
+def row_bytes(X) -> float:
+    """Average in-memory bytes per row (CSR: values + column indices + row pointer)."""
+    if sp.issparse(X):
+        return (X.data.itemsize + X.indices.itemsize) * X.nnz / max(X.shape[0], 1) + X.indptr.itemsize
+    return float(np.prod(X.shape[1:])) * X.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a data set is spread over devices and micro-batched (paper, code example 1.2).
+
+    ``batch_size`` fixes the micro-batch; ``memory_budget_mb`` instead derives it from the
+    memory one micro-batch may take on a worker (input rows only; activations are the
+    model's business), whichever is smaller when both are given.
+    """
+
+    devices_number: int = 1
+    batch_size: int | None = 128
+    memory_budget_mb: float | None = None
+    valid_size: float = 0.05
+    dataset_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.devices_number < 1:
+            raise ValueError("devices_number must be >= 1")
+        if self.batch_size is None and self.memory_budget_mb is None:
+            raise ValueError("give batch_size, memory_budget_mb or both")
+
+    def micro_batch_size(self, bytes_per_row: float) -> int:
+        sizes = [self.batch_size] if self.batch_size else []
+        if self.memory_budget_mb:
+            sizes.append(max(1, int(self.memory_budget_mb * 2**20 // max(bytes_per_row, 1.0))))
+        return int(min(sizes))
+
+    @staticmethod
+    def boundaries(n_rows: int, batch_size: int) -> np.ndarray:
+        """Offsets ``[0, b, 2b, ..., n_rows]`` of the micro-batches of a shard."""
+        return np.unique(np.append(np.arange(0, n_rows, batch_size), n_rows)).astype(np.int64)
+
+
+def _save_shard(path: Path, X, y: np.ndarray, rows: np.ndarray, boundaries: np.ndarray) -> None:
+    arrays = {"y": y.astype(np.int64), "rows": rows, "boundaries": boundaries}
+    if sp.issparse(X):
+        X = X.tocsr()
+        arrays.update(X_data=X.data, X_indices=X.indices, X_indptr=X.indptr,
+                      X_shape=np.asarray(X.shape, dtype=np.int64))
+    else:
+        arrays["X"] = np.ascontiguousarray(X, dtype=np.float32)
+    np.savez(path, **arrays)
+
+
+def write_shards(dataset_dir: str | Path, out_dir: str | Path, batching: Batching, *, seed: int) -> dict:
+    """Write ``{split}_{i:02d}.npz`` for every worker and split, then the manifest."""
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    source = verify_manifest(dataset_dir, stage="materialise")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.npz"):  # never let files of an earlier run survive beside new ones
+        stale.unlink()
+    n = batching.devices_number
+    classes = load_classes(dataset_dir)
+    files, shards, batch_size = [], {}, None
+    for split in SHARDED_SPLITS:
+        X, y, _ = load_split(dataset_dir, split)
+        batch_size = batch_size or batching.micro_batch_size(row_bytes(X))
+        assignment = stratified_assignment(y, n, seed)
+        rng = np.random.default_rng([seed, n, SHARDED_SPLITS.index(split)])
+        shards[split] = []
+        for worker in range(n):
+            rows = np.flatnonzero(assignment == worker)
+            rows = rows[rng.permutation(len(rows))]  # mix classes inside micro-batches
+            bounds = Batching.boundaries(len(rows), batch_size)
+            name = f"{split}_{worker:02d}.npz"
+            _save_shard(out_dir / name, X[rows], y[rows], rows, bounds)
+            files.append(name)
+            shards[split].append({
+                "file": name, "rows": int(len(rows)),
+                "class_counts": np.bincount(y[rows], minlength=len(classes)).tolist(),
+                "micro_batches": int(len(bounds) - 1),
+            })
+    return write_manifest(
+        out_dir, stage=STAGE, files=files,
+        params={"workers": n, "batch_size": int(batch_size), "seed": seed,
+                "requested_batch_size": batching.batch_size,
+                "memory_budget_mb": batching.memory_budget_mb},
+        source={"dir": str(dataset_dir), "files": source["files"]},
+        classes=classes, shards=shards,
+    )
+
+
+@dataclass
+class Shard:
+    """One worker's rows of one split, with its micro-batch offsets."""
+
+    X: object
+    y: np.ndarray
+    boundaries: np.ndarray
+    worker: int
+    split: str
+
+    @property
+    def n_rows(self) -> int:
+        return int(len(self.y))
+
+    def microbatches(self, order: np.ndarray | None = None) -> Iterator[tuple[object, np.ndarray]]:
+        """``(X_b, y_b)`` per micro-batch, in ``order`` (batch indices) if given."""
+        n_batches = len(self.boundaries) - 1
+        for b in (range(n_batches) if order is None else order):
+            lo, hi = self.boundaries[b], self.boundaries[b + 1]
+            yield self.X[lo:hi], self.y[lo:hi]
+
+
+def load_shard(shards_dir: str | Path, split: str, worker: int, *, workers: int | None = None,
+               batch_size: int | None = None, verify: bool = True) -> Shard:
+    """Read and verify one worker's shard; refuse shards written for other parameters."""
+    shards_dir = Path(shards_dir)
+    expected = {k: v for k, v in {"workers": workers, "batch_size": batch_size}.items() if v is not None}
+    if verify:
+        manifest = verify_manifest(shards_dir, stage=STAGE, params=expected, check_hashes=False)
+    else:
+        manifest = read_json(shards_dir / "manifest.json")
+    n = manifest["params"]["workers"]
+    if not 0 <= worker < n:
+        raise ArtifactError(f"{shards_dir}: worker {worker} requested but the shards are for {n} workers")
+    name = f"{split}_{worker:02d}.npz"
+    if verify:  # hash only this worker's file: each worker reads its own shard
+        if sha256_file(shards_dir / name) != manifest["files"].get(name):
+            raise ArtifactError(f"{shards_dir / name}: sha256 differs from the manifest; re-run the shard stage")
+    with np.load(shards_dir / name, allow_pickle=False) as data:
+        if "X" in data:
+            X = data["X"]
+        else:
+            X = sp.csr_matrix((data["X_data"], data["X_indices"], data["X_indptr"]),
+                              shape=tuple(data["X_shape"]))
+        return Shard(X=X, y=data["y"], boundaries=data["boundaries"], worker=worker, split=split)

@@ -1,0 +1,50 @@
+"""The contract every training mode is written against: a model replica as flat numpy buffers.
+
+Training modes differ only in how gradients and weights travel (in-process, MPI, gRPC).
+Keeping the exchange format to one contiguous float32 vector lets MPI send it with
+buffer-based collectives (no pickling) and lets the exchange logic be tested with the
+small pure-NumPy model in :mod:`diagnosenet.training.numpy_replica`, without TensorFlow.
+
+``X`` batches are ``scipy.sparse.csr_matrix`` (PMSI) or dense ``numpy`` arrays (ECG);
+``y`` is an ``int64`` vector of class indices.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Replica(Protocol):
+    """One copy of the model with its optimizer; all buffers are flat ``float32`` vectors."""
+
+    #: number of trainable scalars, i.e. ``get_weights().size``
+    n_params: int
+
+    def get_weights(self) -> np.ndarray:
+        """A copy of the trainable weights, flattened in a fixed order."""
+
+    def set_weights(self, flat: np.ndarray) -> None:
+        """Overwrite the trainable weights from a vector produced by :meth:`get_weights`."""
+
+    def compute_gradients(self, X: Any, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """Gradient of the mean batch loss (training mode: dropout on) and that loss."""
+
+    def apply_gradients(self, flat_grads: np.ndarray) -> None:
+        """One optimizer step with the given (possibly averaged) gradient vector."""
+
+    def predict_proba(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities in inference mode (dropout off, batch-norm moving stats)."""
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Everything a checkpoint needs: weights, optimizer slots and step, other variables."""
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a state produced by :meth:`get_state` (same architecture)."""
+
+
+def mean_cross_entropy(proba: np.ndarray, y: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean categorical cross-entropy of predicted probabilities against class indices."""
+    picked = proba[np.arange(len(y)), y]
+    return float(-np.mean(np.log(np.clip(picked, eps, 1.0))))

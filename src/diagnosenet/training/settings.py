@@ -1,0 +1,50 @@
+"""Everything one training run needs, in one value that every mode receives.
+
+The ``diagnosenet train`` command builds a :class:`TrainSettings` from its arguments (the
+Snakemake rule passes config values through); desktop, MPI and gRPC modes read the same
+fields, so a run's ``run.json`` describes it fully whatever transport it used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODES = ("desktop", "mpi-sync", "mpi-async", "grpc-sync", "grpc-async")
+
+
+@dataclass
+class TrainSettings:
+    task: str                      # "pmsi" or "ecg"
+    mode: str                      # one of MODES
+    workers: int                   # data-parallel workers (MPI: ranks - 1; gRPC: worker tasks)
+    dataset_dir: Path              # results/{task}/dataset (valid/test splits, classes.json)
+    shards_dir: Path               # results/{task}/shards/w{workers}
+    out_dir: Path                  # results/{task}/runs/{mode}-w{workers}
+    model: dict[str, Any] = field(default_factory=dict)  # architecture, see config/README.md
+    seed: int = 1
+    max_epochs: int = 20
+    patience: int = 3              # early stopping on validation loss
+    learning_rate: float = 1e-3
+    batch_size: int = 128          # micro-batch size; must match the shards' manifest
+    timeout_s: float = 120.0       # bound on any blocking wait between processes
+    weighting: int = 1             # MPI async: see docs/training.md
+    monitor_rate_hz: float = 2.0   # 0 disables the monitor
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        for name in ("dataset_dir", "shards_dir", "out_dir"):
+            setattr(self, name, Path(getattr(self, name)))
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in data.items()}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainSettings":
+        return cls(**json.loads(text))

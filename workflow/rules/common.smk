@@ -1,0 +1,77 @@
+# Config validation, paths and input functions shared by every rule file.
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = config["results"]
+TASKS = config["tasks"]
+SRC = Path(workflow.basedir).parent / "src" / "diagnosenet"
+# Stage directory each task's data path writes (the input of materialisation).
+STAGE_DIR = {"pmsi": f"{RESULTS}/pmsi/composed", "ecg": f"{RESULTS}/ecg/windows"}
+MPI_MODES = ("mpi-sync", "mpi-async")
+GRPC_MODES = ("grpc-sync", "grpc-async")
+
+
+wildcard_constraints:
+    task="pmsi|ecg",
+    workers=r"\d+",
+    mpi_mode="mpi-sync|mpi-async",
+    grpc_mode="grpc-sync|grpc-async",
+
+
+def code(*modules):
+    """Source files of the given src/diagnosenet modules or packages, as rule inputs, so that
+    editing a stage's code re-runs that stage and its downstream only."""
+    files = []
+    for name in modules:
+        path = SRC / name
+        files += sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path.with_suffix(".py"))]
+    return files
+
+
+def training_runs():
+    """(task, mode, workers) of every configured run, in config order."""
+    return [(task, run["mode"], int(run["workers"])) for task in TASKS for run in config["train"]["runs"]]
+
+
+def run_dir(task, mode, workers):
+    return f"{RESULTS}/{task}/runs/{mode}-w{workers}"
+
+
+def run_metrics_files():
+    return [f"{run_dir(task, mode, workers)}/metrics.json" for task, mode, workers in training_runs()]
+
+
+def baseline_metrics_files():
+    return [f"{RESULTS}/{task}/baseline/metrics.json" for task in TASKS]
+
+
+def train_args(wildcards, mode, workers):
+    """Command-line arguments of ``diagnosenet train`` for one run (the same for every mode)."""
+    task = wildcards.task
+    t = config["train"]
+    args = [
+        f"--task {task} --mode {mode} --workers {workers}",
+        f"--dataset {RESULTS}/{task}/dataset --shards {RESULTS}/{task}/shards/w{workers}",
+        f"--out {run_dir(task, mode, workers)}",
+        f"--model-json '{json.dumps(config['models'][task], sort_keys=True)}'",
+        f"--seed {t['seed']} --max-epochs {t['max_epochs']} --patience {t['patience']}",
+        f"--lr {t['learning_rate']} --batch-size {config['shards']['batch_size']}",
+        f"--timeout {config['mpi']['timeout_s']} --weighting {config['mpi']['weighting']}",
+        f"--monitor-rate {config['monitor']['rate_hz']}",
+    ]
+    return " ".join(args)
+
+
+def final_outputs():
+    """Everything `snakemake` (rule all) builds: data sets, every configured run, baselines,
+    and the aggregated figures of the report."""
+    outputs = [f"{RESULTS}/{task}/dataset/manifest.json" for task in TASKS]
+    outputs += run_metrics_files() + baseline_metrics_files()
+    if hasattr(rules, "aggregate"):
+        outputs += list(rules.aggregate.output)
+    return outputs

@@ -1,0 +1,49 @@
+# Stage 3-4 (paper: data manager): leakage-free splits and per-worker shards.
+
+
+rule materialise:
+    input:
+        stage=lambda wc: f"{STAGE_DIR[wc.task]}/manifest.json",
+        code=code("datasets/splits", "datasets/materialise"),
+    output:
+        manifest=f"{RESULTS}/{{task}}/dataset/manifest.json",
+        table=report(
+            f"{RESULTS}/{{task}}/dataset/class_table.csv",
+            caption="../report/class_table.rst",
+            category="1. Data",
+            subcategory="{task}",
+        ),
+    params:
+        source=lambda wc: STAGE_DIR[wc.task],
+        out=f"{RESULTS}/{{task}}/dataset",
+        valid=config["datasets"]["valid_fraction"],
+        test=config["datasets"]["test_fraction"],
+        seed=config["datasets"]["seed"],
+    log:
+        f"{RESULTS}/logs/datasets/materialise_{{task}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/datasets/materialise_{{task}}.tsv"
+    shell:
+        "diagnosenet materialise --input {params.source} --out {params.out}"
+        " --valid-fraction {params.valid} --test-fraction {params.test} --seed {params.seed}"
+        " > {log} 2>&1"
+
+
+rule shard:
+    input:
+        dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
+        code=code("datasets/shards"),
+    output:
+        manifest=f"{RESULTS}/{{task}}/shards/w{{workers}}/manifest.json",
+    params:
+        dataset=f"{RESULTS}/{{task}}/dataset",
+        out=f"{RESULTS}/{{task}}/shards/w{{workers}}",
+        batch_size=config["shards"]["batch_size"],
+        seed=config["shards"]["seed"],
+    log:
+        f"{RESULTS}/logs/datasets/shard_{{task}}_w{{workers}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/datasets/shard_{{task}}_w{{workers}}.tsv"
+    shell:
+        "diagnosenet shard --dataset {params.dataset} --out {params.out} --workers {wildcards.workers}"
+        " --batch-size {params.batch_size} --seed {params.seed} > {log} 2>&1"

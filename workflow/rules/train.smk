@@ -1,0 +1,98 @@
+# Stage 5 (paper: runtime): the same training step moved by different transports.
+# desktop (one process), MPI (mpirun; rank 0 = master) and gRPC (TensorFlow servers).
+
+TRAIN_CODE = code("training", "models", "metrics", "monitor")
+
+
+def shards_for(wc, workers=None):
+    return f"{RESULTS}/{wc.task}/shards/w{workers or wc.workers}/manifest.json"
+
+
+def grpc_port(wc):
+    """A distinct port block per run so concurrent gRPC jobs never collide."""
+    runs = [(t, m, w) for t, m, w in training_runs() if m in GRPC_MODES]
+    key = (wc.task, wc.grpc_mode, int(wc.workers))
+    index = runs.index(key) if key in runs else len(runs)
+    return config["grpc"]["base_port"] + 20 * index
+
+
+rule train_desktop:
+    input:
+        dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
+        shards=lambda wc: shards_for(wc, workers=1),
+        code=TRAIN_CODE,
+    output:
+        metrics=f"{RESULTS}/{{task}}/runs/desktop-w1/metrics.json",
+        track=f"{RESULTS}/{{task}}/runs/desktop-w1/track.csv",
+    params:
+        args=lambda wc: train_args(wc, "desktop", 1),
+    log:
+        f"{RESULTS}/logs/train/{{task}}_desktop-w1.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{task}}_desktop-w1.tsv"
+    shell:
+        "diagnosenet train {params.args} > {log} 2>&1"
+
+
+rule train_mpi:
+    input:
+        dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
+        shards=shards_for,
+        code=TRAIN_CODE,
+    output:
+        metrics=f"{RESULTS}/{{task}}/runs/{{mpi_mode}}-w{{workers}}/metrics.json",
+        track=f"{RESULTS}/{{task}}/runs/{{mpi_mode}}-w{{workers}}/track.csv",
+    params:
+        args=lambda wc: train_args(wc, wc.mpi_mode, wc.workers),
+    resources:
+        # a profile swaps the launcher per rule (hostfile, srun) via set-resources
+        mpi="mpirun",
+        tasks=lambda wc: int(wc.workers) + 1,
+    log:
+        f"{RESULTS}/logs/train/{{task}}_{{mpi_mode}}-w{{workers}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{task}}_{{mpi_mode}}-w{{workers}}.tsv"
+    shell:
+        "{resources.mpi} -n {resources.tasks} diagnosenet train {params.args} > {log} 2>&1"
+
+
+rule train_grpc:
+    input:
+        dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
+        shards=shards_for,
+        code=TRAIN_CODE,
+    output:
+        metrics=f"{RESULTS}/{{task}}/runs/{{grpc_mode}}-w{{workers}}/metrics.json",
+        track=f"{RESULTS}/{{task}}/runs/{{grpc_mode}}-w{{workers}}/track.csv",
+    params:
+        args=lambda wc: train_args(wc, wc.grpc_mode, wc.workers),
+        host=config["grpc"]["host"],
+        port=grpc_port,
+        timeout=config["grpc"]["timeout_s"],
+    resources:
+        tasks=lambda wc: int(wc.workers) + 2,
+    log:
+        f"{RESULTS}/logs/train/{{task}}_{{grpc_mode}}-w{{workers}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{task}}_{{grpc_mode}}-w{{workers}}.tsv"
+    shell:
+        "diagnosenet launch-grpc --mode {wildcards.grpc_mode} --workers {wildcards.workers}"
+        " --host {params.host} --base-port {params.port} --timeout {params.timeout}"
+        " -- {params.args} > {log} 2>&1"
+
+
+rule baseline:
+    input:
+        dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
+        code=code("baselines", "metrics"),
+    output:
+        metrics=f"{RESULTS}/{{task}}/baseline/metrics.json",
+    params:
+        dataset=f"{RESULTS}/{{task}}/dataset",
+        out=f"{RESULTS}/{{task}}/baseline",
+    log:
+        f"{RESULTS}/logs/train/{{task}}_baseline.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{task}}_baseline.tsv"
+    shell:
+        "diagnosenet baseline --task {wildcards.task} --dataset {params.dataset} --out {params.out} > {log} 2>&1"
