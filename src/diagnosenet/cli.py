@@ -21,6 +21,9 @@ STAGE_MODULES = (
     "diagnosenet.training.grpc_cli",
     "diagnosenet.monitor.cli",
     "diagnosenet.figures.cli",
+    "diagnosenet.cluster",
+    "diagnosenet.experiments",
+    "diagnosenet.figures.hyperparameters",
 )
 
 

@@ -19,6 +19,7 @@ GRPC_MODES = ("grpc-sync", "grpc-async")
 wildcard_constraints:
     task="pmsi|ecg",
     workers=r"\d+",
+    batch=r"\d+",
     mpi_mode="mpi-sync|mpi-async",
     grpc_mode="grpc-sync|grpc-async",
 
@@ -50,22 +51,27 @@ def baseline_metrics_files():
     return [f"{RESULTS}/{task}/baseline/metrics.json" for task in TASKS]
 
 
-def train_args(wildcards, mode, workers):
-    """Command-line arguments of ``diagnosenet train`` for one run (the same for every mode)."""
-    task = wildcards.task
+def shards_dir(task, workers, batch_size=None):
+    return f"{RESULTS}/{task}/shards/w{workers}-b{batch_size or config['shards']['batch_size']}"
+
+
+def train_args(task, mode, workers, *, out=None, model=None, batch_size=None, max_epochs=None):
+    """Command-line arguments of ``diagnosenet train`` for one run (the same for every mode);
+    the hyper-parameter experiment overrides the model, batch size and epochs."""
     t = config["train"]
+    batch_size = batch_size or config["shards"]["batch_size"]
+    model = model if model is not None else config["models"][task]
     args = [
         f"--task {task} --mode {mode} --workers {workers}",
-        f"--dataset {RESULTS}/{task}/dataset --shards {RESULTS}/{task}/shards/w{workers}",
-        f"--out {run_dir(task, mode, workers)}",
-        f"--model-json '{json.dumps(config['models'][task], sort_keys=True)}'",
-        f"--seed {t['seed']} --max-epochs {t['max_epochs']} --patience {t['patience']}",
-        f"--lr {t['learning_rate']} --batch-size {config['shards']['batch_size']}",
+        f"--dataset {RESULTS}/{task}/dataset --shards {shards_dir(task, workers, batch_size)}",
+        f"--out {out or run_dir(task, mode, workers)}",
+        f"--model-json '{json.dumps(model, sort_keys=True)}'",
+        f"--seed {t['seed']} --max-epochs {max_epochs or t['max_epochs']} --patience {t['patience']}",
+        f"--lr {t['learning_rate']} --batch-size {batch_size}",
         f"--timeout {config['mpi']['timeout_s']} --weighting {config['mpi']['weighting']}",
         f"--monitor-rate {config['monitor']['rate_hz']}",
     ]
     return " ".join(args)
-
 
 def final_outputs():
     """Everything `snakemake` (rule all) builds: data sets, every configured run, baselines,

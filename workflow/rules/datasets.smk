@@ -34,16 +34,15 @@ rule shard:
         dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
         code=code("datasets/shards"),
     output:
-        manifest=f"{RESULTS}/{{task}}/shards/w{{workers}}/manifest.json",
+        manifest=f"{RESULTS}/{{task}}/shards/w{{workers}}-b{{batch}}/manifest.json",
     params:
         dataset=f"{RESULTS}/{{task}}/dataset",
-        out=f"{RESULTS}/{{task}}/shards/w{{workers}}",
-        batch_size=config["shards"]["batch_size"],
+        out=f"{RESULTS}/{{task}}/shards/w{{workers}}-b{{batch}}",
         seed=config["shards"]["seed"],
     log:
-        f"{RESULTS}/logs/datasets/shard_{{task}}_w{{workers}}.log",
+        f"{RESULTS}/logs/datasets/shard_{{task}}_w{{workers}}-b{{batch}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/datasets/shard_{{task}}_w{{workers}}.tsv"
+        f"{RESULTS}/benchmarks/datasets/shard_{{task}}_w{{workers}}-b{{batch}}.tsv"
     shell:
         "diagnosenet shard --dataset {params.dataset} --out {params.out} --workers {wildcards.workers}"
-        " --batch-size {params.batch_size} --seed {params.seed} > {log} 2>&1"
+        " --batch-size {wildcards.batch} --seed {params.seed} > {log} 2>&1"

@@ -5,7 +5,7 @@ TRAIN_CODE = code("training", "models", "metrics", "monitor")
 
 
 def shards_for(wc, workers=None):
-    return f"{RESULTS}/{wc.task}/shards/w{workers or wc.workers}/manifest.json"
+    return f"{shards_dir(wc.task, workers or wc.workers)}/manifest.json"
 
 
 def grpc_port(wc):
@@ -14,6 +14,25 @@ def grpc_port(wc):
     key = (wc.task, wc.grpc_mode, int(wc.workers))
     index = runs.index(key) if key in runs else len(runs)
     return config["grpc"]["base_port"] + 20 * index
+
+
+def cluster_inputs(wc=None):
+    """The generated hostfile, for runs on a configured cluster (none on a workstation)."""
+    return [f"{RESULTS}/cluster/hostfile"] if config.get("cluster") else []
+
+
+rule cluster_files:
+    output:
+        hostfile=f"{RESULTS}/cluster/hostfile",
+        hosts=f"{RESULTS}/cluster/hosts.json",
+    params:
+        hosts=" ".join((config.get("cluster") or {}).get("hosts", [])),
+        slots=(config.get("cluster") or {}).get("slots_per_host", 1),
+    log:
+        f"{RESULTS}/logs/train/cluster_files.log",
+    shell:
+        "diagnosenet cluster-files --hosts {params.hosts} --slots-per-host {params.slots}"
+        " --out {RESULTS}/cluster > {log} 2>&1"
 
 
 rule train_desktop:
@@ -25,7 +44,7 @@ rule train_desktop:
         metrics=f"{RESULTS}/{{task}}/runs/desktop-w1/metrics.json",
         track=f"{RESULTS}/{{task}}/runs/desktop-w1/track.csv",
     params:
-        args=lambda wc: train_args(wc, "desktop", 1),
+        args=lambda wc: train_args(wc.task, "desktop", 1),
     log:
         f"{RESULTS}/logs/train/{{task}}_desktop-w1.log",
     benchmark:
@@ -38,12 +57,16 @@ rule train_mpi:
     input:
         dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
         shards=shards_for,
+        cluster=cluster_inputs,
         code=TRAIN_CODE,
     output:
         metrics=f"{RESULTS}/{{task}}/runs/{{mpi_mode}}-w{{workers}}/metrics.json",
         track=f"{RESULTS}/{{task}}/runs/{{mpi_mode}}-w{{workers}}/track.csv",
     params:
-        args=lambda wc: train_args(wc, wc.mpi_mode, wc.workers),
+        args=lambda wc: train_args(wc.task, wc.mpi_mode, wc.workers),
+    # one core per rank on this host (capped at --cores), so a workstation runs one MPI job
+    # at a time; cluster profiles set threads to 1 and place ranks with the launcher
+    threads: lambda wc: int(wc.workers) + 1
     resources:
         # a profile swaps the launcher per rule (hostfile, srun) via set-resources
         mpi="mpirun",
@@ -60,15 +83,17 @@ rule train_grpc:
     input:
         dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
         shards=shards_for,
+        cluster=cluster_inputs,
         code=TRAIN_CODE,
     output:
         metrics=f"{RESULTS}/{{task}}/runs/{{grpc_mode}}-w{{workers}}/metrics.json",
         track=f"{RESULTS}/{{task}}/runs/{{grpc_mode}}-w{{workers}}/track.csv",
     params:
-        args=lambda wc: train_args(wc, wc.grpc_mode, wc.workers),
+        args=lambda wc: train_args(wc.task, wc.grpc_mode, wc.workers),
         host=config["grpc"]["host"],
         port=grpc_port,
         timeout=config["grpc"]["timeout_s"],
+    threads: lambda wc: int(wc.workers) + 2
     resources:
         tasks=lambda wc: int(wc.workers) + 2,
     log:

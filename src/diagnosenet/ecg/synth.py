@@ -82,7 +82,7 @@ def _render(n: int, r_times: np.ndarray, rr: np.ndarray, waves: dict, r_amp: flo
     scale = np.sqrt(np.clip(rr, 0.3, 2.0))
     signal = np.zeros(n)
     for name, (offset, width, amp) in waves.items():
-        shift = offset * (pr_scale if name == "P" else scale if name in ("P", "T") else 1.0)
+        shift = offset * (scale if name in ("P", "T") else 1.0) * (pr_scale if name == "P" else 1.0)
         jitter = rng.normal(1.0, 0.03, r_times.size)
         signal += _gaussians(n, r_times + shift, np.full(r_times.size, width), r_amp * amp * jitter)
     return signal
@@ -115,9 +115,9 @@ def _artefacts(n: int, rng) -> np.ndarray:
     muscle = _band_noise(n, 20.0, 100.0, rng.uniform(0.1, 0.5), rng)
     motion = np.zeros(n)
     for _ in range(rng.integers(2, 8)):
-        start, length = rng.integers(0, n), int(rng.uniform(0.2, 1.5) * FS)
-        burst = _band_noise(length, 1.0, 15.0, rng.uniform(0.5, 3.0), rng) if length > 20 else 0.0
-        motion[start : start + length] += np.asarray(burst)[: n - start] if length > 20 else 0.0
+        length = min(n, int(rng.uniform(0.2, 1.5) * FS))
+        start = rng.integers(0, n - length + 1)
+        motion[start : start + length] += _band_noise(length, 1.0, 15.0, rng.uniform(0.5, 3.0), rng)
     return wander + muscle + motion
 
 
@@ -133,9 +133,8 @@ def synth_signal(letter: str, rng: np.random.Generator) -> np.ndarray:
     if kind == "ectopic":  # premature beat, then a compensatory pause
         ectopic = rng.random(rr.size) < rng.uniform(0.08, 0.25)
         ectopic[0] = False
-        coupling = rng.uniform(0.55, 0.75)
-        rr = np.where(ectopic, rr * coupling, rr)
-        rr[1:] = np.where(ectopic[:-1], rr[1:] + rr[:-1] / coupling * (1 - coupling), rr[1:])
+        early = rr * (1.0 - rng.uniform(0.55, 0.75)) * ectopic  # how much earlier the ectopic beat comes
+        rr = rr - early + np.concatenate([[0.0], early[:-1]])
     r_times = rng.uniform(0.0, rr[0]) + np.concatenate([[0.0], np.cumsum(rr[:-1])])
     keep = r_times < duration
     r_times, rr, ectopic = r_times[keep], rr[keep], ectopic[keep]

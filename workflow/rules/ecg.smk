@@ -1,0 +1,55 @@
+# Stage 2 (paper: ECG data path): challenge-layout records -> R-peak-centred windows.
+ECG = config["ecg"]
+ECG_RECORDS = f"{RESULTS}/ecg/raw" if ECG["source"] == "synthetic" else ECG["records_dir"]
+ECG_WINDOW_FILES = [
+    "X.npy", "y.npy", "groups.npy", "X_small.npy", "y_small.npy", "groups_small.npy",
+    "classes.json", "quarantine.csv", "counts.json", "table2.csv", "manifest.json",
+]
+
+if ECG["source"] == "directory" and not ECG["records_dir"]:
+    raise ValueError("config ecg.records_dir: required when ecg.source is 'directory'")
+
+
+if ECG["source"] == "synthetic":
+
+    rule synth_ecg:
+        input:
+            code=code("ecg/synth", "ecg/records"),
+        output:
+            records=directory(f"{RESULTS}/ecg/raw"),
+        params:
+            records=ECG["synthetic"]["records"],
+            seed=ECG["synthetic"]["seed"],
+        log:
+            f"{RESULTS}/logs/ecg/synth_ecg.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/ecg/synth_ecg.tsv"
+        shell:
+            "diagnosenet synth-ecg --records {params.records} --seed {params.seed} --out {output.records}"
+            " > {log} 2>&1"
+
+
+rule window_ecg:
+    input:
+        records=ECG_RECORDS if ECG["source"] == "synthetic" else f"{ECG_RECORDS}/REFERENCE.csv",
+        code=code("ecg/records", "ecg/peaks", "ecg/windows", "ecg/build"),
+    output:
+        [f"{RESULTS}/ecg/windows/{name}" for name in ECG_WINDOW_FILES],
+    params:
+        records=ECG_RECORDS,
+        out=f"{RESULTS}/ecg/windows",
+        detector=ECG["detector"],
+        window=ECG["window"],
+        per_sample=ECG["windows_per_sample"],
+        stride=ECG["stride"],
+        normalisation=ECG["normalisation"],
+        jobs=lambda wildcards, threads: ECG["jobs"] or threads,
+    threads: workflow.cores
+    log:
+        f"{RESULTS}/logs/ecg/window_ecg.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ecg/window_ecg.tsv"
+    shell:
+        "diagnosenet window-ecg --records {params.records} --out {params.out} --detector {params.detector}"
+        " --window {params.window} --windows-per-sample {params.per_sample} --stride {params.stride}"
+        " --normalisation {params.normalisation} --jobs {params.jobs} > {log} 2>&1"
