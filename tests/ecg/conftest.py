@@ -27,6 +27,11 @@ def validation_dir() -> Path:
 
 
 @pytest.fixture
+def mitdb_dir() -> Path:
+    return shared("mitdb")
+
+
+@pytest.fixture
 def real_subset(validation_dir: Path, tmp_path: Path) -> Path:
     """A challenge directory of 3 real validation records per class (symlinks, nothing copied)."""
     chosen: list[Entry] = []

@@ -36,7 +36,12 @@ def code(*modules):
 
 def training_runs():
     """(task, mode, workers) of every configured run, in config order."""
-    return [(task, run["mode"], int(run["workers"])) for task in TASKS for run in config["train"]["runs"]]
+    return [
+        (task, run["mode"], int(run["workers"]))
+        for task in TASKS
+        for run in config["train"]["runs"]
+        if task in run.get("tasks", TASKS)
+    ]
 
 
 def run_dir(task, mode, workers):
