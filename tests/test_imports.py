@@ -1,0 +1,23 @@
+"""Stages that do not train must not pay for TensorFlow (12–60 s to import here) or MPI."""
+import subprocess
+import sys
+
+NON_TRAINING = [
+    "diagnosenet", "diagnosenet.cli", "diagnosenet.pmsi.compose", "diagnosenet.pmsi.synth",
+    "diagnosenet.ecg.windows", "diagnosenet.ecg.synth", "diagnosenet.datasets.materialise",
+    "diagnosenet.datasets.shards", "diagnosenet.metrics", "diagnosenet.monitor",
+    "diagnosenet.experiments", "diagnosenet.figures.hyperparameters", "diagnosenet.training.settings",
+]
+
+
+def test_cli_and_data_stages_import_neither_tensorflow_nor_mpi():
+    code = (
+        "import importlib, sys\n"
+        f"for name in {NON_TRAINING!r}: importlib.import_module(name)\n"
+        "import diagnosenet.cli as cli; cli.build_parser()\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'mpi4py', 'sklearn') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout, out.stdout

@@ -1,0 +1,56 @@
+"""Dry runs: the DAG plans every stage, lints clean, profiles and experiment targets plan the
+paper's runs. No job runs here."""
+import re
+
+import pytest
+
+from .conftest import snakemake, write_config
+
+pytestmark = pytest.mark.snakemake
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> job count from Snakemake's dry-run job table."""
+    table = output.split("Job stats:")[1] if "Job stats:" in output else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m.group(1) != "total"}
+
+
+def test_default_dry_run_plans_every_stage(workdir):
+    jobs = planned_jobs(snakemake(workdir, "-n", "--cores", "2").stdout)
+    for rule in ("synth_pmsi", "compose_pmsi", "synth_ecg", "window_ecg", "materialise", "shard",
+                 "train_desktop", "train_mpi", "train_grpc", "baseline", "aggregate"):
+        assert jobs.get(rule, 0) >= 1, (rule, jobs)
+    assert jobs["materialise"] == 2 and jobs["train_desktop"] == 2 and jobs["train_mpi"] == 2
+
+
+def test_lint_is_clean(workdir):
+    proc = snakemake(workdir, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+
+
+def test_jetson_profile_plans_12_workers_plus_master_with_the_hostfile(workdir):
+    out = snakemake(workdir, "--profile", "jetson", "-n", "-p").stdout
+    mpi_lines = [line for line in out.splitlines() if "diagnosenet train" in line and "mpi-" in line]
+    assert mpi_lines, out[-3000:]
+    for line in mpi_lines:
+        assert line.strip().startswith("mpirun -f results/cluster/hostfile -n 13 diagnosenet train")
+        assert "--workers 12" in line
+    assert "cluster_files" in planned_jobs(out)
+
+
+def test_slurm_profile_plans_srun(workdir):
+    out = snakemake(workdir, "--profile", "slurm", "-n", "-p").stdout
+    mpi_lines = [line for line in out.splitlines() if "diagnosenet train" in line and "mpi-" in line]
+    assert mpi_lines and all(line.strip().startswith("srun -n 13 diagnosenet train") for line in mpi_lines)
+
+
+def test_scalability_target_plans_the_configured_grid(workdir):
+    path = write_config(workdir, {"experiments": {
+        "scalability": {"tasks": ["pmsi"], "modes": ["mpi-sync", "mpi-async", "grpc-async"], "workers": [1, 2, 4]},
+        "hyperparameters": {"units": [16, 64, 128], "layers": [2, 4], "batch_sizes": [256, 512],
+                            "input_size": 14637, "max_epochs": 2}}})
+    jobs = planned_jobs(snakemake(workdir, "-n", "--cores", "2", "--configfile", str(path), "scalability").stdout)
+    assert jobs["train_mpi"] == 6 and jobs["train_grpc"] == 3
+    jobs = planned_jobs(snakemake(workdir, "-n", "--cores", "2", "--configfile", str(path), "hyperparameters").stdout)
+    assert jobs["train_hparam"] == 3 * 2 * 2 and jobs["table4"] == 1
+    assert jobs["shard"] == 2  # one shard set per batch size
