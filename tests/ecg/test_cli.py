@@ -66,7 +66,7 @@ def test_snakemake_rules_build_windows_from_synthetic_records(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "2", "--configfile", "config.json", "results/ecg/windows/table2.csv"],
+        [str(BIN / "snakemake"), "results/ecg/windows/table2.csv", "--cores", "2", "--configfile", "config.json"],
         cwd=tmp_path, env=env, check=True, capture_output=True, timeout=280,
     )
     verify_manifest(tmp_path / "results/ecg/windows", stage="window-ecg", params={"detector": "pantompkins"})

@@ -52,8 +52,10 @@ def bad_dir(tmp_path):
     expected["A00009"] = "few_beats"
     write_record(d, "A00010", normal_ecg(20))  # on disk but not in REFERENCE.csv
     expected["A00010"] = "unknown_label"
+    write_record(d, "A00011", normal_ecg(0.2))  # too short for xqrs's filters: the detector raises
+    expected["A00011"] = "detector_error"
     labels = {"A00008": "X"}
-    entries = [Entry(f"A{i:05d}", labels.get(f"A{i:05d}", "N")) for i in range(1, 10)]
+    entries = [Entry(f"A{i:05d}", labels.get(f"A{i:05d}", "N")) for i in (*range(1, 10), 11)]
     write_reference(d, entries)
     return d, expected
 
@@ -74,7 +76,7 @@ def test_each_bad_input_is_quarantined_with_its_reason(bad_dir, tmp_path):
         rows = list(csv.DictReader(handle))
     assert {row["record"]: row["reason"] for row in rows} == expected
     counts = json.loads((out / "counts.json").read_text())
-    assert counts["records_in"] == 10 == counts["records_used"] + counts["records_quarantined"]
+    assert counts["records_in"] == 11 == counts["records_used"] + counts["records_quarantined"]
     assert counts["records_used"] == 2
     assert sum(counts["quarantine_reasons"].values()) == len(expected)
     X, y, groups = (np.load(out / f"{name}.npy", mmap_mode="r") for name in ("X", "y", "groups"))
@@ -83,7 +85,7 @@ def test_each_bad_input_is_quarantined_with_its_reason(bad_dir, tmp_path):
     with open(out / "table2.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     assert sum(int(row["samples"]) for row in table) == X.shape[0]
-    assert sum(int(row["source_records"]) for row in table) == 8  # records with a known label
+    assert sum(int(row["source_records"]) for row in table) == 9  # records with a known label
 
 
 @pytest.mark.timeout(120)

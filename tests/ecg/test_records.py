@@ -50,3 +50,17 @@ def test_malformed_reference_names_file_and_line(tmp_path, text, line):
     path.write_text(text)
     with pytest.raises(ValueError, match=rf"REFERENCE.csv:{line}:"):
         read_reference(path)
+
+
+@pytest.mark.realdata
+def test_real_records_window_with_class_counts_of_their_reference(real_subset):
+    from diagnosenet.ecg.build import summarise, window_directory
+    from diagnosenet.ecg.windows import Geometry
+
+    outcomes = window_directory(real_subset, Geometry(), "xqrs", jobs=1)
+    counts, rows = summarise(outcomes)
+    assert [row["source_records"] for row in rows] == [3, 3, 3, 3]
+    assert counts["records_in"] == 12 == counts["records_used"] + counts["records_quarantined"]
+    used = [o for o in outcomes if o.samples is not None]
+    assert all(o.samples.shape[1] == 1300 and o.samples.shape[0] >= 1 for o in used)
+    assert {o.record: o.label for o in outcomes} == {e.record: LABELS[e.label] for e in list_entries(real_subset)}

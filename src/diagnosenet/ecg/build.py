@@ -45,7 +45,7 @@ def window_record(directory: str, entry: Entry, geometry: Geometry, detector: st
     try:
         label = label_of(entry)
         signal = load_signal(directory, entry.record, FS)
-        beats = peak_detection.detect(signal, FS, detector)
+        beats = _detect(signal, detector)
         if beats.size < geometry.per_sample:
             raise RecordError("few_beats", f"{beats.size} beats detected, need {geometry.per_sample}")
         samples = record_samples(signal, beats, geometry)
@@ -55,6 +55,14 @@ def window_record(directory: str, entry: Entry, geometry: Geometry, detector: st
     except RecordError as exc:
         return Outcome(entry.record, label, reason=exc.reason, detail=exc.detail)
     return Outcome(entry.record, label, samples=samples)
+
+
+def _detect(signal: np.ndarray, detector: str) -> np.ndarray:
+    """Detector crashes on odd signals become a quarantine reason instead of ending the run."""
+    try:
+        return peak_detection.detect(signal, FS, detector)
+    except Exception as exc:  # wfdb's detectors raise assorted errors on degenerate input
+        raise RecordError("detector_error", f"{detector}: {type(exc).__name__}: {exc}") from None
 
 
 def _window_chunk(args: tuple) -> list[Outcome]:
@@ -68,13 +76,14 @@ def window_directory(directory: str | Path, geometry: Geometry, detector: str, j
         raise ValueError(f"unknown R-peak detector {detector!r}; choose from {sorted(peak_detection.DETECTORS)}")
     entries = list_entries(directory)
     jobs = max(1, jobs or os.cpu_count() or 1)
-    chunk = max(1, min(64, len(entries) // (4 * jobs) or 1))
+    chunk = max(1, min(64, len(entries) // (4 * jobs)))  # ~4 chunks per worker balances load
     tasks = [(str(directory), entries[i : i + chunk], geometry, detector) for i in range(0, len(entries), chunk)]
     if jobs == 1:
-        results = map(_window_chunk, tasks)
-        return [outcome for part in results for outcome in part]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return [outcome for part in pool.map(_window_chunk, tasks) for outcome in part]
+        parts = list(map(_window_chunk, tasks))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            parts = list(pool.map(_window_chunk, tasks))
+    return [outcome for part in parts for outcome in part]
 
 
 def _stack(outcomes: list[Outcome], geometry: Geometry, small: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,6 +143,8 @@ def write_windows(out: str | Path, outcomes: list[Outcome], geometry: Geometry, 
     _write_csv(out / "table2.csv", rows, list(rows[0]))
     quarantine = [{"record": o.record, "reason": o.reason, "detail": o.detail} for o in outcomes if o.samples is None]
     _write_csv(out / "quarantine.csv", quarantine, ["record", "reason", "detail"])
+    if quarantine:
+        log.warning("%d records quarantined %s; see %s", len(quarantine), counts["quarantine_reasons"], out / "quarantine.csv")
     return artifacts.write_manifest(
         out, stage=STAGE, files=OUTPUT_FILES, params={**params, **asdict(geometry)},
         counts={"rows": counts["samples"], "small_rows": counts["small_samples"],

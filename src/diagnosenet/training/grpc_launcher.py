@@ -1,0 +1,272 @@
+"""Start, watch and tear down every process of one gRPC training run (no TensorFlow here).
+
+The launcher is what makes a TensorFlow gRPC cluster safe to run from a workflow: it checks
+the shards before anything starts, starts each task in its own process group (locally or
+through a command prefix such as ``ssh {host}`` or ``srun -w {host}``), waits until the
+servers listen, streams every log line prefixed with ``role:index``, restarts a worker that
+dies in asynchronous mode (TensorFlow's coordinator re-runs the lost steps once the worker is
+back), and kills every process group on success, failure, timeout or SIGINT/SIGTERM, so no
+server is ever left listening.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diagnosenet.artifacts import verify_manifest
+from diagnosenet.training.grpc_cluster import Task, is_local, plan_cluster, port_free, port_open, tf_config
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2
+KILL_GRACE_S = 5.0
+
+
+class LaunchError(RuntimeError):
+    """The run cannot go on; the message says which process and why."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class TrainArgs:
+    """The few ``diagnosenet train`` arguments the launcher itself needs."""
+
+    argv: list[str]
+    workers: int
+    shards: Path
+    out: Path
+    batch_size: int | None
+    monitor_rate: float
+
+
+def parse_train_args(argv: list[str]) -> TrainArgs:
+    parser = argparse.ArgumentParser(prog="diagnosenet train", add_help=False)
+    parser.add_argument("--workers", type=int, required=True)
+    parser.add_argument("--shards", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--monitor-rate", type=float, default=0.0)
+    known, _ = parser.parse_known_args(argv)
+    return TrainArgs(list(argv), known.workers, known.shards, known.out, known.batch_size, known.monitor_rate)
+
+
+def diagnosenet_command(*args: str) -> list[str]:
+    """The same interpreter and package on every host (clusters share the install path)."""
+    return [sys.executable, "-m", "diagnosenet", *args]
+
+
+def task_command(mode: str, tasks: list[Task], task: Task, train: TrainArgs) -> list[str]:
+    """``diagnosenet train`` for the processes that run the training program, else a server."""
+    if task.type == "chief" or mode == "grpc-sync":
+        return diagnosenet_command("train", *train.argv)
+    command = diagnosenet_command(
+        "grpc-server", "--cluster", tf_config(tasks, task), "--type", task.type, "--index", str(task.index),
+        "--threads", str(train.workers + 1))
+    if task.type == "worker":  # an async worker reads its own shard, staged in its own directory
+        command += ["--shards", str(train.shards), "--workdir", str(train.out / "grpc" / f"worker{task.index}")]
+    return command
+
+
+def wrap_remote(command: list[str], env: dict[str, str], host: str, prefix: str | None) -> list[str]:
+    """``command`` run on ``host`` through ``prefix``; ssh gets one shell-quoted string."""
+    if not prefix or is_local(host):
+        return command
+    words = [word.format(host=host) for word in shlex.split(prefix)]
+    remote = ["env", *(f"{k}={v}" for k, v in env.items()), *command]
+    return words + ([shlex.join(remote)] if Path(words[0]).name == "ssh" else remote)
+
+
+@dataclass
+class Process:
+    task: Task
+    popen: subprocess.Popen
+    trains: bool                      # runs the training program (chief, or every sync worker)
+    restarts: int = 0
+    reader: threading.Thread | None = field(default=None, repr=False)
+
+
+class Launcher:
+    """One run: ``run()`` returns the exit status and always leaves no process behind."""
+
+    def __init__(self, mode: str, train: TrainArgs, *, host: str = "127.0.0.1", base_port: int,
+                 timeout_s: float, wall_limit_s: float = 0.0, hosts: dict | None = None,
+                 remote_prefix: str | None = None, max_restarts: int = 3, stream=None):
+        self.mode, self.train = mode, train
+        self.tasks = plan_cluster(mode, train.workers, host=host, base_port=base_port, hosts=hosts)
+        self.timeout_s, self.wall_limit_s = timeout_s, wall_limit_s
+        self.remote_prefix, self.max_restarts = remote_prefix, max_restarts
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self._procs: list[Process] = []
+        self._monitors = contextlib.ExitStack()
+
+    # -- output ---------------------------------------------------------------------------
+    def say(self, name: str, line: str) -> None:
+        with self._lock:
+            self.stream.write(f"[{name}] {line.rstrip()}\n")
+            self.stream.flush()
+
+    def _pump(self, proc: Process) -> None:
+        for line in proc.popen.stdout:
+            self.say(proc.task.name, line)
+
+    # -- processes ------------------------------------------------------------------------
+    def _start(self, task: Task, restarts: int = 0) -> Process:
+        env = {"TF_CONFIG": tf_config(self.tasks, task), "PYTHONUNBUFFERED": "1"}
+        if task.type == "chief":  # let the coordinator see a lost worker at once, not after retries
+            env["GRPC_FAIL_FAST"] = "use_caller"
+        command = wrap_remote(task_command(self.mode, self.tasks, task, self.train), env, task.host,
+                              self.remote_prefix)
+        popen = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                                 errors="replace", start_new_session=True)
+        proc = Process(task, popen, trains=task.type == "chief" or self.mode == "grpc-sync", restarts=restarts)
+        proc.reader = threading.Thread(target=self._pump, args=(proc,), daemon=True)
+        proc.reader.start()
+        self._monitor(proc)
+        self.say("launcher", f"started {task.name} at {task.address} (pid {popen.pid})")
+        return proc
+
+    def _monitor(self, proc: Process) -> None:
+        """One monitor CSV per local process, when the monitor package is installed."""
+        if self.train.monitor_rate <= 0 or not is_local(proc.task.host):
+            return
+        try:
+            from diagnosenet.monitor import Monitor
+        except ImportError:
+            return
+        suffix = f"-restart{proc.restarts}" if proc.restarts else ""
+        path = self.train.out / "monitor" / f"{proc.task.type}{proc.task.index}{suffix}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._monitors.enter_context(Monitor(path, pids=[proc.popen.pid], rate_hz=self.train.monitor_rate))
+
+    def _kill(self, proc: Process) -> None:
+        """SIGTERM the process group, then SIGKILL whatever of the group is left."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.popen.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(KILL_GRACE_S)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait()
+        if proc.reader is not None:
+            proc.reader.join(timeout=KILL_GRACE_S)
+
+    def teardown(self) -> None:
+        for proc in reversed(self._procs):
+            self._kill(proc)
+        self._monitors.close()
+
+    # -- the run --------------------------------------------------------------------------
+    def _check_ports(self) -> None:
+        busy = [t.name + f" ({t.port})" for t in self.tasks if is_local(t.host) and not port_free(t.port)]
+        if busy:
+            raise LaunchError(f"ports already in use: {', '.join(busy)}; choose another --base-port")
+
+    def _wait_ready(self, servers: list[Process], deadline: float) -> None:
+        pending = list(servers)
+        while pending:
+            for proc in list(pending):
+                if proc.popen.poll() is not None:
+                    raise LaunchError(f"{proc.task.name} exited with code {proc.popen.returncode} before listening")
+                if port_open(proc.task.host, proc.task.port):
+                    self.say("launcher", f"{proc.task.name} is listening on {proc.task.address}")
+                    pending.remove(proc)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(p.task.name for p in pending)
+                raise LaunchError(f"{names} not listening after {self.timeout_s:.0f} s (--timeout)", code=124)
+            time.sleep(POLL_S)
+
+    def _on_server_exit(self, index: int, proc: Process) -> None:
+        code = proc.popen.returncode
+        if proc.task.type == "ps":
+            raise LaunchError(f"parameter server {proc.task.name} exited with code {code}: the model "
+                              "variables are lost, the run cannot continue; stopping every process")
+        if proc.restarts >= self.max_restarts:
+            raise LaunchError(f"{proc.task.name} exited with code {code} after {proc.restarts} restarts")
+        self.say("launcher", f"{proc.task.name} exited with code {code}; restarting it "
+                             f"({proc.restarts + 1}/{self.max_restarts}), the coordinator re-runs its steps")
+        self._kill(proc)
+        deadline = time.monotonic() + self.timeout_s
+        while is_local(proc.task.host) and not port_free(proc.task.port):
+            if time.monotonic() > deadline:
+                raise LaunchError(f"port {proc.task.port} of {proc.task.name} still busy after {self.timeout_s:.0f} s")
+            time.sleep(POLL_S)
+        self._procs[index] = self._start(proc.task, restarts=proc.restarts + 1)
+
+    def _supervise(self, start: float) -> int:
+        grace_deadline = None
+        while True:
+            now = time.monotonic()
+            if self.wall_limit_s and now - start > self.wall_limit_s:
+                raise LaunchError(f"run exceeded the wall limit of {self.wall_limit_s:.0f} s", code=124)
+            trainers = [p for p in self._procs if p.trains]
+            for index, proc in enumerate(self._procs):
+                code = proc.popen.poll()
+                if code is None:
+                    continue
+                if proc.trains and code != 0:
+                    raise LaunchError(f"{proc.task.name} exited with code {code}", code=code if code > 0 else 1)
+                if not proc.trains:
+                    self._on_server_exit(index, proc)
+            if all(p.popen.poll() == 0 for p in trainers):
+                return 0
+            if any(p.popen.poll() == 0 for p in trainers):
+                grace_deadline = grace_deadline or now + self.timeout_s
+                if now > grace_deadline:
+                    late = ", ".join(p.task.name for p in trainers if p.popen.poll() is None)
+                    raise LaunchError(f"{late} still running {self.timeout_s:.0f} s after another worker "
+                                      "finished (--timeout)", code=124)
+            time.sleep(POLL_S)
+
+    def run(self) -> int:
+        start = time.monotonic()
+        previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            verify_manifest(self.train.shards, stage="shard", params={
+                k: v for k, v in {"workers": self.train.workers, "batch_size": self.train.batch_size}.items()
+                if v is not None})
+            self._check_ports()
+            servers = [self._start(t) for t in self.tasks if t.type in ("ps", "worker") and self.mode == "grpc-async"]
+            self._procs.extend(servers)
+            self._wait_ready(servers, start + self.timeout_s)
+            self._procs.extend(self._start(t) for t in self.tasks if t.type == "chief" or self.mode == "grpc-sync")
+            code = self._supervise(start)
+            self.say("launcher", f"training finished in {time.monotonic() - start:.1f} s")
+            return code
+        except LaunchError as exc:
+            self.say("launcher", f"error: {exc}")
+            return exc.code
+        except Interrupted as exc:
+            self.say("launcher", f"received signal {exc.signum}; stopping every process")
+            return 128 + exc.signum
+        except Exception as exc:  # a manifest error or a failed start: same teardown, clear message
+            self.say("launcher", f"error: {exc}")
+            return 1
+        finally:
+            self.teardown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupt(signum, _frame):
+    raise Interrupted(signum)

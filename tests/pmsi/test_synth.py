@@ -1,0 +1,64 @@
+"""Synthetic generator: Table 1 class mix, the noisy label model, determinism."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from diagnosenet.artifacts import verify_manifest
+from diagnosenet.pmsi import CLASSES, TABLE1_TOTALS
+from diagnosenet.pmsi.synth import PRIOR, iter_records, model, sample_clinical, write_dataset
+
+
+def test_class_mix_matches_table1_at_full_scale():
+    """116,831 stays (the paper's size): every class within 0.5 percentage points of Table 1."""
+    truth, _ = iter_records(116_831, seed=2020)  # the labels synth-pmsi writes; records stay lazy
+    share = np.bincount(truth["classes"], minlength=len(CLASSES)) / 116_831
+    table1 = np.array(TABLE1_TOTALS) / sum(TABLE1_TOTALS)
+    assert np.abs(share - table1).max() * 100 < 0.5
+    assert len(set(truth["stay_numbers"])) == 116_831
+
+
+def test_bayes_accuracy_is_known_and_well_below_one():
+    rng = np.random.default_rng(0)
+    classes, _, posterior = sample_clinical(20_000, rng, model())
+    np.testing.assert_allclose(posterior.sum(axis=1), 1.0, rtol=1e-9)
+    bayes = posterior.max(axis=1).mean()
+    assert 0.70 < bayes < 0.85
+    # labels behave as draws from the posterior: argmax accuracy matches the expected maximum
+    assert abs((posterior.argmax(axis=1) == classes).mean() - bayes) < 0.015
+    # and the posterior is calibrated: mean P(true class) equals mean sum of squared posteriors
+    assert abs(posterior[np.arange(len(classes)), classes].mean() - (posterior ** 2).sum(axis=1).mean()) < 0.015
+
+
+def test_weaker_signal_lowers_the_ceiling():
+    rng = np.random.default_rng(0)
+    weak = sample_clinical(5_000, rng, model(signal=0.1))[2].max(axis=1).mean()
+    rng = np.random.default_rng(0)
+    strong = sample_clinical(5_000, rng, model(signal=0.6))[2].max(axis=1).mean()
+    assert PRIOR.max() < weak < strong
+
+
+def test_written_files(raw_dir):
+    manifest = verify_manifest(raw_dir, stage="synth-pmsi")
+    bayes = json.loads((raw_dir / "bayes.json").read_text())
+    labels = list(csv.DictReader(open(raw_dir / "labels.csv")))
+    posterior = list(csv.DictReader(open(raw_dir / "posterior.csv")))
+    assert len(labels) == len(posterior) == bayes["patients"] == manifest["counts"]["patients"]
+    assert [row["stay_number"] for row in labels] == [row["stay_number"] for row in posterior]
+    assert {int(row["label"]) for row in labels} <= set(range(len(CLASSES)))
+    best = np.array([[float(row[f"p{c}"]) for c in range(len(CLASSES))] for row in posterior]).max(axis=1)
+    assert bayes["bayes_accuracy"] == pytest.approx(best.mean(), abs=1e-5)
+    assert len(list(raw_dir.glob("rhs_*.txt"))) > 1
+
+
+def test_same_seed_same_bytes(tmp_path):
+    first, second, other = (tmp_path / name for name in ("a", "b", "c"))
+    for out, seed in ((first, 5), (second, 5), (other, 6)):
+        write_dataset(out, patients=60, seed=seed)
+    for path in first.glob("*.txt"):
+        assert path.read_bytes() == (second / path.name).read_bytes()
+    assert (first / "labels.csv").read_bytes() == (second / "labels.csv").read_bytes()
+    assert (first / "rhs_01.txt").read_bytes() != (other / "rhs_01.txt").read_bytes()
