@@ -1,49 +1,15 @@
-"""Real Snakemake runs from pytest: a scratch working directory that looks like the repository
-root (workflow/, config/, profiles/ and the profile links are symlinks), so `results/` and
-`.snakemake/` of a test never touch the developer's own."""
-from __future__ import annotations
-
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def snakemake(workdir: Path, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(
-        [str(BIN / "snakemake"), *args], cwd=workdir, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-6000:]}")
-    return proc
+from smk import REPO
 
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
+    """A scratch working directory that looks like the repository root."""
     for name in ("workflow", "profiles", "jetson", "slurm"):
         (tmp_path / name).symlink_to(REPO / name)
     (tmp_path / "config").mkdir()
     for path in (REPO / "config").glob("*.yaml"):
         (tmp_path / "config" / path.name).symlink_to(path)
     return tmp_path
-
-
-def write_config(workdir: Path, overrides: dict) -> Path:
-    """A config file: the default config updated (one level deep per section) by ``overrides``."""
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    path = workdir / "test-config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path

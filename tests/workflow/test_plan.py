@@ -1,18 +1,10 @@
 """Dry runs: the DAG plans every stage, lints clean, profiles and experiment targets plan the
 paper's runs. No job runs here."""
-import re
-
 import pytest
 
-from .conftest import snakemake, write_config
+from smk import planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.snakemake
-
-
-def planned_jobs(output: str) -> dict[str, int]:
-    """Rule -> job count from Snakemake's dry-run job table."""
-    table = output.split("Job stats:")[1] if "Job stats:" in output else ""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m.group(1) != "total"}
 
 
 def test_default_dry_run_plans_every_stage(workdir):

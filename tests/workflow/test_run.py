@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, snakemake, write_config
-from .test_plan import planned_jobs
+from smk import REPO, planned_jobs, snakemake, write_config
 
 pytestmark = [pytest.mark.snakemake, pytest.mark.tensorflow, pytest.mark.mpi]
 

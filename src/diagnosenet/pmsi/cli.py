@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth = subparsers.add_parser("synth-pmsi", help="write synthetic RHS M05 files with a known label model")
     synth.add_argument("--patients", type=int, required=True, help="number of stays (paper: 116831)")
     synth.add_argument("--seed", type=int, default=2020)
-    synth.add_argument("--out", required=True, help="output directory (rhs_*.txt, labels.csv, posterior.csv, bayes.json)")
+    synth.add_argument("--out", required=True,
+                       help="output directory (rhs_*.txt, labels.csv, posterior.csv, bayes.json)")
     synth.set_defaults(func=run_synth)
 
     compose = subparsers.add_parser("compose-pmsi", help="first-week sparse features of RHS files")
@@ -24,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compose.add_argument("--out", required=True, help="output directory (X.npz, y.npy, groups.npy, ...)")
     compose.add_argument("--groups", nargs="+", default=None, help="descriptor groups (default: all)")
     compose.add_argument("--strict", action="store_true", help="stop at the first bad line instead of quarantining it")
-    compose.add_argument("--salt-file", default=str(DEFAULT_SALT_FILE), help="pseudonymisation secret (outside results/)")
+    compose.add_argument("--salt-file", default=str(DEFAULT_SALT_FILE),
+                         help="pseudonymisation secret (outside results/)")
     compose.set_defaults(func=run_compose)
 
 

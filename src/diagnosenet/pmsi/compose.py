@@ -9,9 +9,9 @@ stage that sees them; birth dates and postcodes leave only as age band and dépa
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import logging
 import os
+from array import array
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -19,12 +19,12 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from diagnosenet.artifacts import write_json, write_manifest
+from diagnosenet.artifacts import MANIFEST_NAME, write_json, write_manifest
+from diagnosenet.pmsi import AGE_BANDS, AGE_RANGES, CLASSES
 from diagnosenet.pmsi.rhs import (
     COGNITIVE_DEPENDENCE, PHYSICAL_DEPENDENCE, RHSFieldError, birth_year_month_day, iter_rhs, parse_date,
     write_quarantine,
 )
-from diagnosenet.pmsi import AGE_BANDS, AGE_RANGES, CLASSES
 from diagnosenet.privacy import PSEUDONYM_HEX_CHARS, pseudonymise
 
 log = logging.getLogger(__name__)
@@ -120,12 +120,23 @@ GROUPS: dict[str, Callable[[Week], dict[str, float]]] = {
 
 
 def first_weeks(paths: Sequence[str | os.PathLike], strict: bool) -> tuple[dict, list[RHSFieldError], dict]:
-    """``stay → (week key, first location, records of the earliest week)``, the bad lines, counts."""
+    """``stay → (week key, first location, records of the earliest week)``, the bad lines, counts.
+
+    A second line for the same stay, week and unit is quarantined: it would count the week twice.
+    """
     stays: dict[str, list] = {}
     errors: list[RHSFieldError] = []
+    seen: set[str] = set()
     read = 0
     for file, line, item in iter_rhs(paths, strict=strict):
         read += 1
+        if not isinstance(item, RHSFieldError):
+            week_unit = item["stay_number"] + item["week"] + item["unit"]
+            if week_unit in seen:
+                item = RHSFieldError("unit", "a second line for this stay, week and unit", file, line)
+                if strict:
+                    raise item
+            seen.add(week_unit)
         if isinstance(item, RHSFieldError):
             errors.append(item)
             continue
@@ -169,22 +180,29 @@ def read_labels(path: str | os.PathLike, n_classes: int, strict: bool) -> tuple[
 
 
 def feature_rows(weeks: Sequence[Week], groups: Sequence[str]) -> tuple[sp.csr_matrix, dict[str, dict]]:
-    """Sparse stays × features matrix (COO → CSR, never dense) and its vocabulary."""
-    bags = []
-    for week in weeks:
-        bag = {}
+    """Sparse stays × features matrix (COO → CSR, never dense) and its vocabulary.
+
+    Triplets go to typed arrays with provisional column ids in order of first appearance, then
+    columns are renumbered in sorted-name order, so the result does not depend on row order and
+    memory stays at 12 bytes per non-zero.
+    """
+    provisional: dict[str, int] = {}
+    rows, cols, vals = array("q"), array("q"), array("f")
+    for i, week in enumerate(weeks):
         for group in groups:
-            bag.update({f"{group}.{name}": value for name, value in GROUPS[group](week).items()})
-        bags.append(bag)
-    names = sorted({name for bag in bags for name in bag})
-    column = {name: j for j, name in enumerate(names)}
-    sizes = np.fromiter((len(bag) for bag in bags), dtype=np.int64, count=len(bags))
-    rows = np.repeat(np.arange(len(bags), dtype=np.int64), sizes)
-    cols = np.fromiter((column[n] for bag in bags for n in bag), dtype=np.int64, count=int(sizes.sum()))
-    vals = np.fromiter((v for bag in bags for v in bag.values()), dtype=np.float32, count=int(sizes.sum()))
-    X = sp.coo_matrix((vals, (rows, cols)), shape=(len(bags), len(names)), dtype=np.float32).tocsr()
+            for name, value in GROUPS[group](week).items():
+                cols.append(provisional.setdefault(f"{group}.{name}", len(provisional)))
+                vals.append(value)
+                rows.append(i)
+    names = sorted(provisional)
+    renumber = np.empty(len(names), dtype=np.int64)
+    renumber[[provisional[name] for name in names]] = np.arange(len(names))
+    coo = (np.frombuffer(vals, dtype=np.float32), (np.frombuffer(rows, dtype=np.int64),
+                                                   renumber[np.frombuffer(cols, dtype=np.int64)]))
+    X = sp.coo_matrix(coo, shape=(len(weeks), len(names)), dtype=np.float32).tocsr()
+    X.eliminate_zeros()  # a zero-valued feature (e.g. no surgery) is an absent one
     X.sort_indices()
-    vocabulary = {name: {"column": j, "group": name.split(".", 1)[0]} for name, j in column.items()}
+    vocabulary = {name: {"column": j, "group": name.split(".", 1)[0]} for j, name in enumerate(names)}
     return X, vocabulary
 
 
@@ -227,6 +245,7 @@ def compose(
     groups = [g for g in GROUPS if g in groups]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_NAME).unlink(missing_ok=True)  # a failed run must not leave a valid-looking directory
     stays, quarantine, counts = first_weeks(rhs_files, strict)
     labels, label_errors = read_labels(labels_file, len(classes), strict)
     kept = []
@@ -240,6 +259,8 @@ def compose(
         RHSFieldError("stay_number", "label for a stay absent from the RHS files", os.fspath(labels_file), line)
         for line, _ in sorted(orphans)
     ]
+    for error in quarantine[:10]:  # the message names file, line, field: no identifier
+        log.warning("quarantined %s", error)
     kept.sort(key=lambda item: item[0])
     pseudonyms = np.array([p for p, _, _ in kept], dtype=f"<U{PSEUDONYM_HEX_CHARS}")
     if len(set(pseudonyms.tolist())) != len(pseudonyms):

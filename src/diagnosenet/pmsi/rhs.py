@@ -44,7 +44,17 @@ PHYSICAL_DEPENDENCE = ("dep_dressing", "dep_locomotion", "dep_feeding", "dep_con
 COGNITIVE_DEPENDENCE = ("dep_behaviour", "dep_communication")
 QUARANTINE_COLUMNS = ("file", "line", "field", "reason")
 
-_ICD10 = r"[A-Z]\d{2}[0-9A-Z+]{0,3}"
+
+
+def _padded(head: str, tail: str, width: int = 8) -> str:
+    """A code of ``head`` (3 characters) + 0-3 ``tail`` characters, blank-padded to ``width``;
+    spelt as fixed-width alternatives so that every field pattern has its field's exact width."""
+    return "(?:" + "|".join(rf"{head}{tail}{{{k}}} {{{width - 3 - k}}}" for k in range(4)) + ")"
+
+
+_ICD10 = _padded(r"[A-Z]\d{2}", "[0-9A-Z+]")
+_FPP = _padded(r"Z\d{2}", "[0-9+]") + "|ZAIGU   "
+_AE = " {8}|" + _padded(r"[A-QST]\d{2}", "[0-9A-Z+]")  # chapters I-XVII (A-Q) and XIX (S-T)
 #: field → (pattern the padded text must match in full, reason when it does not)
 _FORMATS: dict[str, tuple[re.Pattern, str]] = {
     name: (re.compile(pattern), reason)
@@ -64,18 +74,32 @@ _FORMATS: dict[str, tuple[re.Pattern, str]] = {
         ("presence_weekend", r"[01]{2}", "expected two 0/1 flags"),
         ("unit", r"[0-9A-Z]{4}", "expected a 4-character medical unit number"),
         ("unit_authorisation", r"5\d[AJE ]", "expected 5 + specialty digit + A/J/E/blank"),
-        ("fpp", rf"(Z\d{{2}}[0-9+]{{0,3}}|ZAIGU) *", "expected an ICD-10 chapter XXI code (Z..) or ZAIGU"),
-        ("mmp", rf"{_ICD10} *", "expected an ICD-10 code"),
-        ("ae", rf"([A-QST]\d{{2}}[0-9A-Z+]{{0,3}})? *", "expected blank or an ICD-10 code of chapters I-XVII, XIX"),
+        ("fpp", _FPP, "expected an ICD-10 chapter XXI code (Z..) or ZAIGU"),
+        ("mmp", _ICD10, "expected an ICD-10 code"),
+        ("ae", _AE, "expected blank or an ICD-10 code of chapters I-XVII, XIX"),
         ("n_das", r"\d{2}", "expected 2 digits"),
         ("n_cdarr", r"\d{3}", "expected 3 digits"),
         ("n_ccam", r"\d{2}", "expected 2 digits"),
         *((dep, r"[1-4]", "expected a dependence score 1-4") for dep in PHYSICAL_DEPENDENCE + COGNITIVE_DEPENDENCE),
     )
 }
-_DAS = re.compile(rf"{_ICD10} *")
-_CDARR = re.compile(r"(\d{2})([A-Z]{3}[A-Z0-9+])(\d{2})")
-_CCAM = re.compile(r"([A-Z]{4}\d{3})(\d)([1-5])(\d{2})")
+#: the whole fixed part in one pattern (fast path); the per-field patterns name the culprit
+_FIXED = re.compile("".join(
+    f"(?P<{name}>{_FORMATS[name][0].pattern})" if name in _FORMATS else f"(?P<{name}>.{{{last - first + 1}}})"
+    for name, first, last in FIELDS
+))
+#: fields whose value may end in blanks
+_PADDED = ("admin_number", "reserved", "provenance", "exit_date", "exit_mode", "destination", "unit_authorisation",
+           "surgery_date", "fpp", "mmp", "ae")
+#: one entry of each variable zone (occurrences 01-99), and a whole zone of them
+_ENTRY = {
+    "das": (re.compile(_ICD10), DAS_WIDTH, "expected an ICD-10 code"),
+    "cdarr": (re.compile(r"\d{2}[A-Z]{3}[A-Z0-9+](?!00)\d{2}"), CDARR_WIDTH,
+              "expected category (2 digits) + act (4 characters) + occurrences 01-99"),
+    "ccam": (re.compile(r"[A-Z]{4}\d{3}\d[1-5](?!00)\d{2}"), CCAM_WIDTH,
+             "expected code (4 letters + 3 digits) + phase + activity 1-5 + occurrences 01-99"),
+}
+_ZONE = {name: re.compile(f"(?:{entry.pattern})*") for name, (entry, _, _) in _ENTRY.items()}
 #: provenance allowed after each entry mode; destination allowed after each exit mode
 _PROVENANCE = {"6": "12346", "7": "12346", "0": "12346", "8": "57 "}
 _DESTINATION = {"6": "12346", "7": "12346", "0": "12346", "8": "7 ", "9": " ", " ": " "}
@@ -134,15 +158,15 @@ def _date(raw: Mapping[str, str], name: str, optional: bool = False) -> dt.date 
         raise RHSFieldError(name, f"invalid date: {exc}") from None
 
 
-def _zone(text: str, start: int, count: int, width: int, field: str, pattern: re.Pattern) -> list[re.Match]:
-    matches = []
-    for i in range(count):
-        piece = text[start + i * width: start + (i + 1) * width]
-        match = pattern.fullmatch(piece)
-        if match is None:
-            raise RHSFieldError(f"{field}[{i + 1}]", f"malformed {field.upper()} entry")
-        matches.append(match)
-    return matches
+def _zone(text: str, start: int, count: int, field: str) -> list[str]:
+    """The ``count`` entries of a variable zone, checked in one match; a bad one is named."""
+    entry, width, reason = _ENTRY[field]
+    zone = text[start:start + count * width]
+    pieces = [zone[i:i + width] for i in range(0, len(zone), width)]
+    if _ZONE[field].fullmatch(zone) is None:
+        bad = next(i for i, piece in enumerate(pieces) if entry.fullmatch(piece) is None)
+        raise RHSFieldError(f"{field}[{bad + 1}]", reason)
+    return pieces
 
 
 def parse_line(text: str) -> dict:
@@ -151,10 +175,14 @@ def parse_line(text: str) -> dict:
         raise RHSFieldError("encoding", "non-ASCII characters")
     if len(text) < FIXED_LENGTH:
         raise RHSFieldError("line_length", f"{len(text)} characters; the fixed part needs {FIXED_LENGTH}")
-    raw = {name: text[first - 1:last] for name, first, last in FIELDS}
-    for name, (pattern, reason) in _FORMATS.items():
-        if pattern.fullmatch(raw[name]) is None:
-            raise RHSFieldError(name, reason)
+    match = _FIXED.match(text)
+    if match is None:
+        for name, first, last in FIELDS:
+            pattern, reason = _FORMATS.get(name, (None, ""))
+            if pattern is not None and pattern.fullmatch(text[first - 1:last]) is None:
+                raise RHSFieldError(name, reason)
+        raise RHSFieldError("line", "does not follow the M05 layout")  # e.g. a control character
+    raw = match.groupdict()
     n_das, n_cdarr, n_ccam = (int(raw[name]) for name in COUNT_FIELDS)
     expected = FIXED_LENGTH + DAS_WIDTH * n_das + CDARR_WIDTH * n_cdarr + CCAM_WIDTH * n_ccam
     if len(text) != expected:
@@ -165,26 +193,18 @@ def parse_line(text: str) -> dict:
     _check_modes(raw)
     if raw["mmp"].startswith("Z") and not raw["ae"].strip():
         raise RHSFieldError("ae", "required when the main morbid manifestation is a Z code")
-    record = {name: raw[name].rstrip() for name in RECORD_FIELDS}
+    record = raw.copy()
+    for name in COUNT_FIELDS:
+        del record[name]
+    for name in _PADDED:
+        record[name] = record[name].rstrip()
     das_start = FIXED_LENGTH
     cdarr_start = das_start + DAS_WIDTH * n_das
     ccam_start = cdarr_start + CDARR_WIDTH * n_cdarr
-    record["das"] = tuple(m.group(0).rstrip() for m in _zone(text, das_start, n_das, DAS_WIDTH, "das", _DAS))
-    record["cdarr"] = tuple(
-        (m[1], m[2], _occurrences(m[3], "cdarr", i))
-        for i, m in enumerate(_zone(text, cdarr_start, n_cdarr, CDARR_WIDTH, "cdarr", _CDARR))
-    )
-    record["ccam"] = tuple(
-        (m[1], m[2], m[3], _occurrences(m[4], "ccam", i))
-        for i, m in enumerate(_zone(text, ccam_start, n_ccam, CCAM_WIDTH, "ccam", _CCAM))
-    )
+    record["das"] = tuple(p.rstrip() for p in _zone(text, das_start, n_das, "das"))
+    record["cdarr"] = tuple((p[:2], p[2:6], int(p[6:])) for p in _zone(text, cdarr_start, n_cdarr, "cdarr"))
+    record["ccam"] = tuple((p[:7], p[7], p[8], int(p[9:])) for p in _zone(text, ccam_start, n_ccam, "ccam"))
     return record
-
-
-def _occurrences(text: str, field: str, index: int) -> int:
-    if text == "00":
-        raise RHSFieldError(f"{field}[{index + 1}]", "zero occurrences")
-    return int(text)
 
 
 def _check_dates(raw: Mapping[str, str]) -> None:
@@ -237,7 +257,9 @@ def format_line(record: Mapping) -> str:
     return fixed + das + cdarr + ccam
 
 
-def iter_rhs(paths: Iterable[str | os.PathLike], strict: bool = False) -> Iterator[tuple[str, int, dict | RHSFieldError]]:
+def iter_rhs(
+    paths: Iterable[str | os.PathLike], strict: bool = False
+) -> Iterator[tuple[str, int, dict | RHSFieldError]]:
     """``(file, line number, record or located error)`` for every line of every file, in order.
 
     With ``strict`` the first bad line raises its located :class:`RHSFieldError` instead.

@@ -116,9 +116,8 @@ AE_RATE = 0.4
 _NOISE_DAS = ("H269", "H919", "K219", "E039", "E785", "N40", "G473", "M199", "B182", "Z921")
 _CCAM = ("DEQP003", "ZBQK002", "HEQE002", "NEQK010")
 _OCCURRENCES = (1, 2, 2, 3, 3, 3, 4, 4, 5, 6, 8, 10)
-_INSTITUTIONS = tuple(zip(
-    ("06", "06", "06", "13", "13", "13", "13", "83", "83", "84", "04", "05"), range(1, 13)
-))
+#: département of each of the 12 institutions (PACA region, like the paper's data)
+_INSTITUTIONS = ("06", "06", "06", "13", "13", "13", "13", "83", "83", "84", "04", "05")
 _COMMUNES = ("000", "100", "110", "130", "140", "150", "200", "210", "220", "300", "310", "400", "500", "600",
              "700", "800", "810", "900")
 _ABROAD = ("99134", "99127", "99109", "99139", "99350")
@@ -230,7 +229,7 @@ def _presence(hospitalisation_type: str, monday: dt.date, first: dt.date, last: 
     for day in range(7):
         date = monday + dt.timedelta(days=day)
         inside = first <= date <= last
-        if hospitalisation_type in "15" or hospitalisation_type in "37":
+        if hospitalisation_type in "1537":
             flags.append(inside)
         elif hospitalisation_type in "26":
             flags.append(inside and day < 5 and coin[day] < 0.6)
@@ -245,13 +244,17 @@ def _week(date: dt.date) -> str:
 
 
 def iter_records(n: int, seed: int, signal: float = SIGNAL) -> tuple[dict, Iterator[tuple[int, dict]]]:
-    """``(truth, records)``: the per-patient truth (stay numbers, classes, posterior) and a lazy
+    """``(truth, records)``: the per-patient truth (stay numbers, classes, posterior, categorical
+    clinical values) and a lazy
     iterator of ``(institution index, record)`` for every week line of every stay."""
     rng = np.random.default_rng(seed)
     tables = model(signal)
     classes, drawn, posterior = sample_clinical(n, rng, tables)
     stay_numbers = rng.choice(9_000_000, size=n, replace=False) + 1_000_000
-    truth = {"stay_numbers": [f"{s:07d}" for s in stay_numbers], "classes": classes, "posterior": posterior}
+    clinical = {name: [values[i] if i >= 0 else "" for i in drawn[name]]
+                for name, (values, _) in tables["categorical"].items()}
+    truth = {"stay_numbers": [f"{s:07d}" for s in stay_numbers], "classes": classes, "posterior": posterior,
+             "clinical": clinical}
     structure = {
         "institution": rng.integers(0, len(_INSTITUTIONS), n),
         "admin": rng.choice(100_000_000, size=n, replace=False),
@@ -296,10 +299,9 @@ class _Coins:
 def _stay_records(i, truth, drawn, structure, tables, coin: _Coins) -> Iterator[tuple[int, dict]]:
     """Every weekly line of stay ``i``: later weeks re-rate dependence and rehabilitation acts
     without regard to the class, and a transfer splits one week over two units."""
-    cat = tables["categorical"]
-    value = {name: (values[drawn[name][i]] if drawn[name][i] >= 0 else "") for name, (values, _) in cat.items()}
+    value = {name: values[i] for name, values in truth["clinical"].items()}
     institution = int(structure["institution"][i])
-    departement, _ = _INSTITUTIONS[institution]
+    departement = _INSTITUTIONS[institution]
     entry = dt.date(YEAR, 1, 1) + dt.timedelta(days=int(structure["entry_day"][i]))
     exit_ = entry + dt.timedelta(days=int(structure["length"][i]) - 1)
     low, high = _AGE_DRAW[AGE_BANDS.index(value["age_band"])]
@@ -315,7 +317,7 @@ def _stay_records(i, truth, drawn, structure, tables, coin: _Coins) -> Iterator[
     elif r < 0.02:
         postcode = departement + "999"
     else:
-        home = departement if r < 0.87 else _INSTITUTIONS[int(structure["commune"][i]) % len(_INSTITUTIONS)][0]
+        home = departement if r < 0.87 else _INSTITUTIONS[int(structure["commune"][i]) % len(_INSTITUTIONS)]
         postcode = home + _COMMUNES[structure["commune"][i]]
     letter = "A" if age >= 18 else "J" if age >= 6 else "E"
     authorisation = "5" + value["specialty"] + letter
@@ -400,7 +402,7 @@ def _final_exit(u: float) -> str:
 
 
 def write_dataset(out: str | os.PathLike, patients: int, seed: int) -> dict:
-    """Write ``rhs_NN.txt`` (one per institution, lines in week order as produced weekly),
+    """Write ``rhs_01.txt`` … ``rhs_12.txt`` (one per institution, lines in week order as produced weekly),
     ``labels.csv``, ``posterior.csv``, ``bayes.json`` and a manifest; returns the counts."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -412,9 +414,9 @@ def write_dataset(out: str | os.PathLike, patients: int, seed: int) -> dict:
         by_institution.setdefault(institution, []).append((week_key, format_line(record)))
         lines += 1
     files = []
-    for institution in sorted(by_institution):
+    for institution in range(len(_INSTITUTIONS)):  # every file, even empty, so the list is fixed
         name = f"rhs_{institution + 1:02d}.txt"
-        rows = sorted(by_institution[institution], key=lambda item: item[0])
+        rows = sorted(by_institution.get(institution, []), key=lambda item: item[0])
         (out / name).write_text("".join(line + "\n" for _, line in rows), encoding="ascii")
         files.append(name)
     with open(out / "labels.csv", "w", newline="") as handle:

@@ -34,12 +34,16 @@ log = logging.getLogger(__name__)
 EVAL_BATCH = 1024
 
 
-def train(settings: TrainSettings) -> dict | None:
-    """Run this process's part of a gRPC run; the chief returns the run metrics."""
+def train(settings: TrainSettings, graph=None) -> dict | None:
+    """Run this process's part of a gRPC run; the chief returns the run metrics.
+
+    ``graph``: an unbuilt model graph (the paper's API passes its own); by default
+    ``build_graph(settings.task, settings.model, ...)``.
+    """
     if settings.mode == "grpc-async":
-        return train_async(settings)
+        return train_async(settings, graph)
     if settings.mode == "grpc-sync":
-        return train_sync(settings)
+        return train_sync(settings, graph)
     raise ValueError(f"mode {settings.mode!r} is not a gRPC mode")
 
 
@@ -54,7 +58,7 @@ def batch_sums(graph, x, y, training: bool):
     return tf.stack([tf.reduce_sum(losses), correct, tf.cast(tf.size(y), tf.float32)])
 
 
-def build_model(settings: TrainSettings, input_shape: tuple[int, ...], n_classes: int):
+def build_model(settings: TrainSettings, input_shape: tuple[int, ...], n_classes: int, graph=None):
     """Graph and optimizer with all their variables; call inside ``strategy.scope()``."""
     import tensorflow as tf
 
@@ -62,7 +66,8 @@ def build_model(settings: TrainSettings, input_shape: tuple[int, ...], n_classes
     from diagnosenet.models.optim import Adam
 
     tf.random.set_seed(settings.seed)
-    graph = build_graph(settings.task, settings.model, input_shape[0], n_classes)
+    if graph is None:
+        graph = build_graph(settings.task, settings.model, input_shape[0], n_classes)
     graph.build()
     optimizer = Adam(settings.learning_rate)
     optimizer.build(graph.trainable_variables)
@@ -147,7 +152,7 @@ def _shard_manifest(settings: TrainSettings) -> dict:
 
 
 # -- grpc-async: parameter-server training ------------------------------------------------
-def train_async(settings: TrainSettings) -> dict:
+def train_async(settings: TrainSettings, graph=None) -> dict:
     import tensorflow as tf
 
     from diagnosenet.datasets.materialise import load_classes, load_split
@@ -167,7 +172,7 @@ def train_async(settings: TrainSettings) -> dict:
     strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
     coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
     with strategy.scope():
-        graph, optimizer = build_model(settings, input_shape, n_classes)
+        graph, optimizer = build_model(settings, input_shape, n_classes, graph)
     variables = list(graph.trainable_variables)
 
     def dataset_fn():  # traced here, run on every worker against its own staged shard
@@ -219,7 +224,7 @@ def train_async(settings: TrainSettings) -> dict:
 
 
 # -- grpc-sync: MultiWorkerMirroredStrategy -----------------------------------------------
-def train_sync(settings: TrainSettings) -> dict | None:
+def train_sync(settings: TrainSettings, graph=None) -> dict | None:
     import tensorflow as tf
 
     from diagnosenet.datasets.materialise import load_classes
@@ -239,7 +244,7 @@ def train_sync(settings: TrainSettings) -> dict | None:
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=settings.timeout_s)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     with strategy.scope():
-        graph, optimizer = build_model(settings, input_shape, n_classes)
+        graph, optimizer = build_model(settings, input_shape, n_classes, graph)
     variables = list(graph.trainable_variables)
     n_features = input_shape[0]
     dataset = shard_dataset(shard, settings.seed).map(lambda *parts: to_model_input(parts, n_features))
@@ -267,8 +272,9 @@ def train_sync(settings: TrainSettings) -> dict | None:
         return batch_sums(graph, x, y, training=False)
 
     @tf.function
-    def global_sum(value):
-        return strategy.experimental_local_results(strategy.run(all_reduce_sum, args=(value,)))[0]
+    def global_sum(value):  # identity: the collective needs a tensor placed on the replica's device
+        summed = strategy.run(lambda v: all_reduce_sum(tf.identity(v)), args=(value,))
+        return strategy.experimental_local_results(summed)[0]
 
     @tf.function(reduce_retracing=True)
     def predict(x):

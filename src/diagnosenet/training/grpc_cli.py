@@ -9,20 +9,15 @@ import argparse
 
 def _launch(args: argparse.Namespace) -> int:
     from diagnosenet.training.grpc_cluster import read_hosts_file
-    from diagnosenet.training.grpc_launcher import Launcher, parse_train_args
+    from diagnosenet.training.grpc_launcher import launch_training
 
     train_argv = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
-    train = parse_train_args(train_argv)
     if "--mode" in train_argv and train_argv[train_argv.index("--mode") + 1] != args.mode:
         raise SystemExit(f"launch-grpc: --mode {args.mode} differs from the train arguments' --mode")
-    if train.workers != args.workers:
-        raise SystemExit(f"launch-grpc: --workers {args.workers} differs from the train arguments' "
-                         f"--workers {train.workers}")
-    hosts = read_hosts_file(args.hosts_file) if args.hosts_file else None
-    launcher = Launcher(args.mode, train, host=args.host, base_port=args.base_port, timeout_s=args.timeout,
-                        wall_limit_s=args.wall_limit, hosts=hosts, remote_prefix=args.remote_prefix,
-                        max_restarts=args.max_restarts)
-    return launcher.run()
+    return launch_training(args.mode, train_argv, workers=args.workers, base_port=args.base_port,
+                           timeout_s=args.timeout, host=args.host, wall_limit_s=args.wall_limit,
+                           hosts=read_hosts_file(args.hosts_file) if args.hosts_file else None,
+                           remote_prefix=args.remote_prefix, max_restarts=args.max_restarts)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -72,6 +72,11 @@ def tf_config(tasks: list[Task], task: Task) -> str:
     return json.dumps({"cluster": cluster_spec(tasks), "task": {"type": task.type, "index": task.index}})
 
 
+def worker_workdir(out_dir: str | Path, index: int) -> Path:
+    """Where an asynchronous worker stages its shard (its working directory)."""
+    return Path(out_dir) / "grpc" / f"worker{index}"
+
+
 def read_hosts_file(path: str | Path) -> dict:
     """Read ``hosts.json`` (``{"ps": [host], "workers": [host, ...]}``) with a clear error."""
     path = Path(path)

@@ -22,9 +22,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from diagnosenet.artifacts import verify_manifest
-from diagnosenet.training.grpc_cluster import Task, is_local, plan_cluster, port_free, port_open, tf_config
+from diagnosenet.artifacts import ArtifactError, verify_manifest
+from diagnosenet.training.grpc_cluster import (Task, is_local, plan_cluster, port_free, port_open, tf_config,
+                                               worker_workdir)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def task_command(mode: str, tasks: list[Task], task: Task, train: TrainArgs) -> 
         "grpc-server", "--cluster", tf_config(tasks, task), "--type", task.type, "--index", str(task.index),
         "--threads", str(train.workers + 1))
     if task.type == "worker":  # an async worker reads its own shard, staged in its own directory
-        command += ["--shards", str(train.shards), "--workdir", str(train.out / "grpc" / f"worker{task.index}")]
+        command += ["--shards", str(train.shards), "--workdir", str(worker_workdir(train.out, task.index))]
     return command
 
 
@@ -99,15 +101,20 @@ class Process:
 
 
 class Launcher:
-    """One run: ``run()`` returns the exit status and always leaves no process behind."""
+    """One run: ``run()`` returns the exit status and always leaves no process behind.
 
-    def __init__(self, mode: str, train: TrainArgs, *, host: str = "127.0.0.1", base_port: int,
-                 timeout_s: float, wall_limit_s: float = 0.0, hosts: dict | None = None,
-                 remote_prefix: str | None = None, max_restarts: int = 3, stream=None):
-        self.mode, self.train = mode, train
-        self.tasks = plan_cluster(mode, train.workers, host=host, base_port=base_port, hosts=hosts)
+    ``command_for(task)`` is the command of each task (``diagnosenet train`` / ``grpc-server``
+    for the workflow, the user's replica script for the paper's API).
+    """
+
+    def __init__(self, mode: str, tasks: list[Task], command_for: Callable[[Task], list[str]], *,
+                 timeout_s: float, wall_limit_s: float = 0.0, remote_prefix: str | None = None,
+                 max_restarts: int = 3, monitor_dir: Path | None = None, monitor_rate: float = 0.0,
+                 stream=None):
+        self.mode, self.tasks, self.command_for = mode, tasks, command_for
         self.timeout_s, self.wall_limit_s = timeout_s, wall_limit_s
         self.remote_prefix, self.max_restarts = remote_prefix, max_restarts
+        self.monitor_dir, self.monitor_rate = monitor_dir, monitor_rate
         self.stream = stream or sys.stdout
         self._lock = threading.Lock()
         self._procs: list[Process] = []
@@ -128,8 +135,7 @@ class Launcher:
         env = {"TF_CONFIG": tf_config(self.tasks, task), "PYTHONUNBUFFERED": "1"}
         if task.type == "chief":  # let the coordinator see a lost worker at once, not after retries
             env["GRPC_FAIL_FAST"] = "use_caller"
-        command = wrap_remote(task_command(self.mode, self.tasks, task, self.train), env, task.host,
-                              self.remote_prefix)
+        command = wrap_remote(self.command_for(task), env, task.host, self.remote_prefix)
         popen = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                                  errors="replace", start_new_session=True)
@@ -142,16 +148,16 @@ class Launcher:
 
     def _monitor(self, proc: Process) -> None:
         """One monitor CSV per local process, when the monitor package is installed."""
-        if self.train.monitor_rate <= 0 or not is_local(proc.task.host):
+        if self.monitor_dir is None or self.monitor_rate <= 0 or not is_local(proc.task.host):
             return
         try:
             from diagnosenet.monitor import Monitor
         except ImportError:
             return
         suffix = f"-restart{proc.restarts}" if proc.restarts else ""
-        path = self.train.out / "monitor" / f"{proc.task.type}{proc.task.index}{suffix}.csv"
+        path = self.monitor_dir / f"{proc.task.type}{proc.task.index}{suffix}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._monitors.enter_context(Monitor(path, pids=[proc.popen.pid], rate_hz=self.train.monitor_rate))
+        self._monitors.enter_context(Monitor(path, pids=[proc.popen.pid], rate_hz=self.monitor_rate))
 
     def _kill(self, proc: Process) -> None:
         """SIGTERM the process group, then SIGKILL whatever of the group is left."""
@@ -236,9 +242,6 @@ class Launcher:
         start = time.monotonic()
         previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            verify_manifest(self.train.shards, stage="shard", params={
-                k: v for k, v in {"workers": self.train.workers, "batch_size": self.train.batch_size}.items()
-                if v is not None})
             self._check_ports()
             servers = [self._start(t) for t in self.tasks if t.type in ("ps", "worker") and self.mode == "grpc-async"]
             self._procs.extend(servers)
@@ -253,13 +256,38 @@ class Launcher:
         except Interrupted as exc:
             self.say("launcher", f"received signal {exc.signum}; stopping every process")
             return 128 + exc.signum
-        except Exception as exc:  # a manifest error or a failed start: same teardown, clear message
+        except OSError as exc:  # a command that cannot start: same teardown, clear message
             self.say("launcher", f"error: {exc}")
             return 1
         finally:
             self.teardown()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def launch_training(mode: str, train_argv: list[str], *, workers: int, base_port: int, timeout_s: float,
+                    host: str = "127.0.0.1", hosts: dict | None = None, wall_limit_s: float = 0.0,
+                    remote_prefix: str | None = None, max_restarts: int = 3, stream=None) -> int:
+    """``diagnosenet launch-grpc``: check the shards, then run the cluster of one training run."""
+    stream = stream or sys.stdout
+    train = parse_train_args(train_argv)
+    problem = None
+    if train.workers != workers:
+        problem = f"--workers {workers} differs from the train arguments' --workers {train.workers}"
+    else:
+        try:  # refuse shards written for other workers / micro-batch size before any process starts
+            verify_manifest(train.shards, stage="shard", params={
+                k: v for k, v in {"workers": workers, "batch_size": train.batch_size}.items() if v is not None})
+        except ArtifactError as exc:
+            problem = str(exc)
+    if problem:
+        stream.write(f"[launcher] error: {problem}\n")
+        return 1
+    tasks = plan_cluster(mode, workers, host=host, base_port=base_port, hosts=hosts)
+    launcher = Launcher(mode, tasks, lambda task: task_command(mode, tasks, task, train), timeout_s=timeout_s,
+                        wall_limit_s=wall_limit_s, remote_prefix=remote_prefix, max_restarts=max_restarts,
+                        monitor_dir=train.out / "monitor", monitor_rate=train.monitor_rate, stream=stream)
+    return launcher.run()
 
 
 class Interrupted(Exception):

@@ -1,11 +1,14 @@
 """RHS M05 reader: generator → reader round trip, one named error per kind of malformed line."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
 
 import pytest
 
-from diagnosenet.pmsi.rhs import FIELDS, FIXED_LENGTH, RHSFieldError, format_line, iter_rhs, parse_line
+from diagnosenet.pmsi.rhs import (
+    FIELDS, FIXED_LENGTH, RECORD_FIELDS, RHSFieldError, format_line, iter_rhs, parse_line,
+)
 from diagnosenet.pmsi.synth import iter_records
 
 from pmsi_lines import BASE, PATIENTS, SEED, base_line
@@ -23,6 +26,7 @@ def test_base_line_is_valid_and_round_trips():
     line = base_line()
     assert len(line) == FIXED_LENGTH + 8 + 8 + 11
     assert parse_line(line) == BASE
+    assert set(BASE) == {*RECORD_FIELDS, "das", "cdarr", "ccam"}
 
 
 def test_generator_lines_round_trip():
@@ -141,3 +145,27 @@ def test_week_bounds_checked_against_iso_calendar():
     with pytest.raises(RHSFieldError, match="week"):
         parse_line(base_line(week="532019", entry_date="28122020"))
     assert dt.date.fromisocalendar(2019, 2, 1) == dt.date(2019, 1, 7)
+
+
+def test_every_malformed_kind_is_counted_once(tmp_path, salt_file):
+    """All kinds in one file between good lines: lines read = used + quarantined, one row each."""
+    from diagnosenet.pmsi.compose import compose
+    from diagnosenet.privacy import load_or_create_salt
+
+    kinds = sorted(MALFORMED)
+    lines = [base_line()]
+    for k, kind in enumerate(kinds):
+        lines += [MALFORMED[kind][1](base_line()), base_line(stay_number=f"{2000000 + k:07d}")]
+    rhs = tmp_path / "rhs_all.txt"
+    rhs.write_text("".join(line + "\n" for line in lines), encoding="latin-1")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("stay_number,label\n1234567,1\n"
+                      + "".join(f"{2000000 + k:07d},{k % 14}\n" for k in range(len(kinds))))
+    counts = compose([rhs], labels, tmp_path / "out", salt=load_or_create_salt(salt_file))
+    assert counts["lines_read"] == len(lines) == counts["lines_used"] + counts["lines_quarantined"]
+    assert counts["lines_quarantined"] == len(kinds) >= 15
+    assert counts["rows"] == len(kinds) + 1 and counts["stays_without_label"] == 0
+    rows = list(csv.DictReader(open(tmp_path / "out" / "quarantine.csv")))
+    expected = [(2 + 2 * k, MALFORMED[kind][0]) for k, kind in enumerate(kinds)]
+    assert [(int(r["line"]), r["field"]) for r in rows] == expected
+    assert set(rows[0]) == {"file", "line", "field", "reason"}

@@ -62,3 +62,12 @@ def test_same_seed_same_bytes(tmp_path):
         assert path.read_bytes() == (second / path.name).read_bytes()
     assert (first / "labels.csv").read_bytes() == (second / "labels.csv").read_bytes()
     assert (first / "rhs_01.txt").read_bytes() != (other / "rhs_01.txt").read_bytes()
+
+
+def test_synth_command_writes_every_institution_file(tmp_path):
+    from diagnosenet.cli import main
+
+    assert main(["synth-pmsi", "--patients", "20", "--seed", "1", "--out", str(tmp_path)]) == 0
+    files = sorted(p.name for p in tmp_path.glob("rhs_*.txt"))
+    assert files == [f"rhs_{i:02d}.txt" for i in range(1, 13)]  # fixed list, some may be empty
+    assert verify_manifest(tmp_path)["counts"]["patients"] == 20

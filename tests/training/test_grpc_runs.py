@@ -1,0 +1,286 @@
+"""Real TensorFlow gRPC clusters on loopback: async and sync runs, a killed worker, a killed PS.
+
+Each test starts its cluster with ``diagnosenet launch-grpc`` (1 PS + 2 workers + chief, or 2
+sync workers) on tiny data, and checks afterwards that no process it started is alive and
+nothing listens on its ports. ``import tensorflow`` costs 12-60 s per process here, hence the
+few, combined tests and the generous timeouts.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import scipy.sparse as sp
+
+from diagnosenet.artifacts import write_json, write_manifest
+from diagnosenet.datasets.materialise import materialise
+from diagnosenet.datasets.shards import Batching, write_shards
+from diagnosenet.training.grpc_cluster import port_free
+
+pytestmark = pytest.mark.tensorflow
+
+BATCH = 32
+MODEL = {"hidden_units": [16], "dropout_keep": 1.0}
+TRACK_COLUMNS = ["epoch", "train_loss", "valid_loss", "train_metric", "valid_metric", "epoch_seconds",
+                 "wall_seconds", "timestamp", "samples", "bytes_exchanged"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A tiny learnable sparse data set (PMSI-like CSR) materialised and sharded for 2 workers."""
+    root = tmp_path_factory.mktemp("grpc")
+    rng = np.random.default_rng(0)
+    n, n_features = 480, 60
+    y = rng.integers(0, 3, n)
+    noise = sp.random(n, n_features, density=0.1, format="csr", dtype=np.float32, random_state=0)
+    signal_ = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), y * 3)), shape=(n, n_features))
+    source = root / "composed"
+    source.mkdir()
+    sp.save_npz(source / "X.npz", (noise + signal_).tocsr())
+    np.save(source / "y.npy", y.astype(np.int64))
+    np.save(source / "groups.npy", np.array([f"g{i:04d}" for i in range(n)]))
+    write_json(source / "classes.json", ["a", "b", "c"])
+    write_manifest(source, stage="test", files=["X.npz", "y.npy", "groups.npy", "classes.json"])
+    materialise(source, root / "dataset", valid_fraction=0.1, test_fraction=0.1, seed=1)
+    write_shards(root / "dataset", root / "shards", Batching(devices_number=2, batch_size=BATCH), seed=1)
+    return root
+
+
+def free_base_port(count: int) -> int:
+    while True:
+        base = random.randrange(30000, 60000, 10)
+        if all(port_free(base + i) for i in range(count)):
+            return base
+
+
+class Run:
+    """``diagnosenet launch-grpc`` in its own session; remembers every descendant it sees."""
+
+    def __init__(self, data: Path, mode: str, *, epochs: int, out: Path, n_ports: int = 4):
+        self.out, base = out, free_base_port(n_ports)
+        self.ports = range(base, base + n_ports)
+        argv = ["--task", "pmsi", "--mode", mode, "--workers", "2", "--dataset", str(data / "dataset"),
+                "--shards", str(data / "shards"), "--out", str(out), "--model-json", json.dumps(MODEL),
+                "--seed", "1", "--max-epochs", str(epochs), "--patience", str(epochs), "--lr", "0.01",
+                "--batch-size", str(BATCH), "--timeout", "120", "--monitor-rate", "0"]
+        self.log_path = out.parent / f"{out.name}.log"
+        with open(self.log_path, "w") as log:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "diagnosenet", "launch-grpc", "--mode", mode, "--workers", "2",
+                 "--base-port", str(base), "--timeout", "300", "--wall-limit", "500", "--", *argv],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.seen: set[psutil.Process] = set()
+
+    def descendants(self) -> list[psutil.Process]:
+        with contextlib.suppress(psutil.Error):
+            self.seen.update(psutil.Process(self.popen.pid).children(recursive=True))
+        return [p for p in self.seen if alive(p)]
+
+    def find(self, *words: str) -> psutil.Process:
+        for proc in self.descendants():
+            with contextlib.suppress(psutil.Error):
+                if all(w in " ".join(proc.cmdline()) for w in words):
+                    return proc
+        raise AssertionError(f"no live process with {words}:\n{self.text()}")
+
+    def wait_epochs(self, n: int, timeout: float = 400) -> None:
+        track = self.out / "track.csv"
+        deadline = time.monotonic() + timeout
+        while not (track.exists() and len(track.read_text().splitlines()) > n):
+            assert self.popen.poll() is None, f"launcher ended early:\n{self.text()}"
+            assert time.monotonic() < deadline, f"no {n} epochs after {timeout} s:\n{self.text()}"
+            self.descendants()
+            time.sleep(0.5)
+
+    def wait(self, timeout: float = 520) -> int:
+        deadline = time.monotonic() + timeout
+        while self.popen.poll() is None and time.monotonic() < deadline:
+            self.descendants()
+            time.sleep(0.5)
+        return self.popen.wait(1)
+
+    def text(self) -> str:
+        return self.log_path.read_text()
+
+    def kill_all(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        for proc in self.descendants():
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        self.popen.wait(10)
+
+
+def alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def assert_nothing_left(run: Run) -> None:
+    """No process the launcher started survives it, and nothing listens on the run's ports."""
+    left = run.descendants()
+    assert not left, [p.cmdline() for p in left]
+    listening = [c.laddr.port for c in psutil.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port in run.ports]
+    assert not listening, listening
+
+
+@pytest.fixture
+def launch(data, tmp_path):
+    runs = []
+
+    def start(mode: str, *, epochs: int, name: str = "run") -> Run:
+        runs.append(Run(data, mode, epochs=epochs, out=tmp_path / name))
+        return runs[-1]
+
+    yield start
+    for run in runs:  # a failed test must not leave a cluster behind either
+        run.kill_all()
+
+
+def read_track(path: Path) -> list[dict]:
+    with open(path) as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == TRACK_COLUMNS
+        return [{k: float(v) for k, v in row.items()} for row in reader]
+
+
+def train_rows(data: Path) -> int:
+    manifest = json.loads((data / "shards" / "manifest.json").read_text())
+    return sum(s["rows"] for s in manifest["shards"]["train"])
+
+
+@pytest.mark.timeout(900)
+def test_async_run_survives_a_killed_worker_and_writes_the_run_outputs(launch, data):
+    import tensorflow as tf
+
+    from diagnosenet.datasets.shards import load_shard
+
+    epochs = 40
+    run = launch("grpc-async", epochs=epochs)
+    run.wait_epochs(2)
+    run.find("grpc-server", "--type worker", "--index 1").kill()
+    assert run.wait() == 0, run.text()
+    text = run.text()
+    assert "worker:1 exited with code -9; restarting it" in text
+    assert text.count("started worker:1 ") == 2
+    track = read_track(run.out / "track.csv")
+    assert [r["epoch"] for r in track] == list(range(1, epochs + 1))
+    # a lost step is re-run by the coordinator: every epoch still trains on every training row
+    assert all(r["samples"] == train_rows(data) for r in track)
+    assert track[-1]["valid_loss"] < track[0]["valid_loss"]
+    metrics = json.loads((run.out / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.6  # three classes with a clear signal; chance is ~0.33
+    # each worker staged (and so read) its own shard, not the other's
+    for worker in (0, 1):
+        staged = tf.data.Dataset.load(str(run.out / "grpc" / f"worker{worker}" / "local_shard_train"))
+        labels = np.sort(np.concatenate([parts[-1].numpy() for parts in staged]))
+        assert np.array_equal(labels, np.sort(load_shard(data / "shards", "train", worker).y))
+    assert_nothing_left(run)
+
+
+@pytest.mark.timeout(900)
+def test_sync_run_equals_one_process_training_on_the_summed_gradients(launch, data):
+    epochs = 3
+    run = launch("grpc-sync", epochs=epochs)
+    assert run.wait() == 0, run.text()
+    track = read_track(run.out / "track.csv")
+    assert [r["epoch"] for r in track] == [1, 2, 3]
+    assert (run.out / "metrics.json").exists()
+    np.testing.assert_allclose([r["valid_loss"] for r in track], reference_valid_losses(data, epochs),
+                               rtol=1e-4)
+    assert_nothing_left(run)
+
+
+def reference_valid_losses(data: Path, epochs: int) -> list[float]:
+    """The same model trained in this process: per step, the gradients of both workers'
+    micro-batches summed and divided by their rows, i.e. what the all-reduce computes."""
+    import tensorflow as tf
+
+    from diagnosenet.datasets.materialise import load_split
+    from diagnosenet.datasets.shards import load_shard
+    from diagnosenet.training.grpc import batch_sums, build_model
+    from diagnosenet.training.grpc_data import array_batches, shard_dataset, to_model_input
+    from diagnosenet.training.settings import TrainSettings
+
+    settings = TrainSettings(task="pmsi", mode="grpc-sync", workers=2, dataset_dir=data / "dataset",
+                             shards_dir=data / "shards", out_dir=data / "unused", model=MODEL, seed=1,
+                             learning_rate=0.01, batch_size=BATCH)
+    shards = [load_shard(data / "shards", "train", w) for w in (0, 1)]
+    graph, optimizer = build_model(settings, (shards[0].X.shape[1],), 3)
+    variables = list(graph.trainable_variables)
+    datasets = [shard_dataset(s, settings.seed).map(lambda *p: to_model_input(p, s.X.shape[1])) for s in shards]
+    steps = min(len(s.boundaries) - 1 for s in shards)
+    X_valid, y_valid, _ = load_split(data / "dataset", "valid")
+    losses = []
+    for _ in range(epochs):
+        for batches in zip(*(d.take(steps) for d in datasets)):
+            grads, rows = None, 0.0
+            for x, y in batches:
+                with tf.GradientTape() as tape:
+                    sums = batch_sums(graph, x, y, training=True)
+                    loss_sum = sums[0]
+                g = tape.gradient(loss_sum, variables)
+                grads = g if grads is None else [a + b for a, b in zip(grads, g)]
+                rows += float(sums[2])
+            optimizer.apply_gradients(zip([g / rows for g in grads], variables))
+        sums = np.sum([batch_sums(graph, x, y, training=False).numpy()
+                       for x, y in array_batches(X_valid, y_valid, 1024)], axis=0)
+        losses.append(sums[0] / sums[2])
+    return losses
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_parameter_server_stops_the_whole_run(launch):
+    run = launch("grpc-async", epochs=1000)
+    run.wait_epochs(1)
+    run.find("grpc-server", "--type ps").kill()
+    code = run.wait(timeout=120)  # bounded: raises TimeoutExpired if the launcher hangs on
+    assert code != 0
+    assert "parameter server ps:0 exited with code -9" in run.text()
+    assert_nothing_left(run)
+
+
+REPLICA_SCRIPT = '''
+import sys
+from diagnosenet.datasets.shards import Batching
+from diagnosenet.models.graphs import build_graph
+from diagnosenet.training.grpc_api import DistributedGRPC
+
+job_name, task_index = sys.argv[1], int(sys.argv[2])
+platform = DistributedGRPC(model=build_graph("pmsi", {model!r}, 60, 3),
+                           datamanager=Batching(devices_number=2, batch_size={batch}),
+                           max_epochs=2, learning_rate=0.01)
+platform.synchronous_training({data!r} + "/dataset", {data!r} + "/shards", {out!r},
+                              job_name=job_name, task_index=task_index)
+'''
+
+
+@pytest.mark.timeout(900)
+def test_paper_api_runs_the_replica_script_on_every_task(data, tmp_path):
+    from diagnosenet.training.grpc_api import between_graph_replication
+
+    out = tmp_path / "paper"
+    (tmp_path / "grpc_replica.py").write_text(
+        REPLICA_SCRIPT.format(model=MODEL, batch=BATCH, data=str(data), out=str(out)))
+    code = between_graph_replication(d_replica_path=str(tmp_path), d_replica_name="grpc_replica.py",
+                                     ip_ps="127.0.0.1", ip_workers="127.0.0.1,127.0.0.1", num_ps=1,
+                                     num_workers=2, mode="grpc-sync", base_port=free_base_port(2),
+                                     timeout_s=300, wall_limit_s=500)
+    assert code == 0
+    assert [r["epoch"] for r in read_track(out / "track.csv")] == [1, 2]
+    assert (out / "metrics.json").exists()
+    assert not [p for p in psutil.Process().children(recursive=True) if alive(p)]

@@ -1,0 +1,66 @@
+# Stage 1 (paper: PMSI data path): RHS M05 weekly summaries -> first-week sparse patient features.
+import glob
+import os
+
+PMSI = config["pmsi"]
+PMSI_COMPOSED_FILES = [
+    "X.npz", "y.npy", "groups.npy", "vocabulary.json", "classes.json", "counts.json", "quarantine.csv",
+    "manifest.json",
+]
+
+# Real RHS globs are expanded when the workflow starts, so that adding a file re-runs compose and
+# a pattern matching nothing stops the run; synthetic files live in the synth_pmsi directory.
+if PMSI["source"] == "synthetic":
+    PMSI_RHS, PMSI_LABELS = [f"{RESULTS}/pmsi/raw"], f"{RESULTS}/pmsi/raw/labels.csv"
+    PMSI_RHS_ARGS = f"'{RESULTS}/pmsi/raw/rhs_*.txt'"
+else:
+    if not PMSI["rhs_files"] or not PMSI["labels_file"]:
+        raise ValueError("config pmsi.rhs_files and pmsi.labels_file: required when pmsi.source is 'files'")
+    PMSI_RHS = [path for pattern in PMSI["rhs_files"] for path in sorted(glob.glob(pattern))]
+    for pattern in PMSI["rhs_files"]:
+        if not glob.glob(pattern):
+            raise ValueError(f"config pmsi.rhs_files: {pattern!r} matches no file")
+    PMSI_LABELS = PMSI["labels_file"]
+    PMSI_RHS_ARGS = " ".join(f"'{path}'" for path in PMSI_RHS)
+
+
+if PMSI["source"] == "synthetic":
+
+    rule synth_pmsi:
+        input:
+            code=code("pmsi/synth", "pmsi/rhs", "pmsi/__init__"),
+        output:
+            raw=directory(f"{RESULTS}/pmsi/raw"),
+        params:
+            patients=PMSI["synthetic"]["patients"],
+            seed=PMSI["synthetic"]["seed"],
+        log:
+            f"{RESULTS}/logs/pmsi/synth_pmsi.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/pmsi/synth_pmsi.tsv"
+        shell:
+            "diagnosenet synth-pmsi --patients {params.patients} --seed {params.seed} --out {output.raw}"
+            " > {log} 2>&1"
+
+
+rule compose_pmsi:
+    input:
+        rhs=PMSI_RHS,
+        labels=[] if PMSI["source"] == "synthetic" else PMSI_LABELS,  # synthetic: inside raw/
+        code=code("pmsi/compose", "pmsi/rhs", "pmsi/__init__"),
+    output:
+        [f"{RESULTS}/pmsi/composed/{name}" for name in PMSI_COMPOSED_FILES],
+    params:
+        rhs=PMSI_RHS_ARGS,
+        labels=PMSI_LABELS,
+        out=lambda wildcards, output: os.path.dirname(output[0]),
+        groups=" ".join(PMSI["descriptor_groups"]),
+        strict="--strict" if PMSI["strict"] else "",
+        salt_file=config["privacy"]["salt_file"],
+    log:
+        f"{RESULTS}/logs/pmsi/compose_pmsi.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pmsi/compose_pmsi.tsv"
+    shell:
+        "diagnosenet compose-pmsi --rhs {params.rhs} --labels '{params.labels}' --out {params.out}"
+        " --groups {params.groups} {params.strict} --salt-file '{params.salt_file}' > {log} 2>&1"
