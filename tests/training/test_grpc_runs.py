@@ -284,3 +284,17 @@ def test_paper_api_runs_the_replica_script_on_every_task(data, tmp_path):
     assert [r["epoch"] for r in read_track(out / "track.csv")] == [1, 2]
     assert (out / "metrics.json").exists()
     assert not [p for p in psutil.Process().children(recursive=True) if alive(p)]
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_to_the_launcher_stops_every_process(launch):
+    run = launch("grpc-async", epochs=1000)
+    deadline = time.monotonic() + 120
+    while "started worker:1 " not in run.text():
+        assert time.monotonic() < deadline and run.popen.poll() is None, run.text()
+        time.sleep(0.2)
+    assert len(run.descendants()) == 3  # ps:0, worker:0, worker:1, still importing TensorFlow
+    run.popen.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 128 + signal.SIGTERM
+    assert "received signal 15; stopping every process" in run.text()
+    assert_nothing_left(run)

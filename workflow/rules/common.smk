@@ -1,5 +1,6 @@
 # Config validation, paths and input functions shared by every rule file.
 import json
+import os
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -12,16 +13,10 @@ TASKS = config["tasks"]
 SRC = Path(workflow.basedir).parent / "src" / "diagnosenet"
 # Stage directory each task's data path writes (the input of materialisation).
 STAGE_DIR = {"pmsi": f"{RESULTS}/pmsi/composed", "ecg": f"{RESULTS}/ecg/windows"}
+# Conda environment for `--software-deployment-method conda` (cluster users); `make` uses .venv.
+ENV = "../envs/diagnosenet.yaml"
 MPI_MODES = ("mpi-sync", "mpi-async")
 GRPC_MODES = ("grpc-sync", "grpc-async")
-
-
-wildcard_constraints:
-    task="pmsi|ecg",
-    workers=r"\d+",
-    batch=r"\d+",
-    mpi_mode="mpi-sync|mpi-async",
-    grpc_mode="grpc-sync|grpc-async",
 
 
 def code(*modules):
@@ -78,11 +73,72 @@ def train_args(task, mode, workers, *, out=None, model=None, batch_size=None, ma
     ]
     return " ".join(args)
 
+# --- training ---------------------------------------------------------------
+
+TRAIN_CODE = code("training", "models", "metrics", "monitor")
+
+
+def parent(name):
+    """Params function: the directory of a rule's named input or output file, so rules never
+    hard-code a path prefix (lint) and stay correct without a shared file system."""
+    kind, key = name.split(".")
+    return lambda wildcards, input, output: os.path.dirname((input if kind == "input" else output)[key])
+
+
+def shards_for(wc, workers=None):
+    return f"{shards_dir(wc.task, workers or wc.workers)}/manifest.json"
+
+
+def grpc_port(wc):
+    """A distinct port block per run so concurrent gRPC jobs never collide."""
+    runs = [(t, m, w) for t, m, w in training_runs() if m in GRPC_MODES]
+    key = (wc.task, wc.grpc_mode, int(wc.workers))
+    index = runs.index(key) if key in runs else len(runs)
+    return config["grpc"]["base_port"] + 20 * index
+
+
+def cluster_inputs(wc=None):
+    """The generated hostfile, for runs on a configured cluster (none on a workstation)."""
+    return [f"{RESULTS}/cluster/hostfile"] if config.get("cluster") else []
+
+
+
+
+
+# --- experiments -------------------------------------------------------------
+
+SCALABILITY = config["experiments"]["scalability"]
+HPARAMS = config["experiments"]["hyperparameters"]
+
+
+def scalability_runs():
+    """Run directories of the grid; desktop has one worker by definition."""
+    return [
+        run_dir(task, mode, workers)
+        for task in SCALABILITY["tasks"]
+        for mode in SCALABILITY["modes"]
+        for workers in SCALABILITY["workers"]
+        if mode != "desktop" or workers == 1
+    ]
+
+
+def hparam_dir(units, layers, batch):
+    return f"{RESULTS}/pmsi/hparams/u{units}-l{layers}-b{batch}"
+
+
+def hparam_runs():
+    return [
+        hparam_dir(u, n, b)
+        for u in HPARAMS["units"]
+        for n in HPARAMS["layers"]
+        for b in HPARAMS["batch_sizes"]
+    ]
+
+
 def final_outputs():
-    """Everything `snakemake` (rule all) builds: data sets, every configured run, baselines,
+    """Everything a bare `snakemake` builds (the default target) — data sets, every configured run, baselines,
     and the aggregated figures of the report."""
     outputs = [f"{RESULTS}/{task}/dataset/manifest.json" for task in TASKS]
     outputs += run_metrics_files() + baseline_metrics_files()
-    if hasattr(rules, "aggregate"):
-        outputs += list(rules.aggregate.output)
+    outputs += list(rules.aggregate.output)
     return outputs

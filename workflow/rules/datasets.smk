@@ -14,11 +14,13 @@ rule materialise:
             subcategory="{task}",
         ),
     params:
-        source=lambda wc: STAGE_DIR[wc.task],
-        out=f"{RESULTS}/{{task}}/dataset",
+        source=parent("input.stage"),
+        out=parent("output.manifest"),
         valid=config["datasets"]["valid_fraction"],
         test=config["datasets"]["test_fraction"],
         seed=config["datasets"]["seed"],
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/datasets/materialise_{{task}}.log",
     benchmark:
@@ -36,9 +38,11 @@ rule shard:
     output:
         manifest=f"{RESULTS}/{{task}}/shards/w{{workers}}-b{{batch}}/manifest.json",
     params:
-        dataset=f"{RESULTS}/{{task}}/dataset",
-        out=f"{RESULTS}/{{task}}/shards/w{{workers}}-b{{batch}}",
+        dataset=parent("input.dataset"),
+        out=parent("output.manifest"),
         seed=config["shards"]["seed"],
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/datasets/shard_{{task}}_w{{workers}}-b{{batch}}.log",
     benchmark:

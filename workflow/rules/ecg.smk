@@ -20,6 +20,8 @@ if ECG["source"] == "synthetic":
         params:
             records=ECG["synthetic"]["records"],
             seed=ECG["synthetic"]["seed"],
+        conda:
+            ENV
         log:
             f"{RESULTS}/logs/ecg/synth_ecg.log",
         benchmark:
@@ -36,8 +38,8 @@ rule window_ecg:
     output:
         [f"{RESULTS}/ecg/windows/{name}" for name in ECG_WINDOW_FILES],
     params:
-        records=ECG_RECORDS,
-        out=f"{RESULTS}/ecg/windows",
+        records=lambda wildcards, input: input.records if ECG["source"] == "synthetic" else os.path.dirname(input.records),
+        out=lambda wildcards, output: os.path.dirname(output[0]),
         detector=ECG["detector"],
         window=ECG["window"],
         per_sample=ECG["windows_per_sample"],
@@ -45,6 +47,8 @@ rule window_ecg:
         normalisation=ECG["normalisation"],
         jobs=lambda wildcards, threads: ECG["jobs"] or threads,
     threads: workflow.cores
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/ecg/window_ecg.log",
     benchmark:

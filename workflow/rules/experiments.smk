@@ -2,34 +2,6 @@
 #   snakemake scalability      worker scalability per training mode (paper figures 2-3)
 #   snakemake hyperparameters  appendix C model-dimension space (Table 4, figure 4)
 
-SCALABILITY = config["experiments"]["scalability"]
-HPARAMS = config["experiments"]["hyperparameters"]
-
-
-def scalability_runs():
-    """Run directories of the grid; desktop has one worker by definition."""
-    return [
-        run_dir(task, mode, workers)
-        for task in SCALABILITY["tasks"]
-        for mode in SCALABILITY["modes"]
-        for workers in SCALABILITY["workers"]
-        if mode != "desktop" or workers == 1
-    ]
-
-
-def hparam_dir(units, layers, batch):
-    return f"{RESULTS}/pmsi/hparams/u{units}-l{layers}-b{batch}"
-
-
-def hparam_runs():
-    return [
-        hparam_dir(u, n, b)
-        for u in HPARAMS["units"]
-        for n in HPARAMS["layers"]
-        for b in HPARAMS["batch_sizes"]
-    ]
-
-
 rule scalability:
     input:
         f"{RESULTS}/experiments/scalability.png",
@@ -55,6 +27,8 @@ rule table4:
         units=" ".join(map(str, HPARAMS["units"])),
         layers=" ".join(map(str, HPARAMS["layers"])),
         input_size=HPARAMS["input_size"],
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/experiments/table4.log",
     benchmark:
@@ -83,6 +57,8 @@ rule train_hparam:
             batch_size=int(wc.batch),
             max_epochs=HPARAMS["max_epochs"],
         ),
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/experiments/hparam_u{{units}}-l{{layers}}-b{{batch}}.log",
     benchmark:
@@ -105,6 +81,8 @@ rule hyperparameters_figure:
         ),
     params:
         runs=hparam_runs(),
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/experiments/hyperparameters_figure.log",
     benchmark:

@@ -34,6 +34,8 @@ if PMSI["source"] == "synthetic":
         params:
             patients=PMSI["synthetic"]["patients"],
             seed=PMSI["synthetic"]["seed"],
+        conda:
+            ENV
         log:
             f"{RESULTS}/logs/pmsi/synth_pmsi.log",
         benchmark:
@@ -57,6 +59,8 @@ rule compose_pmsi:
         groups=" ".join(PMSI["descriptor_groups"]),
         strict="--strict" if PMSI["strict"] else "",
         salt_file=config["privacy"]["salt_file"],
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/pmsi/compose_pmsi.log",
     benchmark:

@@ -1,26 +1,6 @@
 # Stage 5 (paper: runtime): the same training step moved by different transports.
 # desktop (one process), MPI (mpirun; rank 0 = master) and gRPC (TensorFlow servers).
 
-TRAIN_CODE = code("training", "models", "metrics", "monitor")
-
-
-def shards_for(wc, workers=None):
-    return f"{shards_dir(wc.task, workers or wc.workers)}/manifest.json"
-
-
-def grpc_port(wc):
-    """A distinct port block per run so concurrent gRPC jobs never collide."""
-    runs = [(t, m, w) for t, m, w in training_runs() if m in GRPC_MODES]
-    key = (wc.task, wc.grpc_mode, int(wc.workers))
-    index = runs.index(key) if key in runs else len(runs)
-    return config["grpc"]["base_port"] + 20 * index
-
-
-def cluster_inputs(wc=None):
-    """The generated hostfile, for runs on a configured cluster (none on a workstation)."""
-    return [f"{RESULTS}/cluster/hostfile"] if config.get("cluster") else []
-
-
 rule cluster_files:
     output:
         hostfile=f"{RESULTS}/cluster/hostfile",
@@ -28,11 +8,14 @@ rule cluster_files:
     params:
         hosts=" ".join((config.get("cluster") or {}).get("hosts", [])),
         slots=(config.get("cluster") or {}).get("slots_per_host", 1),
+        out=parent("output.hostfile"),
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/train/cluster_files.log",
     shell:
         "diagnosenet cluster-files --hosts {params.hosts} --slots-per-host {params.slots}"
-        " --out {RESULTS}/cluster > {log} 2>&1"
+        " --out {params.out} > {log} 2>&1"
 
 
 rule train_desktop:
@@ -45,6 +28,8 @@ rule train_desktop:
         track=f"{RESULTS}/{{task}}/runs/desktop-w1/track.csv",
     params:
         args=lambda wc: train_args(wc.task, "desktop", 1),
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/train/{{task}}_desktop-w1.log",
     benchmark:
@@ -71,6 +56,8 @@ rule train_mpi:
         # a profile swaps the launcher per rule (hostfile, srun) via set-resources
         mpi="mpirun",
         tasks=lambda wc: int(wc.workers) + 1,
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/train/{{task}}_{{mpi_mode}}-w{{workers}}.log",
     benchmark:
@@ -96,6 +83,8 @@ rule train_grpc:
     threads: lambda wc: int(wc.workers) + 2
     resources:
         tasks=lambda wc: int(wc.workers) + 2,
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/train/{{task}}_{{grpc_mode}}-w{{workers}}.log",
     benchmark:
@@ -113,8 +102,10 @@ rule baseline:
     output:
         metrics=f"{RESULTS}/{{task}}/baseline/metrics.json",
     params:
-        dataset=f"{RESULTS}/{{task}}/dataset",
-        out=f"{RESULTS}/{{task}}/baseline",
+        dataset=parent("input.dataset"),
+        out=parent("output.metrics"),
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/train/{{task}}_baseline.log",
     benchmark:

@@ -1,1 +1,1 @@
-
+"""Model graphs on plain TensorFlow variables (the only package besides ``training`` that imports TensorFlow)."""

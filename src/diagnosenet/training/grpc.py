@@ -205,8 +205,8 @@ def train_async(settings: TrainSettings, graph=None) -> dict:
     def run_epoch(epoch: int) -> EpochResult:
         results = [coordinator.schedule(worker_step, args=(iterator,)) for _ in range(steps_per_epoch)]
         coordinator.join()
-        loss_sum, correct, n = np.sum([r.fetch() for r in results], axis=0)
-        return EpochResult(loss_sum / n, correct / n, int(n), float(per_step_bytes * steps_per_epoch))
+        loss_sum, correct, n = np.sum([r.fetch() for r in results], axis=0, dtype=np.float64)
+        return EpochResult(float(loss_sum / n), float(correct / n), int(n), float(per_step_bytes * steps_per_epoch))
 
     def validate() -> tuple[float, float]:
         loss_sum, correct, n = np.sum([eval_sums(x, y).numpy()
@@ -287,8 +287,8 @@ def train_sync(settings: TrainSettings, graph=None) -> dict | None:
         totals = np.zeros(3)
         for x, y in dataset.take(steps_per_epoch):
             totals += train_step(x, y).numpy()
-        return EpochResult(totals[0] / totals[2], totals[1] / totals[2], int(totals[2]),
-                           per_step_bytes * steps_per_epoch)
+        return EpochResult(float(totals[0] / totals[2]), float(totals[1] / totals[2]), int(totals[2]),
+                           float(per_step_bytes * steps_per_epoch))
 
     def validate() -> tuple[float, float]:
         local = np.sum([eval_sums(x, y).numpy() for x, y in array_batches(valid.X, valid.y, EVAL_BATCH)]

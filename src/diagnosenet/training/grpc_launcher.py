@@ -243,10 +243,13 @@ class Launcher:
         previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self._check_ports()
-            servers = [self._start(t) for t in self.tasks if t.type in ("ps", "worker") and self.mode == "grpc-async"]
-            self._procs.extend(servers)
-            self._wait_ready(servers, start + self.timeout_s)
-            self._procs.extend(self._start(t) for t in self.tasks if t.type == "chief" or self.mode == "grpc-sync")
+            for task in self.tasks:  # async: the servers first, then the chief once they listen
+                if self.mode == "grpc-async" and task.type != "chief":
+                    self._procs.append(self._start(task))
+            self._wait_ready(list(self._procs), start + self.timeout_s)
+            for task in self.tasks:
+                if task.type == "chief" or self.mode == "grpc-sync":
+                    self._procs.append(self._start(task))
             code = self._supervise(start)
             self.say("launcher", f"training finished in {time.monotonic() - start:.1f} s")
             return code
@@ -260,6 +263,8 @@ class Launcher:
             self.say("launcher", f"error: {exc}")
             return 1
         finally:
+            for sig in previous:  # a second Ctrl-C must not cut the teardown short
+                signal.signal(sig, signal.SIG_IGN)
             self.teardown()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

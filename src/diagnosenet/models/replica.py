@@ -1,0 +1,135 @@
+"""TensorFlow implementation of the replica contract (:mod:`diagnosenet.training.replica`).
+
+Gradients and weights leave TensorFlow as one flat ``float32`` vector in the order of
+``graph.trainable_variables``; every transport exchanges that vector. CSR batches become
+``tf.SparseTensor``s (indices of the non-zeros only), never dense matrices.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import tensorflow as tf
+
+from diagnosenet.models.graphs import Graph
+
+
+def to_tensor(X):
+    """A ``tf.SparseTensor`` for a CSR batch (canonical row-major order), else a dense tensor."""
+    if sp.issparse(X):
+        X = X.tocsr()
+        if not X.has_sorted_indices:
+            X = X.sorted_indices()
+        rows = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+        indices = np.stack([rows, X.indices.astype(np.int64)], axis=1)
+        return tf.SparseTensor(indices, X.data.astype(np.float32, copy=False), X.shape)
+    return tf.convert_to_tensor(np.asarray(X, dtype=np.float32))
+
+
+def _flat(tensors) -> np.ndarray:
+    return np.concatenate([np.asarray(t).ravel() for t in tensors]).astype(np.float32, copy=False) \
+        if tensors else np.zeros(0, np.float32)
+
+
+def _assign_flat(variables, flat: np.ndarray) -> None:
+    flat = np.asarray(flat, dtype=np.float32)
+    expected = sum(int(np.prod(v.shape)) for v in variables)
+    if flat.size != expected:
+        raise ValueError(f"flat vector has {flat.size} values, the variables need {expected}")
+    offset = 0
+    for v in variables:
+        size = int(np.prod(v.shape))
+        v.assign(flat[offset:offset + size].reshape(v.shape))
+        offset += size
+
+
+class TFReplica:
+    """A built graph with its Adam optimizer, seen as flat numpy buffers."""
+
+    def __init__(self, graph: Graph, optimizer=None):
+        self.graph = graph.build()
+        self.optimizer = optimizer if optimizer is not None else graph.optimizer
+        self.variables = list(graph.trainable_variables)
+        self.optimizer.build(self.variables)
+        self.n_params = int(sum(np.prod(v.shape) for v in self.variables))
+        self._sizes = [int(np.prod(v.shape)) for v in self.variables]
+        self._gradients = tf.function(self._gradients_fn, reduce_retracing=True)
+        self._apply = tf.function(self._apply_fn, reduce_retracing=True)
+        self._step = tf.function(self._step_fn, reduce_retracing=True)
+        self._proba = tf.function(lambda x: tf.nn.softmax(self.graph(x, training=False)), reduce_retracing=True)
+
+    # -- traced bodies ---------------------------------------------------------------
+    def _loss(self, x, y):
+        logits = self.graph(x, training=True)
+        return self.graph.loss(logits, y), logits
+
+    def _gradients_fn(self, x, y):
+        with tf.GradientTape() as tape:
+            loss, _ = self._loss(x, y)
+        grads = tape.gradient(loss, self.variables)
+        return tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0), loss
+
+    def _apply_fn(self, flat):
+        grads = [tf.reshape(g, v.shape) for g, v in zip(tf.split(flat, self._sizes), self.variables)]
+        self.optimizer.apply_gradients(zip(grads, self.variables))
+
+    def _step_fn(self, x, y):
+        with tf.GradientTape() as tape:
+            loss, logits = self._loss(x, y)
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, self.variables), self.variables))
+        return loss
+
+    # -- the contract ------------------------------------------------------------------
+    def get_weights(self) -> np.ndarray:
+        return _flat([v.numpy() for v in self.variables])
+
+    def set_weights(self, flat: np.ndarray) -> None:
+        _assign_flat(self.variables, flat)
+
+    def compute_gradients(self, X, y):
+        flat, loss = self._gradients(to_tensor(X), tf.convert_to_tensor(y, tf.int64))
+        return flat.numpy(), float(loss)
+
+    def apply_gradients(self, flat_grads: np.ndarray) -> None:
+        self._apply(tf.convert_to_tensor(np.asarray(flat_grads, dtype=np.float32)))
+
+    def train_step(self, X, y) -> float:
+        """Gradient and update fused in one traced call: the desktop path, nothing leaves TensorFlow."""
+        return float(self._step(to_tensor(X), tf.convert_to_tensor(y, tf.int64)))
+
+    def predict_proba(self, X, batch_size: int = 1024) -> np.ndarray:
+        parts = [self._proba(to_tensor(X[lo:lo + batch_size])).numpy() for lo in range(0, X.shape[0], batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.graph_outputs()), np.float32)
+
+    def graph_outputs(self) -> int:
+        return int(self.variables[-1].shape[-1])
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        opt = self.optimizer
+        return {
+            "weights": self.get_weights(),
+            "adam_m": _flat([m.numpy() for m in opt.m]),
+            "adam_v": _flat([v.numpy() for v in opt.v]),
+            "adam_iterations": np.asarray([opt.iterations.numpy()], dtype=np.int64),
+            "moving_statistics": _flat([v.numpy() for v in self.graph.non_trainable_variables]),
+            "dropout_step": np.asarray([self.graph.dropout_step.numpy()], dtype=np.int64),
+        }
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        opt = self.optimizer
+        self.set_weights(state["weights"])
+        _assign_flat(opt.m, state["adam_m"])
+        _assign_flat(opt.v, state["adam_v"])
+        opt.iterations.assign(int(state["adam_iterations"][0]))
+        _assign_flat(list(self.graph.non_trainable_variables), state["moving_statistics"])
+        self.graph.dropout_step.assign(int(state["dropout_step"][0]))
+
+
+def make_replica(task: str, model_config: dict, input_size: int, n_classes: int, *, seed: int,
+                 learning_rate: float) -> TFReplica:
+    """The replica every mode trains: graph from the config, Adam at the run's learning rate."""
+    from diagnosenet.models.graphs import build_graph
+    from diagnosenet.models.optim import Adam
+
+    tf.random.set_seed(seed)
+    graph = build_graph(task, model_config, input_size, n_classes, seed=seed)
+    return TFReplica(graph, Adam(lr=learning_rate))
