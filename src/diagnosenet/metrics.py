@@ -12,8 +12,10 @@ from typing import Sequence
 
 import numpy as np
 
-#: the PhysioNet/CinC 2017 challenge score averages F1 over these classes; noisy is reported apart
-CHALLENGE_CLASSES = ("N", "AF", "Other")
+#: the PhysioNet/CinC 2017 challenge score averages F1 over the first three; noisy is reported apart.
+#: output key -> accepted class names (the ECG stage's names and the challenge's label letters)
+CHALLENGE_CLASSES = {"N": ("Normal", "N"), "AF": ("AF", "A"), "Other": ("Other", "O")}
+NOISY_CLASS = ("Noisy", "~")
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -45,16 +47,26 @@ def per_class(C: np.ndarray, classes: Sequence[str]) -> dict[str, dict[str, floa
 
 
 def challenge_f1(C: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
-    """PhysioNet 2017 score ``(F1_N + F1_AF + F1_Other) / 3`` and the noisy class's F1 apart."""
+    """PhysioNet 2017 score ``(F1_N + F1_AF + F1_Other) / 3`` and the noisy class's F1 apart.
+
+    Keys are fixed (``f1_N``, ``f1_AF``, ``f1_Other``, ``f1_Noisy``) whichever of the accepted
+    names (:data:`CHALLENGE_CLASSES`) the data set uses.
+    """
     index = {name: k for k, name in enumerate(classes)}
-    missing = [c for c in CHALLENGE_CLASSES if c not in index]
+
+    def find(names):
+        return next((index[n] for n in names if n in index), None)
+
+    found = {key: find(names) for key, names in CHALLENGE_CLASSES.items()}
+    missing = [names[0] for key, names in CHALLENGE_CLASSES.items() if found[key] is None]
     if missing:
-        raise ValueError(f"challenge F1 needs classes {CHALLENGE_CLASSES}; missing {missing} in {list(classes)}")
-    scores = {f"f1_{c}": _f1(C, index[c]) for c in CHALLENGE_CLASSES}
+        raise ValueError(f"challenge F1 needs classes {[n[0] for n in CHALLENGE_CLASSES.values()]}; "
+                         f"missing {missing} in {list(classes)}")
+    scores = {f"f1_{key}": _f1(C, k) for key, k in found.items()}
     result = {"challenge_f1": float(np.mean(list(scores.values()))), **scores}
-    noisy = next((name for name in classes if name not in CHALLENGE_CLASSES), None)
+    noisy = find(NOISY_CLASS)
     if noisy is not None:
-        result[f"f1_{noisy}"] = _f1(C, index[noisy])
+        result["f1_Noisy"] = _f1(C, noisy)
     return result
 
 
@@ -76,6 +88,34 @@ def summarise(y_true: np.ndarray, proba_or_pred: np.ndarray, classes: Sequence[s
     }
     if challenge:
         result.update(challenge_f1(C, classes))
+    return result
+
+
+def per_group(y_true: np.ndarray, proba: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One ``(label, mean probability)`` per group: ECG windows -> one decision per record.
+
+    The challenge scores records, not windows; averaging the windows' probabilities is the
+    simplest record-level rule. Refuses groups whose windows disagree on the reference label.
+    """
+    names, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    counts = np.bincount(inverse)
+    mean = np.zeros((len(names), proba.shape[1]))
+    np.add.at(mean, inverse, proba)
+    labels = np.full(len(names), -1, dtype=np.int64)
+    labels[inverse] = y_true
+    if np.any(labels[inverse] != y_true):
+        raise ValueError("a group's rows carry different reference labels")
+    return labels, mean / counts[:, None]
+
+
+def score_task(task: str, y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str],
+               groups: np.ndarray | None = None) -> dict:
+    """What every run and baseline reports: :func:`summarise`, plus for ECG the challenge score
+    and, given the record of each window, the same scores per record (``record_level``)."""
+    result = summarise(y_true, proba, classes, challenge=task == "ecg")
+    if task == "ecg" and groups is not None:
+        record = summarise(*per_group(y_true, proba, groups), classes, challenge=True)
+        result["record_level"] = {k: v for k, v in record.items() if k != "per_class"}
     return result
 
 

@@ -41,8 +41,8 @@ def test_scalability_target_plans_the_configured_grid(workdir):
         "scalability": {"tasks": ["pmsi"], "modes": ["mpi-sync", "mpi-async", "grpc-async"], "workers": [1, 2, 4]},
         "hyperparameters": {"units": [16, 64, 128], "layers": [2, 4], "batch_sizes": [256, 512],
                             "input_size": 14637, "max_epochs": 2}}})
-    jobs = planned_jobs(snakemake(workdir, "-n", "--cores", "2", "--configfile", str(path), "scalability").stdout)
+    jobs = planned_jobs(snakemake(workdir, "scalability", "-n", "--cores", "2", "--configfile", str(path)).stdout)
     assert jobs["train_mpi"] == 6 and jobs["train_grpc"] == 3
-    jobs = planned_jobs(snakemake(workdir, "-n", "--cores", "2", "--configfile", str(path), "hyperparameters").stdout)
+    jobs = planned_jobs(snakemake(workdir, "hyperparameters", "-n", "--cores", "2", "--configfile", str(path)).stdout)
     assert jobs["train_hparam"] == 3 * 2 * 2 and jobs["table4"] == 1
     assert jobs["shard"] == 2  # one shard set per batch size

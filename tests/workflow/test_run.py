@@ -40,7 +40,7 @@ def finished_run(tmp_path_factory):
     (workdir / "config").mkdir()
     (workdir / "config" / "config.yaml").symlink_to(REPO / "config" / "config.yaml")
     config = write_config(workdir, SMALL)
-    snakemake(workdir, "--cores", "2", "--configfile", str(config), "all", "scalability", timeout=1500)
+    snakemake(workdir, "all", "scalability", "--cores", "2", "--configfile", str(config), timeout=1500)
     snakemake(workdir, "--cores", "2", "--configfile", str(config), "--report", "results/report.html", timeout=300)
     return workdir, config
 

@@ -184,6 +184,12 @@ class ResidualECGNet(Graph):
         return self.head(tf.reshape(h, [tf.shape(h)[0], -1]))
 
 
+#: ``models.ecg`` presets: paper-like (Appendix D; ~1.36 M parameters, the size the original
+#: notes give) and the small default of the embedded run (~0.1 M)
+ECG_PAPER = {"filters": [64, 128], "blocks_per_stage": 1, "kernel_size": 16}
+ECG_SMALL = {"filters": [16, 32], "blocks_per_stage": 1, "kernel_size": 16}
+
+
 def build_graph(task: str, model_config: dict, input_size: int, n_classes: int, *, seed: int = 1) -> Graph:
     """The graph of a task from the ``models.<task>`` config section (see config/README.md)."""
     config = dict(model_config)
@@ -196,9 +202,9 @@ def build_graph(task: str, model_config: dict, input_size: int, n_classes: int, 
     elif task == "ecg":
         graph = ResidualECGNet(
             input_length=input_size, n_classes=n_classes,
-            filters=[int(f) for f in config.pop("filters", [16, 32])],
-            blocks_per_stage=int(config.pop("blocks_per_stage", 1)),
-            kernel_size=int(config.pop("kernel_size", 16)), dropout=keep, seed=seed)
+            filters=[int(f) for f in config.pop("filters", ECG_SMALL["filters"])],
+            blocks_per_stage=int(config.pop("blocks_per_stage", ECG_SMALL["blocks_per_stage"])),
+            kernel_size=int(config.pop("kernel_size", ECG_SMALL["kernel_size"])), dropout=keep, seed=seed)
     else:
         raise ValueError(f"task must be 'pmsi' or 'ecg', got {task!r}")
     if config:

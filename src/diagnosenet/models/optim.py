@@ -18,7 +18,14 @@ class CrossEntropy:
 
 
 class Adam:
-    """Adam (Kingma & Ba 2014) with bias correction folded into the step size."""
+    """Adam (Kingma & Ba 2014) exactly as Keras and TF1's ``AdamOptimizer`` compute it.
+
+    The bias correction is folded into the step size and ``epsilon`` is added to the
+    *uncorrected* ``sqrt(v)`` (the paper's "epsilon hat" form, end of its section 2):
+    ``w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``. At step ``t`` this equals
+    Algorithm 1 with ``eps' = eps / sqrt(1 - b2^t)`` (3.2e-6 at ``t = 1``), so runs match
+    Keras ``model.fit`` and the original TF1 code, not a literal reading of Algorithm 1.
+    """
 
     def __init__(self, lr: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7):
         if lr <= 0:

@@ -1,0 +1,62 @@
+"""Test-split scores of a desktop run next to the baseline (and, for synthetic PMSI, the Bayes limit).
+
+Inputs are the outputs of the ordinary stages (materialise, shard); this script only runs
+``desktop.train`` and ``baselines.run_baseline`` and prints one comparison, e.g.::
+
+    .venv/bin/python bench/bench_desktop_accuracy.py --task pmsi --root bench/out/desktop/pmsi \
+        --model-json '{"hidden_units": [256, 256], "dropout_keep": 0.8}' --max-epochs 30 \
+        --bayes bench/out/desktop/pmsi/raw/bayes.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from diagnosenet.baselines import run_baseline
+from diagnosenet.training.settings import TrainSettings
+
+KEYS = ("accuracy", "macro_f1", "challenge_f1", "f1_N", "f1_AF", "f1_Other", "f1_Noisy")
+
+
+def pick(scores: dict) -> dict:
+    """The headline numbers, with the ECG record-level ones (confusion included) when present."""
+    out = {k: scores[k] for k in KEYS if k in scores}
+    if "record_level" in scores:
+        out["record_level"] = {k: scores["record_level"][k] for k in (*KEYS, "n_test", "confusion")
+                               if k in scores["record_level"]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=("pmsi", "ecg"), required=True)
+    parser.add_argument("--root", type=Path, required=True, help="holds dataset/ and shards/; runs go to run/, baseline/")
+    parser.add_argument("--model-json", default="{}")
+    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--bayes", type=Path, help="bayes.json of synth-pmsi")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from diagnosenet.training.desktop import train
+
+    settings = TrainSettings(task=args.task, mode="desktop", workers=1, dataset_dir=args.root / "dataset",
+                             shards_dir=args.root / "shards", out_dir=args.root / "run", model=json.loads(args.model_json),
+                             max_epochs=args.max_epochs, patience=args.patience, learning_rate=args.lr,
+                             batch_size=args.batch_size, monitor_rate_hz=0)
+    net = train(settings)
+    base = run_baseline(args.task, args.root / "dataset", args.root / "baseline")
+    report = {"net": pick(net), "baseline": pick(base),
+              "baseline_model": base["model"], "n_params": net["n_params"], "best_epoch": net["best_epoch"],
+              "epochs_run": net["epochs_run"], "train_seconds": net["train_seconds"], "n_test": net["n_test"]}
+    if args.bayes:
+        report["bayes_accuracy"] = json.loads(args.bayes.read_text())["bayes_accuracy"]
+    (args.root / "comparison.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Per-epoch progress: early stopping on validation loss and the ``track.csv`` writer.
+
+Both survive a restart: :class:`EarlyStopping` round-trips through ``state_dict`` (stored in
+the checkpoint) and :class:`TrackWriter` reopens a track, drops rows after the checkpointed
+epoch and appends, so a resumed run never repeats an epoch in its track.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Mapping
+
+TRACK_COLUMNS = ("epoch", "train_loss", "valid_loss", "train_metric", "valid_metric",
+                 "epoch_seconds", "wall_seconds", "timestamp", "samples", "bytes_exchanged")
+
+
+class EarlyStopping:
+    """Stop after ``patience`` epochs without the validation loss falling by more than ``min_delta``."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience, self.min_delta = int(patience), float(min_delta)
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.epochs = 0
+        self.bad_epochs = 0
+        self.time_to_best_s = 0.0
+
+    def update(self, valid_loss: float | Mapping) -> bool:
+        """Record one epoch; ``True`` when it is the new best.
+
+        Accepts the validation loss or a whole track row (then ``epoch`` and
+        ``wall_seconds`` are taken from it).
+        """
+        row = valid_loss if isinstance(valid_loss, Mapping) else {"valid_loss": valid_loss}
+        loss = float(row["valid_loss"])
+        self.epochs = int(row.get("epoch", self.epochs + 1))
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"validation loss is {loss} at epoch {self.epochs}; training diverged")
+        improved = loss < self.best_loss - self.min_delta
+        if improved:
+            self.best_loss, self.best_epoch, self.bad_epochs = loss, self.epochs, 0
+            self.time_to_best_s = float(row.get("wall_seconds", 0.0))
+        else:
+            self.bad_epochs += 1
+        return improved
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in
+                ("patience", "min_delta", "best_loss", "best_epoch", "epochs", "bad_epochs", "time_to_best_s")}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore the counters; ``patience``/``min_delta`` stay as constructed (a rerun may change them)."""
+        for key, value in state.items():
+            if key not in ("patience", "min_delta"):
+                setattr(self, key, value)
+
+    def summary(self) -> dict:
+        """The progress fields of ``metrics.json``."""
+        return {"best_epoch": self.best_epoch, "epochs_run": self.epochs, "best_valid_loss": self.best_loss,
+                "time_to_best_s": self.time_to_best_s, "stopped_early": self.should_stop}
+
+
+class TrackWriter:
+    """Append rows of :data:`TRACK_COLUMNS` to a CSV, flushed and fsynced after each epoch.
+
+    ``resume=True`` keeps an existing file; ``keep_epochs`` then drops rows of epochs after
+    the last checkpoint (they are trained again).
+    """
+
+    def __init__(self, path: str | Path, resume: bool = False, keep_epochs: int | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rows = read_track(self.path) if resume and self.path.exists() else []
+        if keep_epochs is not None:
+            rows = [row for row in rows if int(row["epoch"]) <= keep_epochs]
+        with open(self.path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=TRACK_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.rows = len(rows)
+
+    def write(self, row: Mapping) -> None:
+        missing = [c for c in TRACK_COLUMNS if c not in row]
+        if missing:
+            raise ValueError(f"track row lacks columns {missing}")
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=TRACK_COLUMNS, extrasaction="ignore").writerow(
+                {k: repr(float(row[k])) if isinstance(row[k], float) else row[k] for k in TRACK_COLUMNS})
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.rows += 1
+
+
+def read_track(path: str | Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
