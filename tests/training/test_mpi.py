@@ -1,0 +1,301 @@
+"""MPI training under a real ``mpirun`` (1 master + 2 workers) with the NumPy replica.
+
+The NumPy model implements the same replica contract as the TensorFlow one, so these tests
+exercise the whole exchange (broadcast, all-reduce, asynchronous updates, timeouts, faults,
+resume) without paying TensorFlow's import on every rank; ``test_mpi_tf.py`` runs the real
+model once per mode.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import scipy.sparse as sp
+
+from diagnosenet.artifacts import verify_manifest
+from diagnosenet.training.numpy_replica import NumpyReplica
+
+
+def _shared_fixtures():
+    """tests/training/conftest.py as a module, by path (two test folders have a ``conftest``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("training_conftest", Path(__file__).with_name("conftest.py"))
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_shared = _shared_fixtures()
+make_dataset, make_shards, RunInputs = _shared.make_dataset, _shared.make_shards, _shared.RunInputs
+
+pytestmark = pytest.mark.mpi
+
+MPIRUN = Path(sys.executable).parent / "mpirun"
+NUMPY_MODEL = {"backend": "numpy", "hidden_units": [16]}
+RUN_FILES = {"track.csv", "metrics.json", "per_class.csv", "confusion.csv", "run.json", "manifest.json",
+             "track_rank1.csv", "track_rank2.csv"}
+
+
+def train_command(inputs, out: Path, mode: str, *, model=None, workers=2, **options) -> list[str]:
+    args = {"max-epochs": 4, "patience": 10, "lr": 0.01, "seed": 3, "timeout": 20, "monitor-rate": 0,
+            "weighting": 1, **{k.replace("_", "-"): v for k, v in options.items()}}
+    command = [str(MPIRUN), "-disable-auto-cleanup", "-n", str(workers + 1), sys.executable, "-m",
+               "diagnosenet", "train", "--task", inputs.task, "--mode", mode, "--workers", str(workers),
+               "--dataset", str(inputs.dataset), "--shards", str(inputs.shards), "--out", str(out),
+               "--batch-size", str(inputs.batch_size), "--model-json", json.dumps(model or NUMPY_MODEL)]
+    return command + [item for k, v in args.items() for item in (f"--{k}", str(v))]
+
+
+def run(command, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+
+
+def read_track(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def metrics(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def rank_process(launcher: subprocess.Popen, rank: int) -> psutil.Process:
+    """The python process of ``rank`` among the launcher's descendants."""
+    for child in psutil.Process(launcher.pid).children(recursive=True):
+        try:
+            if child.environ().get("PMI_RANK") == str(rank) and "python" in child.name():
+                return child
+        except psutil.Error:
+            continue
+    raise LookupError(f"rank {rank} not found under mpirun {launcher.pid}")
+
+
+def wait_for_rows(path: Path, rows: int, launcher: subprocess.Popen, limit_s: float = 60) -> None:
+    deadline = time.monotonic() + limit_s
+    while not (path.exists() and len(read_track(path)) >= rows):
+        assert launcher.poll() is None, f"run ended before {path.name} had {rows} rows"
+        assert time.monotonic() < deadline, f"{path.name} never reached {rows} rows"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def w2(tiny_inputs):
+    return tiny_inputs("pmsi", workers=2)
+
+
+# -- the NumPy replica itself --------------------------------------------------------------
+def test_numpy_replica_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    X = sp.random(12, 7, density=0.4, format="csr", dtype=np.float32, random_state=1)
+    y = rng.integers(0, 3, 12)
+    replica = NumpyReplica(7, 3, [5], seed=2)
+    grads, loss = replica.compute_gradients(X, y)
+    w = replica.get_weights().astype(np.float64)
+
+    def loss_at(i, step):
+        shifted = w.copy()
+        shifted[i] += step
+        replica.set_weights(shifted.astype(np.float32))
+        return replica.compute_gradients(X, y)[1]
+
+    for i in rng.choice(replica.n_params, 10, replace=False):
+        numeric = (loss_at(i, 1e-2) - loss_at(i, -1e-2)) / 2e-2
+        assert abs(numeric - grads[i]) < 2e-3 + 0.05 * abs(numeric)
+    replica.set_weights(w.astype(np.float32))
+    state = replica.get_state()
+    replica.apply_gradients(grads)
+    assert not np.array_equal(replica.get_weights(), state["weights"])
+    replica.set_state(state)
+    assert np.array_equal(replica.get_weights(), state["weights"])
+
+
+def test_mpi_modes_import_mpi_only_when_they_run():
+    code = ("import sys, diagnosenet as dt, diagnosenet.training.mpi, diagnosenet.training.desktop; "
+            "dt.DistributedMPI; assert 'mpi4py' not in sys.modules, 'mpi4py imported'")
+    proc = subprocess.run([sys.executable, "-c", code], text=True, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.timeout(60)
+def test_a_rank_count_that_does_not_match_the_workers_is_refused(w2, tmp_path):
+    command = train_command(w2, tmp_path / "run", "mpi-sync")
+    command[command.index("-n") + 1] = "2"  # 1 master + 1 worker for a 2-worker shard set
+    proc = run(command)
+    assert proc.returncode != 0
+    assert "needs mpirun -n 3 (1 master + workers), got 2 ranks" in proc.stdout
+
+
+# -- synchronous ---------------------------------------------------------------------------
+@pytest.mark.timeout(120)
+def test_sync_keeps_replicas_bit_identical_and_writes_the_desktop_outputs(w2, tmp_path):
+    out = tmp_path / "sync"
+    proc = run(train_command(w2, out, "mpi-sync"))
+    assert proc.returncode == 0, proc.stdout
+    assert RUN_FILES <= {p.name for p in out.iterdir()}
+    verify_manifest(out, stage="train")
+    result = metrics(out)
+    hashes = result["mpi"]["replica_sha256"]
+    assert len(hashes) == 3 and len(set(hashes)) == 1 and result["mpi"]["replicas_identical"]
+    track = read_track(out / "track.csv")
+    assert [int(r["epoch"]) for r in track] == [1, 2, 3, 4]
+    assert float(track[-1]["valid_loss"]) < float(track[0]["valid_loss"])
+    # the master's row sums the workers': samples and a sample-weighted validation mean
+    workers = [read_track(out / f"track_rank{r}.csv") for r in (1, 2)]
+    assert int(track[0]["samples"]) == sum(int(w[0]["samples"]) for w in workers)
+    # each step every worker sends and receives its float32 gradient; once an epoch the state goes to rank 0
+    gradients = 2 * 4 * result["n_params"] * result["steps_per_epoch"] * 2
+    assert gradients < result["bytes_exchanged_per_epoch"] == int(track[-1]["bytes_exchanged"])
+    assert result["time_to_best_s"] > 0 and result["best_epoch"] >= 1
+
+
+@pytest.mark.timeout(120)
+def test_sync_epoch_is_the_common_step_count_when_workers_have_unequal_batches(tmp_path):
+    dataset = make_dataset(tmp_path, "pmsi", n_rows=251)  # 177 training rows: 89 + 88
+    shards = make_shards(dataset, tmp_path / "shards", workers=2, batch_size=22)  # 5 and 4 batches
+    counts = [s["micro_batches"] for s in verify_manifest(shards, stage="shard")["shards"]["train"]]
+    assert len(set(counts)) == 2, counts  # the point of this data set
+    inputs = RunInputs("pmsi", tmp_path, dataset, shards, workers=2, batch_size=22)
+    out = tmp_path / "run"
+    proc = run(train_command(inputs, out, "mpi-sync", max_epochs=2))
+    assert proc.returncode == 0, proc.stdout
+    assert metrics(out)["steps_per_epoch"] == min(counts)
+    assert metrics(out)["mpi"]["replicas_identical"]
+
+
+@pytest.mark.timeout(180)
+def test_sync_killed_worker_aborts_with_a_message_and_a_rerun_resumes(w2, tmp_path):
+    out = tmp_path / "sync"
+    slow = {**NUMPY_MODEL, "delay_s": 0.05}
+    command = train_command(w2, out, "mpi-sync", model=slow, max_epochs=6, timeout=5)
+    launcher = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_rows(out / "track.csv", 2, launcher)
+        killed_at = time.monotonic()
+        rank_process(launcher, 2).send_signal(signal.SIGKILL)
+        output, _ = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode != 0
+    assert time.monotonic() - killed_at < 5 + 15  # bounded by timeout_s (+ start-up slack on 2 busy cores)
+    assert "synchronous training cannot go on" in output and "rerun the same command" in output, output
+    done = len(read_track(out / "track.csv"))
+    assert 2 <= done < 6
+
+    proc = run(command)
+    assert proc.returncode == 0, proc.stdout
+    assert f"resuming {out} after epoch" in proc.stdout
+    epochs = [int(r["epoch"]) for r in read_track(out / "track.csv")]
+    assert epochs == list(range(1, 7))  # no epoch lost or repeated
+    assert metrics(out)["mpi"]["replicas_identical"]
+
+
+@pytest.mark.timeout(120)
+def test_sync_hung_worker_times_out_instead_of_hanging(w2, tmp_path):
+    out = tmp_path / "sync"
+    slow = {**NUMPY_MODEL, "delay_s": 0.05}
+    launcher = subprocess.Popen(train_command(w2, out, "mpi-sync", model=slow, max_epochs=20, timeout=4),
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_rows(out / "track.csv", 1, launcher)
+        hung = rank_process(launcher, 2)
+        hung.send_signal(signal.SIGSTOP)  # alive but silent: only the timeouts can notice
+        output, _ = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode != 0
+    assert "nothing after 4 s (timeout_s)" in output, output
+
+
+# -- asynchronous --------------------------------------------------------------------------
+@pytest.mark.timeout(120)
+def test_async_weighting_sets_how_many_gradients_make_one_update(w2, tmp_path):
+    results = {}
+    for k in (1, 2):
+        proc = run(train_command(w2, tmp_path / f"w{k}", "mpi-async", weighting=k))
+        assert proc.returncode == 0, proc.stdout
+        results[k] = metrics(tmp_path / f"w{k}")["mpi"]
+    one, two = results[1], results[2]
+    assert one["gradients"] == two["gradients"] == 4 * sum(
+        s["micro_batches"] for s in verify_manifest(w2.shards, stage="shard")["shards"]["train"])
+    assert one["updates"] == one["gradients"] and one["max_staleness"] >= 1  # every gradient applied on arrival
+    assert two["updates"] * 2 == two["gradients"] and two["max_staleness"] == 0  # one update per pair
+
+    # weighting = workers averages one gradient per worker on the same weights: a synchronous step
+    proc = run(train_command(w2, tmp_path / "sync", "mpi-sync"))
+    assert proc.returncode == 0, proc.stdout
+    sync = [float(r["valid_loss"]) for r in read_track(tmp_path / "sync" / "track.csv")]
+    paired = [float(r["valid_loss"]) for r in read_track(tmp_path / "w2" / "track.csv")]
+    np.testing.assert_allclose(paired, sync, rtol=1e-5)
+
+
+@pytest.mark.timeout(120)
+def test_async_workers_converge_on_a_separable_set(w2, tmp_path):
+    out = tmp_path / "async"
+    proc = run(train_command(w2, out, "mpi-async", lr=0.05, patience=2, max_epochs=60))
+    assert proc.returncode == 0, proc.stdout
+    result = metrics(out)
+    assert result["accuracy"] >= 0.9  # one indicator feature per class
+    workers = result["mpi"]["workers"]
+    assert set(workers) == {"1", "2"}
+    assert set(result["mpi"]["converged_queue"]) == {int(w) for w, info in workers.items() if info["converged"]}
+    assert result["mpi"]["converged_queue"], "no worker's early stopping fired"
+    for rank, info in workers.items():
+        assert len(read_track(out / f"track_rank{rank}.csv")) == info["epochs"]
+
+
+@pytest.mark.timeout(150)
+def test_async_master_carries_on_when_a_worker_stops_responding(w2, tmp_path):
+    """A stopped (SIGSTOP) worker is silent like a dead one; the master drops it after timeout_s.
+
+    A SIGKILLed worker makes MPICH's Hydra proxy kill the whole job at random (see
+    docs/training.md, MPI, faults), so the dead rank is simulated by a silent one and only
+    killed once the master has written the run.
+    """
+    out = tmp_path / "async"
+    slow = {**NUMPY_MODEL, "delay_s": 0.03}
+    launcher = subprocess.Popen(train_command(w2, out, "mpi-async", model=slow, max_epochs=12, timeout=5),
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_rows(out / "track_rank2.csv", 1, launcher)
+        silent = rank_process(launcher, 2)
+        silent.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 90
+        while not (out / "manifest.json").exists():
+            assert launcher.poll() is None and time.monotonic() < deadline, "the master never finished"
+            time.sleep(0.1)
+        silent.send_signal(signal.SIGKILL)
+        output, _ = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    verify_manifest(out, stage="train")
+    result = metrics(out)
+    assert set(result["mpi"]["lost_workers"]) == {"2"}
+    assert result["mpi"]["workers"]["1"]["epochs"] == 12  # the survivor trained to the end
+    assert "worker rank 2 lost" in output
+
+
+# -- the paper's API -----------------------------------------------------------------------
+@pytest.mark.timeout(120)
+def test_paper_api_script_runs_under_mpirun(w2, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\nimport diagnosenet as dt\n"
+        "platform = dt.DistributedMPI(model={'backend': 'numpy', 'hidden_units': [8]},\n"
+        "    datamanager=dt.Batching(devices_number=2, batch_size=32), max_epochs=2, early_stopping=3,\n"
+        "    learning_rate=0.01)\n"
+        f"platform.asynchronous_training({str(w2.dataset)!r}, {str(w2.shards)!r}, sys.argv[1], weighting=2)\n")
+    proc = run([str(MPIRUN), "-n", "3", sys.executable, str(script), str(tmp_path / "api")])
+    assert proc.returncode == 0, proc.stdout
+    assert metrics(tmp_path / "api")["mpi"]["weighting"] == 2
