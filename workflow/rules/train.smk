@@ -49,12 +49,14 @@ rule train_mpi:
         track=f"{RESULTS}/{{task}}/runs/{{mpi_mode}}-w{{workers}}/track.csv",
     params:
         args=lambda wc: train_args(wc.task, wc.mpi_mode, wc.workers),
+        out=parent("output.metrics"),
     # one core per rank on this host (capped at --cores), so a workstation runs one MPI job
     # at a time; cluster profiles set threads to 1 and place ranks with the launcher
     threads: lambda wc: int(wc.workers) + 1
     resources:
-        # a profile swaps the launcher per rule (hostfile, srun) via set-resources
-        mpi="mpirun",
+        # a profile swaps the launcher per rule (hostfile, srun) via set-resources;
+        # -disable-auto-cleanup: a dead rank must not kill the others (docs/training.md, MPI)
+        mpi="mpirun -disable-auto-cleanup",
         tasks=lambda wc: int(wc.workers) + 1,
     conda:
         ENV
@@ -63,7 +65,9 @@ rule train_mpi:
     benchmark:
         f"{RESULTS}/benchmarks/train/{{task}}_{{mpi_mode}}-w{{workers}}.tsv"
     shell:
-        "{resources.mpi} -n {resources.tasks} diagnosenet train {params.args} > {log} 2>&1"
+        # mpirun fails when any rank dies; an asynchronous run that lost only workers still finished
+        "({resources.mpi} -n {resources.tasks} diagnosenet train {params.args}"
+        " || diagnosenet run-survived --out {params.out}) > {log} 2>&1"
 
 
 rule train_grpc:
