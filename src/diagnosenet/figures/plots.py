@@ -1,0 +1,142 @@
+"""The report's figures (paper figures 2-3 and the enerGyPU dashboard), drawn with matplotlib.
+
+Every function takes already-read data and an output path, so the same code serves the
+workflow's rules, a notebook and the tests.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _label(run: dict) -> str:
+    return f"{run['task']} {run['mode']} w{run['workers']}"
+
+
+def convergence(runs: Sequence[dict], tracks: Sequence[list[dict]], out: str | Path) -> None:
+    """Train/valid loss and valid metric vs epoch and vs wall time, one line per run."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    for run, track in zip(runs, tracks):
+        epochs = [r["epoch"] for r in track]
+        wall = [r["wall_seconds"] for r in track]
+        line, = axes[0, 0].plot(epochs, [r["valid_loss"] for r in track], marker="o", ms=3, label=_label(run))
+        axes[0, 0].plot(epochs, [r["train_loss"] for r in track], ls="--", color=line.get_color(), alpha=0.6)
+        axes[0, 1].plot(wall, [r["valid_loss"] for r in track], marker="o", ms=3, color=line.get_color())
+        axes[1, 0].plot(epochs, [r["valid_metric"] for r in track], marker="o", ms=3, color=line.get_color())
+        axes[1, 1].plot(wall, [r["valid_metric"] for r in track], marker="o", ms=3, color=line.get_color())
+    for ax, (x, y) in zip(axes.flat, [("epoch", "loss (solid valid, dashed train)"), ("wall time (s)", "validation loss"),
+                                      ("epoch", "validation accuracy"), ("wall time (s)", "validation accuracy")]):
+        ax.set(xlabel=x, ylabel=y)
+        ax.grid(alpha=0.3)
+    if runs:
+        axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def scalability(runs: Sequence[dict], out: str | Path) -> None:
+    """Time to best validation loss and training time vs workers, one line per task and mode."""
+    plt = _pyplot()
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[(run["task"], run["mode"])].append(run)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for (task, mode), members in sorted(groups.items()):
+        members.sort(key=lambda r: int(r["workers"]))
+        workers = [int(r["workers"]) for r in members]
+        for ax, key in zip(axes, ("time_to_best_s", "train_seconds")):
+            ax.plot(workers, [float(r[key] or np.nan) for r in members], marker="o", label=f"{task} {mode}")
+    for ax, title in zip(axes, ("time to best validation loss", "training time (until early stop)")):
+        ax.set(xlabel="workers", ylabel="seconds", title=title)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        if groups:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def timelines(monitors: Sequence[tuple[str, dict[str, np.ndarray]]], out: str | Path) -> None:
+    """Per worker/rank: process CPU use and RSS over time, and every power column (W) when measured."""
+    plt = _pyplot()
+    power = any(c.endswith("_w") for _, s in monitors for c in s)
+    fig, axes = plt.subplots(3 if power else 2, 1, figsize=(12, 9 if power else 6), sharex=True, squeeze=False)
+    for name, samples in monitors:
+        t = samples["timestamp"] - samples["timestamp"].min()
+        line, = axes[0, 0].plot(t, samples.get("cpu_percent", np.full_like(t, np.nan)), label=name, lw=1)
+        axes[1, 0].plot(t, samples.get("rss_bytes", np.full_like(t, np.nan)) / 2**20, color=line.get_color(), lw=1)
+        if power:
+            for column in (c for c in samples if c.endswith("_w")):
+                axes[2, 0].plot(t, samples[column], lw=1, label=f"{name} {column[:-2]}")
+    axes[0, 0].set(ylabel="process CPU (%)")
+    axes[1, 0].set(ylabel="RSS (MiB)")
+    if power:
+        axes[2, 0].set(ylabel="power (W)")
+        axes[2, 0].legend(fontsize=6)
+    axes[-1, 0].set(xlabel="seconds since the monitor started")
+    if monitors:
+        axes[0, 0].legend(fontsize=7, ncol=4)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def energy_accuracy(runs: Sequence[dict], out: str | Path) -> None:
+    """Energy (joules, or CPU core-seconds where no power source exists) to best epoch vs test accuracy."""
+    plt = _pyplot()
+    measured = [r for r in runs if r.get("joules_to_best") not in (None, "")]
+    key, unit = ("joules_to_best", "energy to best epoch (J)") if measured else \
+        ("cpu_core_seconds", "CPU core-seconds of the run (no power source on this host)")
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for run in runs:
+        if run.get(key) not in (None, ""):
+            ax.scatter(float(run[key]), float(run["accuracy"]), s=40)
+            ax.annotate(_label(run), (float(run[key]), float(run["accuracy"])), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+    ax.set(xlabel=unit, ylabel="test accuracy", title="cost vs accuracy")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def confusions(runs: Sequence[dict], matrices: Sequence[tuple[list[str], np.ndarray]], out: str | Path) -> None:
+    """Row-normalised test confusion matrix of every run (counts printed in the cells)."""
+    plt = _pyplot()
+    n = max(len(runs), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows), squeeze=False)
+    for ax, run, (classes, matrix) in zip(axes.flat, runs, matrices):
+        norm = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+        ticks = range(len(classes))
+        ax.set_xticks(ticks, classes, rotation=90, fontsize=6)
+        ax.set_yticks(ticks, classes, fontsize=6)
+        if len(classes) <= 6:
+            for i in ticks:
+                for j in ticks:
+                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7)
+        ax.set(title=_label(run), xlabel="predicted", ylabel="true")
+    for ax in list(axes.flat)[len(runs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

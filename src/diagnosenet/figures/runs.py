@@ -1,0 +1,42 @@
+"""Read finished run directories into one tidy table (one row per run).
+
+A run directory is ``{task}/runs/{mode}-w{N}/`` with ``metrics.json`` and ``track.csv``
+written by every training mode (``training.evaluation.finalise_run``), and optional
+``monitor/*.csv``; this module only reads them, so figures never depend on a mode.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+#: columns of runs.csv, in order
+COLUMNS = ("task", "mode", "workers", "accuracy", "macro_f1", "challenge_f1", "best_epoch", "epochs_run",
+           "time_to_best_s", "train_seconds", "samples_per_second", "bytes_exchanged_per_epoch",
+           "joules_total", "joules_to_best", "cpu_core_seconds", "energy_status", "run_dir")
+
+
+def read_track(run_dir: Path) -> list[dict[str, float]]:
+    with open(Path(run_dir) / "track.csv", newline="", encoding="utf-8") as handle:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """One row of runs.csv from a run directory (missing energy → empty cells, never an error)."""
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    energy = metrics.get("energy") or {}
+    row = {key: metrics.get(key) for key in COLUMNS}
+    row.update(task=metrics.get("task", run_dir.parents[1].name), run_dir=run_dir.as_posix(),
+               joules_total=energy.get("joules_total"), joules_to_best=energy.get("joules_to_best"),
+               cpu_core_seconds=(energy.get("total") or {}).get("cpu_core_seconds"),
+               energy_status=energy.get("status"))
+    return row
+
+
+def write_runs_csv(rows: list[dict], path: str | Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: (r["task"], r["mode"], int(r["workers"]))):
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in COLUMNS})

@@ -1,0 +1,98 @@
+"""The monitor: a background thread sampling the configured sources at a fixed rate.
+
+Every row has the real wall-clock time of its own sample (the original stamped every
+Jetson line with one timestamp) and the file is flushed after each row, so a crashed run
+keeps what was sampled. A short idle phase before the run is recorded with ``phase=idle``
+so energy can be reported net of the host's idle draw. Metadata (sources found, sources
+missing and why, units, pids, host) go to a JSON file beside the CSV.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from diagnosenet.artifacts import write_json
+from diagnosenet.monitor.sources import open_sources, unit_of
+
+DEFAULT_SOURCES = ("process", "host", "nvml", "rapl", "tegrastats")
+BASE_COLUMNS = ("timestamp", "elapsed_s", "phase")
+
+
+class Monitor:
+    """Context manager: ``with Monitor(csv_path, pids=[pid], rate_hz=2.0): train()``."""
+
+    def __init__(self, csv_path: str | os.PathLike, pids: Sequence[int] | None = None, rate_hz: float = 2.0,
+                 sources: Sequence[str] = DEFAULT_SOURCES, idle_s: float = 1.0):
+        if rate_hz <= 0:
+            raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        self.path = Path(csv_path)
+        self.pids = list(pids or [os.getpid()])
+        self.period = 1.0 / rate_hz
+        self.rate_hz = rate_hz
+        self.wanted = tuple(sources)
+        self.idle_s = idle_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.samples = 0
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    def __enter__(self) -> "Monitor":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.sources, self.missing = open_sources(self.pids, self.rate_hz, self.wanted)
+        self._t0 = time.time()
+        first = self._sample("idle")
+        self.columns = [*BASE_COLUMNS, *(k for k in first if k not in BASE_COLUMNS)]
+        self._file = open(self.path, "w", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.columns, restval="", extrasaction="ignore")
+        self._writer.writeheader()
+        self._write(first)
+        write_json(self.metadata_path, {
+            "host": socket.gethostname(), "pids": self.pids, "rate_hz": self.rate_hz,
+            "sources": sorted(self.sources), "missing_sources": self.missing,
+            "units": {c: unit_of(c) for c in self.columns if c not in ("phase",)} | {"timestamp": "s (Unix)",
+                                                                                     "elapsed_s": "s"}})
+        idle_until = self._t0 + self.idle_s
+        while time.time() + self.period <= idle_until:
+            time.sleep(self.period)
+            self._write(self._sample("idle"))
+        self._thread = threading.Thread(target=self._run, name="diagnosenet-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10 * self.period + 5)
+        self._write(self._sample("run"))
+        self._file.close()
+        for source in self.sources.values():
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    def _sample(self, phase: str) -> dict:
+        now = time.time()
+        row = {"timestamp": f"{now:.3f}", "elapsed_s": f"{now - self._t0:.3f}", "phase": phase}
+        for source in self.sources.values():
+            row.update(source())
+        return row
+
+    def _write(self, row: dict) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+        self.samples += 1
+
+    def _run(self) -> None:
+        next_time = time.time()
+        while not self._stop.is_set():
+            self._write(self._sample("run"))
+            next_time += self.period
+            self._stop.wait(max(0.0, next_time - time.time()))

@@ -1,0 +1,63 @@
+"""Aggregation of run directories (in the format every training mode writes) into the report's files."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diagnosenet.artifacts import write_json
+from diagnosenet.metrics import write_confusion_csv
+from diagnosenet.training.progress import TRACK_COLUMNS
+
+BIN = Path(sys.executable).parent
+
+
+def fake_run(root: Path, task: str, mode: str, workers: int, accuracy: float, monitor: bool) -> Path:
+    run = root / task / "runs" / f"{mode}-w{workers}"
+    (run / "monitor").mkdir(parents=True)
+    with open(run / "track.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=TRACK_COLUMNS)
+        writer.writeheader()
+        for epoch in (1, 2, 3):
+            writer.writerow(dict(epoch=epoch, train_loss=1 / epoch, valid_loss=1.2 / epoch, train_metric=0.5,
+                                 valid_metric=0.4 + 0.1 * epoch, epoch_seconds=2, wall_seconds=2 * epoch,
+                                 timestamp=100 + 2 * epoch, samples=64, bytes_exchanged=0))
+    write_confusion_csv(run / "confusion.csv", [[5, 1], [2, 4]], ["A", "B"])
+    energy = {"status": "measured", "joules_total": 90.0, "joules_to_best": 60.0 / workers,
+              "total": {"cpu_core_seconds": 4.0}} if monitor else {"status": "no monitor samples"}
+    write_json(run / "metrics.json", {"task": task, "mode": mode, "workers": workers, "accuracy": accuracy,
+                                      "macro_f1": accuracy - 0.1, "best_epoch": 3, "epochs_run": 3,
+                                      "time_to_best_s": 6.0 / workers, "train_seconds": 7.0 / workers,
+                                      "energy": energy})
+    if monitor:
+        with open(run / "monitor" / "rank0.csv", "w", newline="") as handle:
+            handle.write("timestamp,elapsed_s,phase,cpu_percent,rss_bytes,gpu0_power_w\n")
+            handle.writelines(f"{100 + t},{t},run,{50 + t},{1e6},{30 + t}\n" for t in range(8))
+    return run
+
+
+@pytest.mark.timeout(120)
+def test_aggregate_and_scalability_write_every_file_with_one_row_per_run(tmp_path):
+    runs = [fake_run(tmp_path, "pmsi", "desktop", 1, 0.7, True), fake_run(tmp_path, "pmsi", "mpi-sync", 2, 0.72, True),
+            fake_run(tmp_path, "ecg", "desktop", 1, 0.6, False)]
+    out = tmp_path / "summary"
+    subprocess.run([str(BIN / "diagnosenet"), "aggregate", "--runs", *map(str, runs), "--out", str(out)],
+                   check=True, timeout=100)
+    for name in ("convergence.png", "timelines.png", "energy_accuracy.png", "confusion.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    with open(out / "runs.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [(r["task"], r["mode"], r["workers"]) for r in table] == [
+        ("ecg", "desktop", "1"), ("pmsi", "desktop", "1"), ("pmsi", "mpi-sync", "2")]
+    assert table[2]["joules_to_best"] == "30.0" and table[0]["joules_to_best"] == ""
+    assert table[0]["energy_status"] == "no monitor samples"
+
+    figure = tmp_path / "experiments" / "scalability.png"
+    subprocess.run([str(BIN / "diagnosenet"), "figure-scalability", "--runs", *map(str, runs[:2]),
+                    "--out", str(figure)], check=True, timeout=100)
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    with open(figure.with_suffix(".csv"), newline="") as handle:
+        assert [float(r["time_to_best_s"]) for r in csv.DictReader(handle)] == [6.0, 3.0]

@@ -1,0 +1,56 @@
+# Stage 6 (paper: enerGyPU dashboard): every run's convergence, cost and errors in one place.
+#   snakemake --report results/report.html   collects everything marked with report() below.
+
+AGGREGATE = f"{RESULTS}/summary"
+
+
+def report_item(name, caption, subcategory):
+    return report(f"{AGGREGATE}/{name}", caption=f"../report/{caption}", category="3. Training runs",
+                  subcategory=subcategory)
+
+
+rule aggregate:
+    input:
+        metrics=run_metrics_files(),
+        code=code("figures/runs", "figures/plots", "figures/cli", "monitor/energy"),
+    output:
+        runs=report_item("runs.csv", "runs.rst", "Summary"),
+        convergence=report_item("convergence.png", "convergence.rst", "Convergence"),
+        timelines=report_item("timelines.png", "timelines.rst", "Monitor"),
+        energy=report_item("energy_accuracy.png", "energy_accuracy.rst", "Monitor"),
+        confusion=report_item("confusion.png", "confusion.rst", "Errors"),
+    params:
+        runs=lambda wc, input: [os.path.dirname(f) for f in input.metrics],
+        out=parent("output.runs"),
+    conda:
+        ENV
+    log:
+        f"{RESULTS}/logs/report/aggregate.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/aggregate.tsv"
+    shell:
+        "diagnosenet aggregate --runs {params.runs} --out {params.out} > {log} 2>&1"
+
+
+rule scalability_figure:
+    input:
+        metrics=[f"{d}/metrics.json" for d in scalability_runs()],
+        code=code("figures/runs", "figures/plots", "figures/cli"),
+    output:
+        figure=report(
+            f"{RESULTS}/experiments/scalability.png",
+            caption="../report/scalability.rst",
+            category="4. Experiments",
+            subcategory="Worker scalability",
+        ),
+        table=f"{RESULTS}/experiments/scalability.csv",
+    params:
+        runs=lambda wc, input: [os.path.dirname(f) for f in input.metrics],
+    conda:
+        ENV
+    log:
+        f"{RESULTS}/logs/experiments/scalability_figure.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/experiments/scalability_figure.tsv"
+    shell:
+        "diagnosenet figure-scalability --runs {params.runs} --out {output.figure} > {log} 2>&1"
