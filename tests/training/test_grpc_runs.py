@@ -165,10 +165,6 @@ def train_rows(data: Path) -> int:
 
 @pytest.mark.timeout(900)
 def test_async_run_survives_a_killed_worker_and_writes_the_run_outputs(launch, data):
-    import tensorflow as tf
-
-    from diagnosenet.datasets.shards import load_shard
-
     epochs = 40
     run = launch("grpc-async", epochs=epochs)
     run.wait_epochs(2)
@@ -184,12 +180,28 @@ def test_async_run_survives_a_killed_worker_and_writes_the_run_outputs(launch, d
     assert track[-1]["valid_loss"] < track[0]["valid_loss"]
     metrics = json.loads((run.out / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.6  # three classes with a clear signal; chance is ~0.33
-    # each worker staged (and so read) its own shard, not the other's
-    for worker in (0, 1):
-        staged = tf.data.Dataset.load(str(run.out / "grpc" / f"worker{worker}" / "local_shard_train"))
-        labels = np.sort(np.concatenate([parts[-1].numpy() for parts in staged]))
-        assert np.array_equal(labels, np.sort(load_shard(data / "shards", "train", worker).y))
+    # each worker staged its own shard; the cache is gone after the run
+    assert "[worker:0] " in text and "worker 0 staged train_00.npz (192 rows, 6 micro-batches)" in text
+    assert "worker 1 staged train_01.npz (192 rows, 6 micro-batches)" in text
+    assert not (run.out / "grpc").exists()
     assert_nothing_left(run)
+
+
+def test_the_shared_dataset_fn_reads_the_shard_staged_in_the_working_directory(data, tmp_path, monkeypatch):
+    """What makes each PS worker read its own shard: one dataset_fn, a cwd-relative path."""
+    from diagnosenet.datasets.shards import load_shard
+    from diagnosenet.training.grpc_data import local_shard_dataset, stage_shard
+
+    for worker in (0, 1):
+        stage_shard(data / "shards", worker, tmp_path / f"worker{worker}")
+    for worker in (0, 1):
+        monkeypatch.chdir(tmp_path / f"worker{worker}")
+        shard = load_shard(data / "shards", "train", worker)
+        n_batches = len(shard.boundaries) - 1
+        batches = list(local_shard_dataset(True, (60,), n_batches, seed=1).take(n_batches))
+        assert all(x.dense_shape[1] == 60 for x, _ in batches)  # a tf.SparseTensor batch
+        labels = np.concatenate([y.numpy() for _, y in batches])
+        assert np.array_equal(np.sort(labels), np.sort(shard.y))
 
 
 @pytest.mark.timeout(900)
@@ -257,13 +269,16 @@ def test_a_killed_parameter_server_stops_the_whole_run(launch):
 REPLICA_SCRIPT = '''
 import sys
 from diagnosenet.datasets.shards import Batching
-from diagnosenet.models.graphs import build_graph
+from diagnosenet.models.graphs import SequentialGraph
+from diagnosenet.models.layers import Linear, Relu
+from diagnosenet.models.optim import Adam
 from diagnosenet.training.grpc_api import DistributedGRPC
 
 job_name, task_index = sys.argv[1], int(sys.argv[2])
-platform = DistributedGRPC(model=build_graph("pmsi", {model!r}, 60, 3),
-                           datamanager=Batching(devices_number=2, batch_size={batch}),
-                           max_epochs=2, learning_rate=0.01)
+model = SequentialGraph(input_size=60, output_size=3, layers=[Relu(60, 16), Linear(16, 3)],
+                        optimizer=Adam(lr=0.01), dropout=0.8)
+platform = DistributedGRPC(model=model, datamanager=Batching(devices_number=2, batch_size={batch}),
+                           max_epochs=2)
 platform.synchronous_training({data!r} + "/dataset", {data!r} + "/shards", {out!r},
                               job_name=job_name, task_index=task_index)
 '''
@@ -275,7 +290,7 @@ def test_paper_api_runs_the_replica_script_on_every_task(data, tmp_path):
 
     out = tmp_path / "paper"
     (tmp_path / "grpc_replica.py").write_text(
-        REPLICA_SCRIPT.format(model=MODEL, batch=BATCH, data=str(data), out=str(out)))
+        REPLICA_SCRIPT.format(batch=BATCH, data=str(data), out=str(out)))
     code = between_graph_replication(d_replica_path=str(tmp_path), d_replica_name="grpc_replica.py",
                                      ip_ps="127.0.0.1", ip_workers="127.0.0.1,127.0.0.1", num_ps=1,
                                      num_workers=2, mode="grpc-sync", base_port=free_base_port(2),

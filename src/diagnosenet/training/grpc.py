@@ -21,12 +21,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from diagnosenet.training.grpc_cluster import worker_workdir
 from diagnosenet.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -66,10 +68,12 @@ def build_model(settings: TrainSettings, input_shape: tuple[int, ...], n_classes
     from diagnosenet.models.optim import Adam
 
     tf.random.set_seed(settings.seed)
-    if graph is None:
-        graph = build_graph(settings.task, settings.model, input_shape[0], n_classes)
+    if graph is None:  # the workflow's graph, at the run's learning rate
+        graph = build_graph(settings.task, settings.model, input_shape[0], n_classes, seed=settings.seed)
+        optimizer = Adam(lr=settings.learning_rate)
+    else:  # the paper's API: the graph carries its optimizer
+        optimizer = graph.optimizer
     graph.build()
-    optimizer = Adam(settings.learning_rate)
     optimizer.build(graph.trainable_variables)
     return graph, optimizer
 
@@ -87,16 +91,16 @@ class EpochResult:
 
 
 def fit(settings: TrainSettings, run_epoch: Callable[[int], EpochResult],
-        validate: Callable[[], tuple[float, float]], variables: list, *, write: bool, track_name: str = "track.csv"):
+        validate: Callable[[], tuple[float, float]], variables: list, tracks: list[str]) -> dict:
     """The epoch loop of both modes: train, validate, track, keep the best weights, stop early.
 
-    Returns the progress summary for :func:`finalise_run`; the best weights are restored
-    into ``variables`` before it returns.
+    Returns the progress summary for :func:`finalise_run`; the best weights (and batch-norm
+    statistics) are restored into ``variables`` before it returns.
     """
     from diagnosenet.training.progress import EarlyStopping, TrackWriter
 
     stopper = EarlyStopping(settings.patience)
-    writer = TrackWriter(settings.out_dir / track_name) if write else None
+    writers = [TrackWriter(settings.out_dir / name) for name in tracks]
     start = time.time()
     best = [v.numpy() for v in variables]
     for epoch in range(1, settings.max_epochs + 1):
@@ -107,7 +111,7 @@ def fit(settings: TrainSettings, run_epoch: Callable[[int], EpochResult],
         row = dict(epoch=epoch, train_loss=result.loss, valid_loss=valid_loss, train_metric=result.metric,
                    valid_metric=valid_metric, epoch_seconds=now - tic, wall_seconds=now - start,
                    timestamp=now, samples=result.samples, bytes_exchanged=result.bytes_exchanged)
-        if writer is not None:
+        for writer in writers:
             writer.write(row)
         log.info("epoch %d: train loss %.4f, valid loss %.4f, valid accuracy %.3f (%.1f s)",
                  epoch, result.loss, valid_loss, valid_metric, now - tic)
@@ -215,8 +219,10 @@ def train_async(settings: TrainSettings, graph=None) -> dict:
 
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    summary = fit(settings, run_epoch, validate, variables, write=True)
+    summary = fit(settings, run_epoch, validate, variables + list(graph.non_trainable_variables), ["track.csv"])
     train_seconds = time.time() - start
+    # the workers' staged shards were a cache for this run: keep them out of its manifest
+    shutil.rmtree(worker_workdir(settings.out_dir, 0).parent, ignore_errors=True)
     return finish(settings, predict, summary, {
         "train_seconds": train_seconds, "bytes_exchanged_per_epoch": per_step_bytes * steps_per_epoch,
         "steps_per_epoch": steps_per_epoch, "parameter_servers": resolver.cluster_spec().num_tasks("ps"),
@@ -299,7 +305,8 @@ def train_sync(settings: TrainSettings, graph=None) -> dict | None:
     chief = index == 0
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    summary = fit(settings, run_epoch, validate, variables, write=chief)
+    tracks = ["track.csv", f"track_rank{index}.csv"] if chief else [f"track_rank{index}.csv"]
+    summary = fit(settings, run_epoch, validate, variables + list(graph.non_trainable_variables), tracks)
     if not chief:
         return None
     return finish(settings, predict, summary, {

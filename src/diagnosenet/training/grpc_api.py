@@ -51,7 +51,8 @@ def between_graph_replication(d_replica_path: str, d_replica_name: str, ip_ps: s
 class DistributedGRPC:
     """One task of a gRPC run, as in the paper's replica script (code example 1.4).
 
-    ``model`` is an unbuilt graph (``diagnosenet.models.graphs.build_graph(...)``),
+    ``model`` is an unbuilt graph with its optimizer (``dt.SequentialGraph(...)`` or
+    ``diagnosenet.models.graphs.build_graph(...)``),
     ``datamanager`` the ``Batching`` the shards were written with, ``monitor`` an optional
     context manager (e.g. ``diagnosenet.monitor.Monitor``) wrapped around training.
     ``ip_ps``/``ip_workers`` build ``TF_CONFIG`` when the process was not started by
@@ -59,10 +60,10 @@ class DistributedGRPC:
     """
 
     def __init__(self, model, datamanager, monitor=None, max_epochs: int = 20, ip_ps: str = "127.0.0.1",
-                 ip_workers: str = "127.0.0.1", *, early_stopping: int = 3, learning_rate: float = 1e-3,
-                 seed: int = 1, timeout_s: float = 120.0, base_port: int = DEFAULT_BASE_PORT):
+                 ip_workers: str = "127.0.0.1", *, early_stopping: int = 3, seed: int = 1,
+                 timeout_s: float = 120.0, base_port: int = DEFAULT_BASE_PORT):
         self.model, self.datamanager, self.monitor = model, datamanager, monitor
-        self.max_epochs, self.patience, self.learning_rate = max_epochs, early_stopping, learning_rate
+        self.max_epochs, self.patience = max_epochs, early_stopping
         self.ip_ps, self.ip_workers, self.seed = ip_ps, ip_workers, seed
         self.timeout_s, self.base_port = timeout_s, base_port
 
@@ -95,7 +96,7 @@ class DistributedGRPC:
         settings = TrainSettings(task=task, mode=mode, workers=workers, dataset_dir=dataset_path,
                                  shards_dir=shards_path, out_dir=out_dir, seed=self.seed,
                                  max_epochs=self.max_epochs, patience=self.patience,
-                                 learning_rate=self.learning_rate, batch_size=self.datamanager.batch_size,
+                                 learning_rate=self.model.optimizer.lr, batch_size=self.datamanager.batch_size,
                                  timeout_s=self.timeout_s)
         with self.monitor or contextlib.nullcontext():
             return grpc.train(settings, graph=self.model)

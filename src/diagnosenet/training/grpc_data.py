@@ -15,6 +15,7 @@ process resolves to its own directory — the data never passes through the coor
 from __future__ import annotations
 
 import itertools
+import logging
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,8 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from diagnosenet.datasets.shards import Shard, load_shard
+
+log = logging.getLogger(__name__)
 
 #: where a worker server stages its shard, relative to its working directory
 LOCAL_SHARD = "local_shard_train"
@@ -84,6 +87,8 @@ def stage_shard(shards_dir: str | Path, worker: int, workdir: str | Path) -> Pat
     shard_dataset(shard, seed=0, shuffle=False).save(str(staging))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
+    log.info("worker %d staged train_%02d.npz (%d rows, %d micro-batches) at %s", worker, worker,
+             shard.n_rows, len(shard.boundaries) - 1, target)
     return target
 
 

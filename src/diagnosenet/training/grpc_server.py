@@ -26,8 +26,7 @@ def serve(cluster: dict, job: str, index: int, *, threads: int, shards_dir: str 
     if shards_dir is not None:
         from diagnosenet.training.grpc_data import stage_shard
 
-        staged = stage_shard(shards_dir, index, Path.cwd())
-        log.info("%s:%d staged its shard at %s", job, index, staged)
+        stage_shard(shards_dir, index, Path.cwd())
     config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=threads)
     server = tf.distribute.Server(tf.train.ClusterSpec(cluster), job_name=job, task_index=index,
                                   protocol="grpc", config=config, start=True)
