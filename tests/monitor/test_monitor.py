@@ -60,3 +60,32 @@ def test_cli_returns_the_commands_exit_status_and_writes_samples(tmp_path):
                            sys.executable, "-c", BUSY.format(s=0.5) + "raise SystemExit(3)"], timeout=50)
     assert proc.returncode == 3
     assert len(rows(out)) >= 3
+
+
+@pytest.mark.timeout(60)
+def test_a_crashed_process_leaves_a_complete_flushed_csv(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", BUSY.format(s=30)])
+    path = tmp_path / "crash.csv"
+    with Monitor(path, pids=[child.pid], rate_hz=10, idle_s=0):
+        time.sleep(0.8)
+        child.kill()  # the training process dies mid-run
+        child.wait()
+        time.sleep(0.3)
+    table = rows(path)
+    assert len(table) >= 5 and all(None not in r.values() and "" not in (r["timestamp"], r["phase"]) for r in table)
+
+
+@pytest.mark.timeout(90)
+def test_stopping_the_monitor_command_stops_only_its_own_child(tmp_path):
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        monitor = subprocess.Popen([str(BIN / "diagnosenet"), "monitor", "--rate", "5", "--out", str(tmp_path / "m.csv"),
+                                    "--", sys.executable, "-c", "import time; time.sleep(60)"])
+        deadline = time.time() + 40
+        while not (tmp_path / "m.csv").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        monitor.terminate()  # SIGTERM is forwarded to the child it started, and to nothing else
+        assert monitor.wait(timeout=30) != 0
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()

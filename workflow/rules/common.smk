@@ -90,11 +90,11 @@ def shards_for(wc, workers=None):
 
 
 def grpc_port(wc):
-    """A distinct port block per run so concurrent gRPC jobs never collide."""
-    runs = [(t, m, w) for t, m, w in training_runs() if m in GRPC_MODES]
-    key = (wc.task, wc.grpc_mode, int(wc.workers))
-    index = runs.index(key) if key in runs else len(runs)
-    return config["grpc"]["base_port"] + 20 * index
+    """A distinct port block per run (configured runs, then the scalability grid), so concurrent
+    gRPC jobs never collide."""
+    grid = [(t, m, int(w)) for t in SCALABILITY["tasks"] for m in SCALABILITY["modes"] for w in SCALABILITY["workers"]]
+    runs = list(dict.fromkeys(r for r in training_runs() + grid if r[1] in GRPC_MODES))
+    return config["grpc"]["base_port"] + 20 * runs.index((wc.task, wc.grpc_mode, int(wc.workers)))
 
 
 def cluster_inputs(wc=None):

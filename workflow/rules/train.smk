@@ -84,6 +84,9 @@ rule train_grpc:
         host=config["grpc"]["host"],
         port=grpc_port,
         timeout=config["grpc"]["timeout_s"],
+        limits=f"--wall-limit {config['grpc']['wall_limit_s']} --max-restarts {config['grpc']['max_restarts']}",
+        # on a configured cluster the tasks go to the hosts of results/cluster/hosts.json
+        hosts=lambda wc, input: f"--hosts-file {input.cluster[0].replace('hostfile', 'hosts.json')}" if input.cluster else "",
     threads: lambda wc: int(wc.workers) + 2
     resources:
         tasks=lambda wc: int(wc.workers) + 2,
@@ -95,7 +98,7 @@ rule train_grpc:
         f"{RESULTS}/benchmarks/train/{{task}}_{{grpc_mode}}-w{{workers}}.tsv"
     shell:
         "diagnosenet launch-grpc --mode {wildcards.grpc_mode} --workers {wildcards.workers}"
-        " --host {params.host} --base-port {params.port} --timeout {params.timeout}"
+        " --host {params.host} --base-port {params.port} --timeout {params.timeout} {params.limits} {params.hosts}"
         " -- {params.args} > {log} 2>&1"
 
 

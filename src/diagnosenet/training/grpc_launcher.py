@@ -77,8 +77,10 @@ def task_command(mode: str, tasks: list[Task], task: Task, train: TrainArgs) -> 
     command = diagnosenet_command(
         "grpc-server", "--cluster", tf_config(tasks, task), "--type", task.type, "--index", str(task.index),
         "--threads", str(train.workers + 1))
-    if task.type == "worker":  # an async worker reads its own shard, staged in its own directory
-        command += ["--shards", str(train.shards), "--workdir", str(worker_workdir(train.out, task.index))]
+    if task.type == "worker":  # an async worker reads its own shard, staged in its own directory;
+        # absolute paths, as the server runs in that directory (clusters share the same paths)
+        command += ["--shards", str(train.shards.resolve()),
+                    "--workdir", str(worker_workdir(train.out, task.index).resolve())]
     return command
 
 
