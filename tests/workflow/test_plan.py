@@ -25,7 +25,7 @@ def test_jetson_profile_plans_12_workers_plus_master_with_the_hostfile(workdir):
     mpi_lines = [line for line in out.splitlines() if "diagnosenet train" in line and "mpi-" in line]
     assert mpi_lines, out[-3000:]
     for line in mpi_lines:
-        assert line.strip().startswith("(mpirun -disable-auto-cleanup -f results/cluster/hostfile -n 13 diagnosenet train")
+        assert line.strip().removeprefix("Shell command: ").startswith("(mpirun -disable-auto-cleanup -f results/cluster/hostfile -n 13 diagnosenet train")
         assert "--workers 12" in line
     assert "cluster_files" in planned_jobs(out)
 
@@ -33,7 +33,7 @@ def test_jetson_profile_plans_12_workers_plus_master_with_the_hostfile(workdir):
 def test_slurm_profile_plans_srun(workdir):
     out = snakemake(workdir, "--profile", "slurm", "-n", "-p").stdout
     mpi_lines = [line for line in out.splitlines() if "diagnosenet train" in line and "mpi-" in line]
-    assert mpi_lines and all(line.strip().startswith("(srun -n 13 diagnosenet train") for line in mpi_lines)
+    assert mpi_lines and all(line.strip().removeprefix("Shell command: ").startswith("(srun -n 13 diagnosenet train") for line in mpi_lines)
 
 
 def test_scalability_target_plans_the_configured_grid(workdir):

@@ -10,7 +10,7 @@ validate(config, "../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
 TASKS = config["tasks"]
-SRC = Path(workflow.basedir).parent / "src" / "diagnosenet"
+SRC = Path(workflow.basedir).resolve().parent / "src" / "diagnosenet"  # resolve: workflow/ may be a link
 # Stage directory each task's data path writes (the input of materialisation).
 STAGE_DIR = {"pmsi": f"{RESULTS}/pmsi/composed", "ecg": f"{RESULTS}/ecg/windows"}
 # Conda environment for `--software-deployment-method conda` (cluster users); `make` uses .venv.
@@ -142,3 +142,13 @@ def final_outputs():
     outputs += run_metrics_files() + baseline_metrics_files()
     outputs += list(rules.aggregate.output)
     return outputs
+
+
+# --- report ------------------------------------------------------------------
+
+AGGREGATE = f"{RESULTS}/summary"
+
+
+def report_item(name, caption, subcategory):
+    return report(f"{AGGREGATE}/{name}", caption=f"../report/{caption}", category="3. Training runs",
+                  subcategory=subcategory)

@@ -1,13 +1,7 @@
 # Stage 6 (paper: enerGyPU dashboard): every run's convergence, cost and errors in one place.
+
+
 #   snakemake --report results/report.html   collects everything marked with report() below.
-
-AGGREGATE = f"{RESULTS}/summary"
-
-
-def report_item(name, caption, subcategory):
-    return report(f"{AGGREGATE}/{name}", caption=f"../report/{caption}", category="3. Training runs",
-                  subcategory=subcategory)
-
 
 rule aggregate:
     input:
