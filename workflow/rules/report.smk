@@ -1,7 +1,6 @@
 # Stage 6 (paper: enerGyPU dashboard): every run's convergence, cost and errors in one place.
-
-
 #   snakemake --report results/report.html   collects everything marked with report() below.
+
 
 rule aggregate:
     input:
