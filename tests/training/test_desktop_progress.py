@@ -51,6 +51,16 @@ def test_track_rows_are_on_disk_after_each_write_and_resume_drops_later_epochs(t
         writer.write({"epoch": 1})
 
 
+def test_a_resumed_run_rebuilds_a_track_that_snakemake_deleted(tmp_path):
+    path = tmp_path / "track.csv"
+    writer = TrackWriter(path)
+    for e in (1, 2, 3):
+        writer.write(row(e, 1.0 / e))
+    path.unlink()  # Snakemake removes a job's outputs before running it again
+    TrackWriter(path, resume=True, keep_epochs=3).write(row(4, 0.2))
+    assert [int(r["epoch"]) for r in read_track(path)] == [1, 2, 3, 4]
+
+
 def test_checkpoint_round_trip_and_best_only_at_a_new_best(tmp_path):
     state = {"weights": np.arange(5, dtype=np.float32), "step": np.array([7])}
     save_checkpoint(tmp_path, epoch=1, replica_state=state, progress={"best_epoch": 1})

@@ -54,3 +54,35 @@ def load_checkpoint(directory: str | Path, which: str = LAST) -> dict | None:
         state = {key: data[key] for key in data.files if key != _META}
         meta = json.loads(bytes(data[_META]).decode())
     return {"epoch": meta["epoch"], "progress": meta["progress"], "replica_state": state}
+
+
+#: settings that must match for a checkpoint to be resumed (max_epochs and patience may change:
+#: a rerun with more epochs extends a run)
+RESUME_KEYS = ("mode", "task", "model", "seed", "learning_rate", "batch_size", "workers")
+#: packages whose code a checkpoint depends on (the workflow's TRAIN_CODE)
+CODE_PACKAGES = ("models", "training", "monitor")
+
+
+def code_digest() -> str:
+    """sha256 over the training code, so a checkpoint written by other code is never resumed
+    (Snakemake re-runs a training job when that code changes; it must then train afresh)."""
+    import hashlib
+
+    import diagnosenet
+
+    root = Path(diagnosenet.__file__).parent
+    digest = hashlib.sha256()
+    files = [root / "metrics.py", *(f for pkg in CODE_PACKAGES for f in (root / pkg).rglob("*.py"))]
+    for path in sorted(files):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprint(settings) -> dict:
+    """What a resumable checkpoint must have been trained with: these settings, the same shard
+    files and the same code."""
+    from diagnosenet.artifacts import sha256_file
+
+    return {**{key: getattr(settings, key) for key in RESUME_KEYS},
+            "shards_manifest_sha256": sha256_file(Path(settings.shards_dir) / "manifest.json"),
+            "code_sha256": code_digest()}

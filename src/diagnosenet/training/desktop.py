@@ -14,18 +14,6 @@ from diagnosenet.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
-#: settings that must match for a checkpoint to be resumed (max_epochs and patience may change)
-RESUME_KEYS = ("task", "model", "seed", "learning_rate", "batch_size", "workers")
-
-
-def _fingerprint(settings: TrainSettings) -> dict:
-    """What a checkpoint must have been trained with: the settings above and the same shard files."""
-    from diagnosenet.artifacts import sha256_file
-
-    return {**{key: getattr(settings, key) for key in RESUME_KEYS},
-            "shards_manifest_sha256": sha256_file(settings.shards_dir / "manifest.json")}
-
-
 def train(settings: TrainSettings) -> dict:
     import tensorflow as tf
 
@@ -33,6 +21,7 @@ def train(settings: TrainSettings) -> dict:
     from diagnosenet.datasets.shards import load_shard
     from diagnosenet.models.replica import make_replica
     from diagnosenet.training.checkpoint import BEST, load_checkpoint, save_checkpoint
+    from diagnosenet.training.checkpoint import fingerprint as checkpoint_fingerprint
     from diagnosenet.training.evaluation import finalise_run, monitor_for
     from diagnosenet.training.loop import batch_order, evaluate, run_epoch
     from diagnosenet.training.progress import EarlyStopping, TrackWriter
@@ -49,7 +38,7 @@ def train(settings: TrainSettings) -> dict:
                            seed=settings.seed, learning_rate=settings.learning_rate)
     stopper = EarlyStopping(settings.patience)
 
-    fingerprint = _fingerprint(settings)
+    fingerprint = checkpoint_fingerprint(settings)
     checkpoint = load_checkpoint(checkpoints)
     if checkpoint is not None and checkpoint["progress"].get("settings") != fingerprint:
         log.warning("%s: checkpoint written with other settings or data; starting afresh", checkpoints)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from diagnosenet.training.checkpoint import fingerprint
 from diagnosenet.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -132,13 +133,6 @@ def model_shape(settings: TrainSettings) -> tuple[int, int]:
 
     X_valid, _, _ = load_split(settings.dataset_dir, "valid")
     return int(X_valid.shape[1]), len(load_classes(settings.dataset_dir))
-
-
-def fingerprint(settings: TrainSettings) -> dict:
-    """Settings that must match for a checkpoint to be resumed."""
-    from diagnosenet.training.desktop import RESUME_KEYS
-
-    return {"mode": settings.mode, **{key: getattr(settings, key) for key in RESUME_KEYS}}
 
 
 def broadcast_start(comm, settings: TrainSettings, replica, stopper) -> dict:

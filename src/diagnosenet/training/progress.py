@@ -72,30 +72,36 @@ class TrackWriter:
     """Append rows of :data:`TRACK_COLUMNS` to a CSV, flushed and fsynced after each epoch.
 
     ``resume=True`` keeps an existing file; ``keep_epochs`` then drops rows of epochs after
-    the last checkpoint (they are trained again).
+    the last checkpoint (they are trained again). Every row also goes to a hidden journal
+    beside the track (``.track.csv.journal``): Snakemake deletes a job's declared outputs
+    before re-running it, so a resumed run rebuilds its track from the journal.
     """
 
     def __init__(self, path: str | Path, resume: bool = False, keep_epochs: int | None = None):
         self.path = Path(path)
+        self.journal = self.path.with_name(f".{self.path.name}.journal")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        rows = read_track(self.path) if resume and self.path.exists() else []
+        source = self.path if self.path.exists() else self.journal
+        rows = read_track(source) if resume and source.exists() else []
         if keep_epochs is not None:
             rows = [row for row in rows if int(row["epoch"]) <= keep_epochs]
-        with open(self.path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=TRACK_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        for target in (self.path, self.journal):
+            with open(target, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=TRACK_COLUMNS)
+                writer.writeheader()
+                writer.writerows(rows)
         self.rows = len(rows)
 
     def write(self, row: Mapping) -> None:
         missing = [c for c in TRACK_COLUMNS if c not in row]
         if missing:
             raise ValueError(f"track row lacks columns {missing}")
-        with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=TRACK_COLUMNS, extrasaction="ignore").writerow(
-                {k: repr(float(row[k])) if isinstance(row[k], float) else row[k] for k in TRACK_COLUMNS})
-            handle.flush()
-            os.fsync(handle.fileno())
+        values = {k: repr(float(row[k])) if isinstance(row[k], float) else row[k] for k in TRACK_COLUMNS}
+        for target in (self.path, self.journal):
+            with open(target, "a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=TRACK_COLUMNS, extrasaction="ignore").writerow(values)
+                handle.flush()
+                os.fsync(handle.fileno())
         self.rows += 1
 
 
