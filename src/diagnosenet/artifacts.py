@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import IO, Any, Callable, Mapping
 
 MANIFEST_NAME = "manifest.json"
 
@@ -29,20 +29,25 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temporary file + rename so a crash never leaves a half-written file."""
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, binary: bool = False) -> None:
+    """Call ``write(handle)`` on a temporary file, fsync, then rename it to ``path``, so a crash
+    never leaves a half-written file (outputs, checkpoints)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb" if binary else "w") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda handle: handle.write(text))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -7,28 +7,19 @@ temporary file and renamed, so a run killed at any moment leaves a complete chec
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from diagnosenet.artifacts import atomic_write
 
 LAST, BEST = "last.npz", "best.npz"
 _META = "__checkpoint__"
 
 
 def _atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: np.savez(handle, **arrays), binary=True)
 
 
 def save_checkpoint(directory: str | Path, *, epoch: int, replica_state: Mapping[str, np.ndarray],
