@@ -103,9 +103,11 @@ def fit(settings: TrainSettings, run_epoch: Callable[[int], EpochResult],
     writers = [TrackWriter(settings.out_dir / name) for name in tracks]
     start = time.time()
     best = [v.numpy() for v in variables]
+    samples_total = 0
     for epoch in range(1, settings.max_epochs + 1):
         tic = time.time()
         result = run_epoch(epoch)
+        samples_total += result.samples
         valid_loss, valid_metric = validate()
         now = time.time()
         row = dict(epoch=epoch, train_loss=result.loss, valid_loss=valid_loss, train_metric=result.metric,
@@ -121,7 +123,8 @@ def fit(settings: TrainSettings, run_epoch: Callable[[int], EpochResult],
             break
     for variable, value in zip(variables, best):
         variable.assign(value)
-    return stopper.summary()
+    elapsed = time.time() - start
+    return {**stopper.summary(), "samples_per_second": samples_total / elapsed if elapsed > 0 else 0.0}
 
 
 def predict_proba(predict, X, y, batch_size: int = EVAL_BATCH) -> np.ndarray:
