@@ -47,20 +47,32 @@ def fake_run(root: Path, task: str, mode: str, workers: int, accuracy: float, mo
     return run
 
 
+def fake_baseline(root: Path, task: str, accuracy: float) -> Path:
+    """A baseline directory as ``diagnosenet baseline`` writes it: no mode, no epochs, no monitor."""
+    base = root / task / "baseline"
+    base.mkdir(parents=True)
+    write_confusion_csv(base / "confusion.csv", [[6, 0], [3, 3]], ["A", "B"])
+    write_json(base / "metrics.json", {"task": task, "accuracy": accuracy, "macro_f1": accuracy - 0.2,
+                                       "model": "logistic regression"})
+    return base
+
+
 @pytest.mark.timeout(120)
 def test_aggregate_and_scalability_write_every_file_with_one_row_per_run(tmp_path):
     runs = [fake_run(tmp_path, "pmsi", "desktop", 1, 0.7, True), fake_run(tmp_path, "pmsi", "mpi-sync", 2, 0.72, True),
             fake_run(tmp_path, "ecg", "desktop", 1, 0.6, False)]
+    baseline = fake_baseline(tmp_path, "pmsi", 0.65)
     out = tmp_path / "summary"
-    subprocess.run([str(BIN / "diagnosenet"), "aggregate", "--runs", *map(str, runs), "--out", str(out)],
-                   check=True, timeout=100)
+    subprocess.run([str(BIN / "diagnosenet"), "aggregate", "--runs", *map(str, runs), "--baselines", str(baseline),
+                    "--out", str(out)], check=True, timeout=100)
     for name in ("convergence.png", "timelines.png", "energy_accuracy.png", "confusion.png"):
         assert drawn(out / name), name
     with open(out / "runs.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     assert [(r["task"], r["mode"], r["workers"]) for r in table] == [
-        ("ecg", "desktop", "1"), ("pmsi", "desktop", "1"), ("pmsi", "mpi-sync", "2")]
-    assert table[2]["joules_to_best"] == "30.0" and table[0]["joules_to_best"] == ""
+        ("ecg", "desktop", "1"), ("pmsi", "baseline", "1"), ("pmsi", "desktop", "1"), ("pmsi", "mpi-sync", "2")]
+    assert table[3]["energy_to_best_j"] == "30.0" and table[0]["energy_to_best_j"] == ""
+    assert table[1]["accuracy"] == "0.65" and table[1]["time_to_best_s"] == ""
     assert table[0]["energy_status"] == "no monitor samples"
 
     figure = tmp_path / "experiments" / "scalability.png"

@@ -15,6 +15,12 @@ TX2 = ("RAM 2088/7854MB (lfb 1181x4MB) SWAP 0/3927MB (cached 0MB) CPU [12%@345,o
 JP5 = ("11-22-2026 10:00:00 RAM 2845/30536MB (lfb 6283x4MB) SWAP 0/15268MB (cached 0MB) "
        "CPU [4%@1190,1%@1190,0%@1190,0%@1190] EMC_FREQ 0%@2133 GR3D_FREQ 0%@[305,305] "
        "VDD_GPU_SOC 1992mW/1992mW VDD_CPU_CV 398mW/398mW VIN_SYS_5V0 2719mW/2719mW")
+NANO = ("RAM 1513/3964MB (lfb 123x4MB) SWAP 0/1982MB (cached 0MB) IRAM 0/252kB(lfb 252kB) "
+        "CPU [9%@1479,4%@1479,7%@1479,2%@1479] EMC_FREQ 3%@1600 GR3D_FREQ 0%@76 APE 25 PLL@27C "
+        "POM_5V_IN 2201/2201 POM_5V_GPU 40/40 POM_5V_CPU 402/402")
+XAVIER = ("RAM 3125/15692MB (lfb 2707x4MB) SWAP 0/7846MB (cached 0MB) CPU [2%@1190,1%@1190,off,off] "
+          "EMC_FREQ 0% GR3D_FREQ 0% AO@38C GPU@38.5C GPU 0/0 CPU 311/311 SOC 933/933 CV 0/0 VDDRQ 155/155 "
+          "SYS5V 1472/1472")
 
 
 def test_tegrastats_lines_of_both_generations_keep_every_power_rail():
@@ -24,6 +30,14 @@ def test_tegrastats_lines_of_both_generations_keep_every_power_rail():
     assert tx2["jetson_cpu_percent"] == pytest.approx((12 + 3 + 8 + 4) / 4)
     jp5 = parse_tegrastats(JP5)
     assert jp5["jetson_vdd_gpu_soc_w"] == pytest.approx(1.992) and jp5["jetson_vin_sys_5v0_w"] == pytest.approx(2.719)
+    assert {k for k in jp5 if k.endswith("_w")} == {"jetson_vdd_gpu_soc_w", "jetson_vdd_cpu_cv_w", "jetson_vin_sys_5v0_w"}
+    nano = parse_tegrastats(NANO)  # RAM/SWAP/IRAM totals are not rails
+    assert {k for k in nano if k.endswith("_w")} == {"jetson_pom_5v_in_w", "jetson_pom_5v_gpu_w", "jetson_pom_5v_cpu_w"}
+    assert nano["jetson_pom_5v_in_w"] == pytest.approx(2.201)
+    xavier = parse_tegrastats(XAVIER)  # JetPack 4 AGX Xavier: bare rail names
+    assert xavier["jetson_soc_w"] == pytest.approx(0.933) and xavier["jetson_sys5v_w"] == pytest.approx(1.472)
+    assert len([k for k in xavier if k.endswith("_w")]) == 6
+    assert len([k for k in tx2 if k.endswith("_w")]) == 6
 
 
 def write(path, header, rows):

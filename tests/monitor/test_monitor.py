@@ -89,3 +89,15 @@ def test_stopping_the_monitor_command_stops_only_its_own_child(tmp_path):
         assert bystander.poll() is None
     finally:
         bystander.kill()
+
+
+def test_rapl_reads_a_powercap_tree_in_joules_and_names_packages_apart_from_their_parts(tmp_path):
+    from diagnosenet.monitor.sources import rapl_source
+
+    for zone, name, microjoules in (("intel-rapl:0", "package-0", 5_000_000), ("intel-rapl:0:0", "core", 2_500_000)):
+        (tmp_path / zone).mkdir()
+        (tmp_path / zone / "name").write_text(name + "\n")
+        (tmp_path / zone / "energy_uj").write_text(f"{microjoules}\n")
+    assert rapl_source(tmp_path)() == {"rapl_top0_package_0_j": 5.0, "rapl_sub0_0_core_j": 2.5}
+    with pytest.raises(RuntimeError, match="no RAPL zone"):  # open_sources turns this into "missing"
+        rapl_source(tmp_path / "absent")

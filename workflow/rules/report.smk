@@ -5,6 +5,7 @@
 rule aggregate:
     input:
         metrics=run_metrics_files(),
+        baselines=baseline_metrics_files(),
         code=code("figures/runs", "figures/plots", "figures/cli", "monitor/energy"),
     output:
         runs=report_item("runs.csv", "runs.rst", "Summary"),
@@ -14,6 +15,7 @@ rule aggregate:
         confusion=report_item("confusion.png", "confusion.rst", "Errors"),
     params:
         runs=lambda wc, input: [os.path.dirname(f) for f in input.metrics],
+        baselines=lambda wc, input: [os.path.dirname(f) for f in input.baselines],
         out=parent("output.runs"),
     conda:
         ENV
@@ -22,7 +24,7 @@ rule aggregate:
     benchmark:
         f"{RESULTS}/benchmarks/report/aggregate.tsv"
     shell:
-        "diagnosenet aggregate --runs {params.runs} --out {params.out} > {log} 2>&1"
+        "diagnosenet aggregate --runs {params.runs} --baselines {params.baselines} --out {params.out} > {log} 2>&1"
 
 
 rule scalability_figure:

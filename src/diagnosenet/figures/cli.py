@@ -34,21 +34,25 @@ def read_monitors(run_dirs: list[Path]) -> list[tuple[str, dict]]:
     return found
 
 
-def aggregate(run_dirs: list[Path], out: Path) -> list[dict]:
-    """Write ``AGGREGATE_FILES`` for the given run directories; return the runs table."""
+def aggregate(run_dirs: list[Path], out: Path, baseline_dirs: list[Path] = ()) -> list[dict]:
+    """Write ``AGGREGATE_FILES`` for the given run directories; return the runs table.
+
+    Baselines have no epochs and no monitor: they join only the table and the confusion matrices.
+    """
     out.mkdir(parents=True, exist_ok=True)
     runs = [read_run(d) for d in run_dirs]
-    write_runs_csv(runs, out / "runs.csv")
+    baselines = [read_run(d) for d in baseline_dirs]
+    write_runs_csv(runs + baselines, out / "runs.csv")
     plots.convergence(runs, [read_track(d) for d in run_dirs], out / "convergence.png")
     plots.timelines(read_monitors(run_dirs), out / "timelines.png")
     plots.energy_accuracy(runs, out / "energy_accuracy.png")
-    plots.confusions(runs, [read_confusion(d) for d in run_dirs], out / "confusion.png")
-    return runs
+    plots.confusions(runs + baselines, [read_confusion(d) for d in [*run_dirs, *baseline_dirs]], out / "confusion.png")
+    return runs + baselines
 
 
 def _aggregate(args: argparse.Namespace) -> int:
-    runs = aggregate([Path(d) for d in args.runs], Path(args.out))
-    log.info("aggregated %d runs into %s", len(runs), args.out)
+    runs = aggregate([Path(d) for d in args.runs], Path(args.out), [Path(d) for d in args.baselines])
+    log.info("aggregated %d runs and baselines into %s", len(runs), args.out)
     return 0
 
 
@@ -64,6 +68,7 @@ def _scalability(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     a = subparsers.add_parser("aggregate", help="runs table and figures (convergence, timelines, energy, confusion)")
     a.add_argument("--runs", nargs="+", required=True, help="run directories ({task}/runs/{mode}-w{N})")
+    a.add_argument("--baselines", nargs="*", default=[], help="baseline directories ({task}/baseline)")
     a.add_argument("--out", required=True, help="directory for " + ", ".join(AGGREGATE_FILES))
     a.set_defaults(func=_aggregate)
     s = subparsers.add_parser("figure-scalability", help="figures 2-3 analogue: time to solution vs workers")

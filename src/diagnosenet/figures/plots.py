@@ -76,9 +76,11 @@ def timelines(monitors: Sequence[tuple[str, dict[str, np.ndarray]]], out: str | 
     plt = _pyplot()
     power = any(c.endswith("_w") for _, s in monitors for c in s)
     fig, axes = plt.subplots(3 if power else 2, 1, figsize=(12, 9 if power else 6), sharex=True, squeeze=False)
-    for name, samples in monitors:
+    colours = plt.get_cmap("tab20")  # 20 distinct colours: a rank per line, even for 12 Jetson workers
+    for i, (name, samples) in enumerate(monitors):
         t = samples["timestamp"] - samples["timestamp"].min()
-        line, = axes[0, 0].plot(t, samples.get("cpu_percent", np.full_like(t, np.nan)), label=name, lw=1)
+        line, = axes[0, 0].plot(t, samples.get("cpu_percent", np.full_like(t, np.nan)), label=name, lw=1,
+                                color=colours(i % 20))
         axes[1, 0].plot(t, samples.get("rss_bytes", np.full_like(t, np.nan)) / 2**20, color=line.get_color(), lw=1)
         if power:
             for column in (c for c in samples if c.endswith("_w")):
@@ -101,8 +103,8 @@ def timelines(monitors: Sequence[tuple[str, dict[str, np.ndarray]]], out: str | 
 def energy_accuracy(runs: Sequence[dict], out: str | Path) -> None:
     """Energy (joules, or CPU core-seconds where no power source exists) to best epoch vs test accuracy."""
     plt = _pyplot()
-    measured = [r for r in runs if r.get("joules_to_best") not in (None, "")]
-    key, unit = ("joules_to_best", "energy to best epoch (J)") if measured else \
+    measured = [r for r in runs if r.get("energy_to_best_j") not in (None, "")]
+    key, unit = ("energy_to_best_j", "energy to best epoch (J)") if measured else \
         ("cpu_core_seconds", "CPU core-seconds of the run (no power source on this host)")
     fig, ax = plt.subplots(figsize=(7, 5))
     for run in runs:

@@ -2,7 +2,9 @@
 
 A run directory is ``{task}/runs/{mode}-w{N}/`` with ``metrics.json`` and ``track.csv``
 written by every training mode (``training.evaluation.finalise_run``), and optional
-``monitor/*.csv``; this module only reads them, so figures never depend on a mode.
+``monitor/*.csv``; this module only reads them, so figures never depend on a mode. A
+baseline directory (``{task}/baseline/``) has the same ``metrics.json`` keys but no mode:
+it becomes a row with mode ``baseline``, so the table compares every model with it.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 #: columns of runs.csv, in order
 COLUMNS = ("task", "mode", "workers", "accuracy", "macro_f1", "challenge_f1", "best_epoch", "epochs_run",
            "time_to_best_s", "train_seconds", "samples_per_second", "bytes_exchanged_per_epoch",
-           "joules_total", "joules_to_best", "cpu_core_seconds", "energy_status", "run_dir")
+           "energy_total_j", "energy_to_best_j", "cpu_core_seconds", "energy_status", "run_dir")
 
 
 def read_track(run_dir: Path) -> list[dict[str, float]]:
@@ -22,13 +24,14 @@ def read_track(run_dir: Path) -> list[dict[str, float]]:
 
 
 def read_run(run_dir: str | Path) -> dict:
-    """One row of runs.csv from a run directory (missing energy → empty cells, never an error)."""
+    """One row of runs.csv from a run or baseline directory (missing energy → empty cells, never an error)."""
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     energy = metrics.get("energy") or {}
     row = {key: metrics.get(key) for key in COLUMNS}
-    row.update(task=metrics.get("task", run_dir.parents[1].name), run_dir=run_dir.as_posix(),
-               joules_total=energy.get("joules_total"), joules_to_best=energy.get("joules_to_best"),
+    row.update(task=metrics.get("task", run_dir.parents[1].name), mode=metrics.get("mode", "baseline"),
+               workers=metrics.get("workers", 1), run_dir=run_dir.as_posix(),
+               energy_total_j=energy.get("joules_total"), energy_to_best_j=energy.get("joules_to_best"),
                cpu_core_seconds=(energy.get("total") or {}).get("cpu_core_seconds"),
                energy_status=energy.get("status"))
     return row

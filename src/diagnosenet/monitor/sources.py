@@ -138,8 +138,9 @@ def rapl_source(root: Path = Path("/sys/class/powercap")) -> Source:
     return sample
 
 
-_RAIL = re.compile(r"\b(VDD_\w+|VDDQ_\w+|POM_\w+|\w+_(?:GPU|CPU|SOC|CV|VDDRQ|SYS)\w*)\s+(\d+)mW/(\d+)mW")
-_RAIL_PLAIN = re.compile(r"\b(VDD_\w+|VDDQ_\w+|POM_\w+|VIN_\w+|\w+_(?:GPU|CPU|SOC|CV|VDDRQ|SYS)\w*)\s+(\d+)/(\d+)\b")
+#: ``NAME current/average`` in mW, with (JetPack 5) or without (JetPack 4) the unit; ``RAM 2088/7854MB``
+#: and ``IRAM 0/252kB`` do not match because another unit follows the number
+_RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) +(\d+)(?:mW)?/(\d+)(?:mW)?(?!\w)")
 _RAM = re.compile(r"RAM (\d+)/(\d+)MB")
 _GR3D = re.compile(r"GR3D_FREQ (\d+)%")
 _CPU = re.compile(r"CPU \[([^\]]*)\]")
@@ -148,8 +149,9 @@ _CPU = re.compile(r"CPU \[([^\]]*)\]")
 def parse_tegrastats(line: str) -> dict:
     """One ``tegrastats`` line → RAM, GPU load, mean CPU load and every power rail in watts.
 
-    Handles TX2-era lines (``VDD_IN 2459/2459``, mW current/average) and JetPack 5 lines
-    (``VDD_GPU_SOC 1992mW/1992mW``); the original monitor kept none of the rails.
+    Handles TX2/Nano/Xavier lines (``VDD_IN 2459/2459``, ``POM_5V_IN 1234/1234``, ``GPU 0/0``: mW
+    current/average) and JetPack 5 lines (``VDD_GPU_SOC 1992mW/1992mW``); the original monitor kept
+    none of the rails.
     """
     row: dict = {}
     if m := _RAM.search(line):
@@ -160,8 +162,7 @@ def parse_tegrastats(line: str) -> dict:
         loads = [float(x) for x in re.findall(r"(\d+)%@", m.group(1))]
         if loads:
             row["jetson_cpu_percent"] = sum(loads) / len(loads)
-    rails = _RAIL.findall(line) or _RAIL_PLAIN.findall(line)
-    for name, current, _average in rails:
+    for name, current, _average in _RAIL.findall(line):
         row[f"jetson_{name.lower()}_w"] = int(current) / 1000.0
     return row
 
