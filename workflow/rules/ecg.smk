@@ -36,7 +36,12 @@ rule window_ecg:
         records=ECG_RECORDS if ECG["source"] == "synthetic" else f"{ECG_RECORDS}/REFERENCE.csv",
         code=code("ecg/records", "ecg/peaks", "ecg/windows", "ecg/build"),
     output:
-        [f"{RESULTS}/ecg/windows/{name}" for name in ECG_WINDOW_FILES],
+        [
+            report(f"{RESULTS}/ecg/windows/{name}", caption="../report/table2.rst", category="1. Data",
+                   subcategory="ecg")
+            if name == "table2.csv" else f"{RESULTS}/ecg/windows/{name}"
+            for name in ECG_WINDOW_FILES
+        ],
     params:
         records=lambda wildcards, input: input.records if ECG["source"] == "synthetic" else os.path.dirname(input.records),
         out=lambda wildcards, output: os.path.dirname(output[0]),
