@@ -23,9 +23,9 @@ _LAZY = {
     "CrossEntropy": "diagnosenet.models.optim",
     "Adam": "diagnosenet.models.optim",
     "Batching": "diagnosenet.datasets.shards",
-    "DistributedMPI": "diagnosenet.training.mpi",
-    "DistributedGRPC": "diagnosenet.training.grpc_api",
-    "between_graph_replication": "diagnosenet.training.grpc_api",
+    "DistributedMPI": "diagnosenet.training.mpi.api",
+    "DistributedGRPC": "diagnosenet.training.grpc.api",
+    "between_graph_replication": "diagnosenet.training.grpc.api",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,9 +1,12 @@
 """``diagnosenet <stage>``: argument parsing only; each stage lives in its own package.
 
-Every stage package exposes ``register(subparsers)`` in its ``cli`` module, which adds
-sub-commands whose ``func(args) -> int`` does the work. Stage modules are imported only
-when listed here, and none of them imports TensorFlow at import time, so ``diagnosenet
-compose-pmsi`` starts in a second even though training stages need TensorFlow.
+Every stage package exposes ``register(subparsers)`` in its one ``cli`` module (a stage that
+is a single module, ``cluster`` or ``experiments``, in that module), which adds sub-commands
+whose ``func(args)`` does the work and returns the exit status (``None`` means 0). A command
+has the name of the Snakemake rule that runs it (``scalability_figure`` runs
+``scalability-figure``; tested in ``tests/workflow/test_commands.py``). Stage modules are
+imported only when listed here, and none of them imports TensorFlow at import time, so
+``diagnosenet compose-pmsi`` starts in a second even though training stages need TensorFlow.
 """
 from __future__ import annotations
 
@@ -18,12 +21,11 @@ STAGE_MODULES = (
     "diagnosenet.ecg.cli",
     "diagnosenet.datasets.cli",
     "diagnosenet.training.cli",
-    "diagnosenet.training.grpc_cli",
+    "diagnosenet.training.grpc.cli",
     "diagnosenet.monitor.cli",
     "diagnosenet.figures.cli",
     "diagnosenet.cluster",
     "diagnosenet.experiments",
-    "diagnosenet.figures.hyperparameters",
 )
 
 
@@ -34,14 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
-    for name in STAGE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a stage package not written yet
-            if exc.name != name:
-                raise
-            continue
-        module.register(subparsers)
+    for name in STAGE_MODULES:  # a module that fails to import is an error, never skipped
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

@@ -1,6 +1,7 @@
 # Config validation, paths and input functions shared by every rule file.
 import json
 import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -56,7 +57,7 @@ def shards_dir(task, workers, batch_size=None):
 
 
 def train_args(task, mode, workers, *, out=None, model=None, batch_size=None, max_epochs=None):
-    """Command-line arguments of ``diagnosenet train`` for one run (the same for every mode);
+    """Arguments of the ``diagnosenet train-*`` commands for one run (the same for every mode);
     the hyper-parameter experiment overrides the model, batch size and epochs."""
     t = config["train"]
     batch_size = batch_size or config["shards"]["batch_size"]
@@ -68,21 +69,35 @@ def train_args(task, mode, workers, *, out=None, model=None, batch_size=None, ma
         f"--model-json '{json.dumps(model, sort_keys=True)}'",
         f"--seed {t['seed']} --max-epochs {max_epochs or t['max_epochs']} --patience {t['patience']}",
         f"--lr {t['learning_rate']} --batch-size {batch_size}",
-        f"--timeout {config['mpi']['timeout_s']} --weighting {config['mpi']['weighting']}",
+        f"--timeout {t['timeout_s']} --startup-timeout {t['startup_timeout_s']}",
+        f"--weighting {config['mpi']['weighting']}",
         f"--monitor-rate {config['monitor']['rate_hz']}",
     ]
     return " ".join(args)
 
 # --- training ---------------------------------------------------------------
 
-TRAIN_CODE = code("training", "models", "metrics", "monitor")
+# the one list of training-code files: the checkpoint fingerprint hashes the same files
+sys.path.insert(0, str(SRC.parent))
+from diagnosenet.training.checkpoint import training_code_files
+
+TRAIN_CODE = [str(path) for path in training_code_files(SRC)]
 
 
 def parent(name):
-    """Params function: the directory of a rule's named input or output file, so rules never
-    hard-code a path prefix (lint) and stay correct without a shared file system."""
+    """Params function: the directory of a rule's named input or output (``"input.metrics"``,
+    ``"output.manifest"``); for a named list of files, the list of their directories. The one way
+    every rule file derives a directory from its files, so rules never hard-code a path prefix
+    (lint) and stay correct without a shared file system."""
     kind, key = name.split(".")
-    return lambda wildcards, input, output: os.path.dirname((input if kind == "input" else output)[key])
+    if kind not in ("input", "output"):
+        raise ValueError(f"parent({name!r}): expected 'input.<name>' or 'output.<name>'")
+
+    def directory_of(wildcards, input, output):
+        files = (input if kind == "input" else output)[key]
+        return os.path.dirname(files) if isinstance(files, str) else [os.path.dirname(f) for f in files]
+
+    return directory_of
 
 
 def shards_for(wc, workers=None):
@@ -102,7 +117,9 @@ def cluster_inputs(wc=None):
     return [f"{RESULTS}/cluster/hostfile"] if config.get("cluster") else []
 
 
-
+def cluster_hosts_file(wc=None):
+    """The generated hosts.json (gRPC task placement), on a configured cluster only."""
+    return [f"{RESULTS}/cluster/hosts.json"] if config.get("cluster") else []
 
 
 # --- experiments -------------------------------------------------------------

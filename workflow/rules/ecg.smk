@@ -1,14 +1,12 @@
 # Stage 2 (paper: ECG data path): challenge-layout records -> R-peak-centred windows.
 ECG = config["ecg"]
-ECG_RECORDS = f"{RESULTS}/ecg/raw" if ECG["source"] == "synthetic" else ECG["records_dir"]
+ECG_RAW = f"{RESULTS}/ecg/raw"  # the synth_ecg directory (synthetic source only)
+# the records directory; ecg.records_dir is set when the source is a directory (schema)
+ECG_RECORDS = ECG_RAW if ECG["source"] == "synthetic" else ECG["records_dir"]
 ECG_WINDOW_FILES = [
     "X.npy", "y.npy", "groups.npy", "X_small.npy", "y_small.npy", "groups_small.npy",
     "classes.json", "quarantine.csv", "counts.json", "table2.csv", "manifest.json",
 ]
-
-if ECG["source"] == "directory" and not ECG["records_dir"]:
-    raise ValueError("config ecg.records_dir: required when ecg.source is 'directory'")
-
 
 if ECG["source"] == "synthetic":
 
@@ -16,7 +14,7 @@ if ECG["source"] == "synthetic":
         input:
             code=code("ecg/synth", "ecg/records"),
         output:
-            records=directory(f"{RESULTS}/ecg/raw"),
+            records=directory(ECG_RAW),
         params:
             records=ECG["synthetic"]["records"],
             seed=ECG["synthetic"]["seed"],
@@ -41,10 +39,13 @@ rule window_ecg:
                    subcategory="ecg")
             if name == "table2.csv" else f"{RESULTS}/ecg/windows/{name}"
             for name in ECG_WINDOW_FILES
+            if name != "manifest.json"
         ],
+        manifest=f"{RESULTS}/ecg/windows/manifest.json",
     params:
-        records=lambda wildcards, input: input.records if ECG["source"] == "synthetic" else os.path.dirname(input.records),
-        out=lambda wildcards, output: os.path.dirname(output[0]),
+        # synthetic: the input is the records directory itself; directory: its REFERENCE.csv
+        records=(lambda wildcards, input: input.records) if ECG["source"] == "synthetic" else parent("input.records"),
+        out=parent("output.manifest"),
         detector=ECG["detector"],
         window=ECG["window"],
         per_sample=ECG["windows_per_sample"],

@@ -38,14 +38,18 @@ rule table4:
         " --input-size {params.input_size} --out {output} > {log} 2>&1"
 
 
-rule train_hparam:
+# desktop runs of the appendix C grid (units x layers x batch size), one per directory
+HPARAM_RUN = hparam_dir("{units}", "{layers}", "{batch}")
+
+
+rule train_desktop_hparams:
     input:
         dataset=f"{RESULTS}/pmsi/dataset/manifest.json",
         shards=lambda wc: f"{shards_dir('pmsi', 1, wc.batch)}/manifest.json",
         code=TRAIN_CODE,
     output:
-        metrics=f"{RESULTS}/pmsi/hparams/u{{units}}-l{{layers}}-b{{batch}}/metrics.json",
-        track=f"{RESULTS}/pmsi/hparams/u{{units}}-l{{layers}}-b{{batch}}/track.csv",
+        metrics=f"{HPARAM_RUN}/metrics.json",
+        track=f"{HPARAM_RUN}/track.csv",
     wildcard_constraints:
         units=r"\d+",
         layers=r"\d+",
@@ -60,18 +64,18 @@ rule train_hparam:
     conda:
         ENV
     log:
-        f"{RESULTS}/logs/experiments/hparam_u{{units}}-l{{layers}}-b{{batch}}.log",
+        f"{RESULTS}/logs/experiments/train_desktop_hparams_u{{units}}-l{{layers}}-b{{batch}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/experiments/hparam_u{{units}}-l{{layers}}-b{{batch}}.tsv"
+        f"{RESULTS}/benchmarks/experiments/train_desktop_hparams_u{{units}}-l{{layers}}-b{{batch}}.tsv"
     shell:
-        "diagnosenet train {params.args} > {log} 2>&1"
+        "diagnosenet train-desktop {params.args} > {log} 2>&1"
 
 
 rule hyperparameters_figure:
     input:
         tracks=[f"{d}/track.csv" for d in hparam_runs()],
         metrics=[f"{d}/metrics.json" for d in hparam_runs()],
-        code=code("figures/hyperparameters"),
+        code=code("figures/hyperparameters", "figures/cli", "experiments"),
     output:
         report(
             f"{RESULTS}/experiments/hyperparameters.png",
@@ -80,7 +84,8 @@ rule hyperparameters_figure:
             subcategory="Hyper-parameters",
         ),
     params:
-        runs=hparam_runs(),
+        runs=parent("input.metrics"),
+        input_size=HPARAMS["input_size"],
     conda:
         ENV
     log:
@@ -88,4 +93,5 @@ rule hyperparameters_figure:
     benchmark:
         f"{RESULTS}/benchmarks/experiments/hyperparameters_figure.tsv"
     shell:
-        "diagnosenet figure-hyperparameters --runs {params.runs} --out {output} > {log} 2>&1"
+        "diagnosenet hyperparameters-figure --runs {params.runs} --input-size {params.input_size}"
+        " --out {output} > {log} 2>&1"

@@ -1,6 +1,5 @@
 # Stage 1 (paper: PMSI data path): RHS M05 weekly summaries -> first-week sparse patient features.
 import glob
-import os
 
 PMSI = config["pmsi"]
 PMSI_COMPOSED_FILES = [
@@ -10,12 +9,12 @@ PMSI_COMPOSED_FILES = [
 
 # Real RHS globs are expanded when the workflow starts, so that adding a file re-runs compose and
 # a pattern matching nothing stops the run; synthetic files live in the synth_pmsi directory.
+PMSI_RAW = f"{RESULTS}/pmsi/raw"  # the synth_pmsi directory (synthetic source only)
 if PMSI["source"] == "synthetic":
-    PMSI_RHS, PMSI_LABELS = [f"{RESULTS}/pmsi/raw"], f"{RESULTS}/pmsi/raw/labels.csv"
-    PMSI_RHS_ARGS = f"'{RESULTS}/pmsi/raw/rhs_*.txt'"
+    PMSI_RHS, PMSI_LABELS = [PMSI_RAW], f"{PMSI_RAW}/labels.csv"
+    PMSI_RHS_ARGS = f"'{PMSI_RAW}/rhs_*.txt'"
 else:
-    if not PMSI["rhs_files"] or not PMSI["labels_file"]:
-        raise ValueError("config pmsi.rhs_files and pmsi.labels_file: required when pmsi.source is 'files'")
+    # the schema requires rhs_files and labels_file with source files; only globs are checked here
     PMSI_RHS = [path for pattern in PMSI["rhs_files"] for path in sorted(glob.glob(pattern))]
     for pattern in PMSI["rhs_files"]:
         if not glob.glob(pattern):
@@ -30,7 +29,7 @@ if PMSI["source"] == "synthetic":
         input:
             code=code("pmsi/synth", "pmsi/rhs", "pmsi/__init__"),
         output:
-            raw=directory(f"{RESULTS}/pmsi/raw"),
+            raw=directory(PMSI_RAW),
         params:
             patients=PMSI["synthetic"]["patients"],
             seed=PMSI["synthetic"]["seed"],
@@ -51,11 +50,12 @@ rule compose_pmsi:
         labels=[] if PMSI["source"] == "synthetic" else PMSI_LABELS,  # synthetic: inside raw/
         code=code("pmsi/compose", "pmsi/rhs", "pmsi/__init__"),
     output:
-        [f"{RESULTS}/pmsi/composed/{name}" for name in PMSI_COMPOSED_FILES],
+        [f"{RESULTS}/pmsi/composed/{name}" for name in PMSI_COMPOSED_FILES if name != "manifest.json"],
+        manifest=f"{RESULTS}/pmsi/composed/manifest.json",
     params:
         rhs=PMSI_RHS_ARGS,
         labels=PMSI_LABELS,
-        out=lambda wildcards, output: os.path.dirname(output[0]),
+        out=parent("output.manifest"),
         groups=" ".join(PMSI["descriptor_groups"]),
         strict="--strict" if PMSI["strict"] else "",
         salt_file=config["privacy"]["salt_file"],

@@ -6,7 +6,7 @@ rule aggregate:
     input:
         metrics=run_metrics_files(),
         baselines=baseline_metrics_files(),
-        code=code("figures/runs", "figures/plots", "figures/cli", "monitor/energy"),
+        code=code("figures/aggregate", "figures/runs", "figures/plots", "figures/cli", "monitor/energy"),
     output:
         runs=report_item("runs.csv", "runs.rst", "Summary"),
         convergence=report_item("convergence.png", "convergence.rst", "Convergence"),
@@ -14,8 +14,8 @@ rule aggregate:
         energy=report_item("energy_accuracy.png", "energy_accuracy.rst", "Monitor"),
         confusion=report_item("confusion.png", "confusion.rst", "Errors"),
     params:
-        runs=lambda wc, input: [os.path.dirname(f) for f in input.metrics],
-        baselines=lambda wc, input: [os.path.dirname(f) for f in input.baselines],
+        runs=parent("input.metrics"),
+        baselines=parent("input.baselines"),
         out=parent("output.runs"),
     conda:
         ENV
@@ -30,7 +30,7 @@ rule aggregate:
 rule scalability_figure:
     input:
         metrics=[f"{d}/metrics.json" for d in scalability_runs()],
-        code=code("figures/runs", "figures/plots", "figures/cli"),
+        code=code("figures/aggregate", "figures/runs", "figures/plots", "figures/cli"),
     output:
         figure=report(
             f"{RESULTS}/experiments/scalability.png",
@@ -40,7 +40,7 @@ rule scalability_figure:
         ),
         table=f"{RESULTS}/experiments/scalability.csv",
     params:
-        runs=lambda wc, input: [os.path.dirname(f) for f in input.metrics],
+        runs=parent("input.metrics"),
     conda:
         ENV
     log:
@@ -48,4 +48,4 @@ rule scalability_figure:
     benchmark:
         f"{RESULTS}/benchmarks/experiments/scalability_figure.tsv"
     shell:
-        "diagnosenet figure-scalability --runs {params.runs} --out {output.figure} > {log} 2>&1"
+        "diagnosenet scalability-figure --runs {params.runs} --out {output.figure} > {log} 2>&1"

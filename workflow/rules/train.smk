@@ -35,7 +35,7 @@ rule train_desktop:
     benchmark:
         f"{RESULTS}/benchmarks/train/{{task}}_desktop-w1.tsv"
     shell:
-        "diagnosenet train {params.args} > {log} 2>&1"
+        "diagnosenet train-desktop {params.args} > {log} 2>&1"
 
 
 rule train_mpi:
@@ -66,15 +66,20 @@ rule train_mpi:
         f"{RESULTS}/benchmarks/train/{{task}}_{{mpi_mode}}-w{{workers}}.tsv"
     shell:
         # mpirun fails when any rank dies; an asynchronous run that lost only workers still finished
-        "({resources.mpi} -n {resources.tasks} diagnosenet train {params.args}"
+        "({resources.mpi} -n {resources.tasks} diagnosenet train-mpi {params.args}"
         " || diagnosenet run-survived --out {params.out}) > {log} 2>&1"
+
+
+def cluster_hosts_file(wc=None):
+    """The generated hosts.json (gRPC task placement), on a configured cluster only."""
+    return [f"{RESULTS}/cluster/hosts.json"] if config.get("cluster") else []
 
 
 rule train_grpc:
     input:
         dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
         shards=shards_for,
-        cluster=cluster_inputs,
+        hosts=cluster_hosts_file,
         code=TRAIN_CODE,
     output:
         metrics=f"{RESULTS}/{{task}}/runs/{{grpc_mode}}-w{{workers}}/metrics.json",
@@ -83,10 +88,10 @@ rule train_grpc:
         args=lambda wc: train_args(wc.task, wc.grpc_mode, wc.workers),
         host=config["grpc"]["host"],
         port=grpc_port,
-        timeout=config["grpc"]["timeout_s"],
+        timeout=config["train"]["startup_timeout_s"],
         limits=f"--wall-limit {config['grpc']['wall_limit_s']} --max-restarts {config['grpc']['max_restarts']}",
         # on a configured cluster the tasks go to the hosts of results/cluster/hosts.json
-        hosts=lambda wc, input: f"--hosts-file {input.cluster[0].replace('hostfile', 'hosts.json')}" if input.cluster else "",
+        hosts=lambda wc, input: f"--hosts-file {input.hosts}" if input.hosts else "",
     threads: lambda wc: int(wc.workers) + 2
     resources:
         tasks=lambda wc: int(wc.workers) + 2,
@@ -97,7 +102,7 @@ rule train_grpc:
     benchmark:
         f"{RESULTS}/benchmarks/train/{{task}}_{{grpc_mode}}-w{{workers}}.tsv"
     shell:
-        "diagnosenet launch-grpc --mode {wildcards.grpc_mode} --workers {wildcards.workers}"
+        "diagnosenet train-grpc --mode {wildcards.grpc_mode} --workers {wildcards.workers}"
         " --host {params.host} --base-port {params.port} --timeout {params.timeout} {params.limits} {params.hosts}"
         " -- {params.args} > {log} 2>&1"
 

@@ -57,17 +57,10 @@ def plot(runs: list[dict], out: str | Path) -> None:
     plt.close(fig)
 
 
-def _command(args) -> int:
-    runs = [read_run(Path(d), args.input_size, args.output_size) for d in args.runs]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    plot(runs, args.out)
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("figure-hyperparameters", help="figure 4 analogue from hyper-parameter runs")
-    p.add_argument("--runs", nargs="+", required=True, help="run directories named u{units}-l{layers}-b{batch}")
-    p.add_argument("--input-size", type=int, default=14637, help="inputs for the parameter count (grain)")
-    p.add_argument("--output-size", type=int, default=14)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=_command)
+def hyperparameters_figure(run_dirs: list[str | Path], out: str | Path, input_size: int = 14637,
+                           output_size: int = 14) -> list[dict]:
+    """Read the grid's run directories and draw the figure 4 analogue into ``out``."""
+    runs = [read_run(Path(d), input_size, output_size) for d in run_dirs]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    plot(runs, out)
+    return runs

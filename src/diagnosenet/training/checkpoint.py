@@ -6,6 +6,7 @@ temporary file and renamed, so a run killed at any moment leaves a complete chec
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Mapping
@@ -15,11 +16,26 @@ import numpy as np
 from diagnosenet.artifacts import atomic_write
 
 LAST, BEST = "last.npz", "best.npz"
-_META = "__checkpoint__"
+_META = "__meta__"
 
 
-def _atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    atomic_write(path, lambda handle: np.savez(handle, **arrays), binary=True)
+def pack_state(state: Mapping[str, np.ndarray], meta: Mapping | None = None) -> np.ndarray:
+    """A replica state and JSON metadata as one ``uint8`` buffer (an ``.npz``): the format of
+    checkpoint files and of every state message between processes."""
+    if _META in state:
+        raise ValueError(f"replica state may not use the reserved key {_META!r}")
+    buffer = io.BytesIO()
+    np.savez(buffer, **state, **{_META: np.frombuffer(json.dumps(dict(meta or {})).encode(), dtype=np.uint8)})
+    return np.frombuffer(buffer.getvalue(), dtype=np.uint8)
+
+
+def unpack_state(buffer) -> tuple[dict[str, np.ndarray], dict]:
+    """``(state, meta)`` of a :func:`pack_state` buffer (or an open ``.npz`` file)."""
+    source = io.BytesIO(buffer.tobytes()) if isinstance(buffer, np.ndarray) else buffer
+    with np.load(source, allow_pickle=False) as data:
+        state = {k: data[k] for k in data.files if k != _META}
+        meta = json.loads(bytes(data[_META]).decode())
+    return state, meta
 
 
 def save_checkpoint(directory: str | Path, *, epoch: int, replica_state: Mapping[str, np.ndarray],
@@ -27,13 +43,9 @@ def save_checkpoint(directory: str | Path, *, epoch: int, replica_state: Mapping
     """Write the last checkpoint, and the best one too when ``progress['best_epoch'] == epoch``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    if _META in replica_state:
-        raise ValueError(f"replica state may not use the reserved key {_META!r}")
-    meta = json.dumps({"epoch": int(epoch), "progress": dict(progress)})
-    arrays = {**replica_state, _META: np.frombuffer(meta.encode(), dtype=np.uint8)}
-    _atomic_savez(directory / LAST, arrays)
-    if progress.get("best_epoch") == epoch:
-        _atomic_savez(directory / BEST, arrays)
+    payload = pack_state(replica_state, {"epoch": int(epoch), "progress": dict(progress)}).tobytes()
+    for name in (LAST, BEST) if progress.get("best_epoch") == epoch else (LAST,):
+        atomic_write(directory / name, lambda handle: handle.write(payload), binary=True)
 
 
 def load_checkpoint(directory: str | Path, which: str = LAST) -> dict | None:
@@ -41,17 +53,31 @@ def load_checkpoint(directory: str | Path, which: str = LAST) -> dict | None:
     path = Path(directory) / which
     if not path.exists():
         return None
-    with np.load(path, allow_pickle=False) as data:
-        state = {key: data[key] for key in data.files if key != _META}
-        meta = json.loads(bytes(data[_META]).decode())
+    with open(path, "rb") as handle:
+        state, meta = unpack_state(handle)
     return {"epoch": meta["epoch"], "progress": meta["progress"], "replica_state": state}
 
 
 #: settings that must match for a checkpoint to be resumed (max_epochs and patience may change:
 #: a rerun with more epochs extends a run)
 RESUME_KEYS = ("mode", "task", "model", "seed", "learning_rate", "batch_size", "workers")
-#: packages whose code a checkpoint depends on (the workflow's TRAIN_CODE)
-CODE_PACKAGES = ("models", "training", "monitor")
+#: the training code, relative to ``src/diagnosenet``: the one list that both the checkpoint
+#: fingerprint and the workflow's ``code=`` inputs of training rules read (common.smk)
+TRAINING_CODE = ("models", "training", "monitor", "metrics.py", "artifacts.py", "datasets/shards.py",
+                 "datasets/materialise.py")
+
+
+def training_code_files(root: Path | None = None) -> list[Path]:
+    """The files of :data:`TRAINING_CODE` under ``root`` (default: this installed package)."""
+    if root is None:
+        import diagnosenet
+
+        root = Path(diagnosenet.__file__).parent
+    files: list[Path] = []
+    for name in TRAINING_CODE:
+        path = root / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return sorted(files)
 
 
 def code_digest() -> str:
@@ -63,8 +89,7 @@ def code_digest() -> str:
 
     root = Path(diagnosenet.__file__).parent
     digest = hashlib.sha256()
-    files = [root / "metrics.py", *(f for pkg in CODE_PACKAGES for f in (root / pkg).rglob("*.py"))]
-    for path in sorted(files):
+    for path in training_code_files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

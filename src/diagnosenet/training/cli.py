@@ -1,23 +1,44 @@
-"""``diagnosenet train`` (every mode) and ``diagnosenet baseline``.
+"""``diagnosenet train-desktop``, ``train-mpi`` (under ``mpirun``), ``baseline`` and ``run-survived``.
 
-Arguments become one :class:`TrainSettings`; the mode's module is imported only when it runs,
-so building the parser imports neither TensorFlow, MPI nor scikit-learn.
+One rule = one command = one module: rule ``train_desktop`` runs ``train-desktop``
+(:mod:`~diagnosenet.training.desktop`), rule ``train_mpi`` runs ``train-mpi``
+(:mod:`~diagnosenet.training.mpi`); ``train-grpc`` is registered by
+:mod:`diagnosenet.training.grpc.cli`. Every training command takes the same arguments
+(:func:`add_train_arguments`), which become one :class:`TrainSettings`. The mode's module is
+imported only when it runs, so building the parser imports neither TensorFlow, MPI nor
+scikit-learn.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 
-from diagnosenet.training.settings import MODES, TrainSettings
+from diagnosenet.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
-#: module whose ``train(settings)`` runs each mode
-MODE_MODULES = {"desktop": "diagnosenet.training.desktop", "mpi-sync": "diagnosenet.training.mpi",
-                "mpi-async": "diagnosenet.training.mpi", "grpc-sync": "diagnosenet.training.grpc",
-                "grpc-async": "diagnosenet.training.grpc"}
+
+def add_train_arguments(p: argparse.ArgumentParser, modes: tuple[str, ...]) -> None:
+    """The arguments of every training command (the Snakemake rules pass config values)."""
+    defaults = TrainSettings(task="pmsi", mode="desktop", workers=1, dataset_dir=".", shards_dir=".", out_dir=".")
+    p.add_argument("--task", choices=("pmsi", "ecg"), required=True)
+    p.add_argument("--mode", choices=modes, default=modes[0])
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--dataset", required=True, help="materialised data set directory (valid/test splits)")
+    p.add_argument("--shards", required=True, help="shard directory written for --workers and --batch-size")
+    p.add_argument("--out", required=True, help="run directory (resumed from its checkpoint if present)")
+    p.add_argument("--model-json", default="{}", help="the models.<task> config section as JSON")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--max-epochs", type=int, default=defaults.max_epochs)
+    p.add_argument("--patience", type=int, default=defaults.patience)
+    p.add_argument("--lr", type=float, default=defaults.learning_rate)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--timeout", type=float, default=defaults.timeout_s, help="seconds of silence of a peer")
+    p.add_argument("--startup-timeout", type=float, default=defaults.startup_timeout_s,
+                   help="seconds for every process to start (TensorFlow's import included)")
+    p.add_argument("--weighting", type=int, default=defaults.weighting)
+    p.add_argument("--monitor-rate", type=float, default=defaults.monitor_rate_hz, help="Hz; 0 disables")
 
 
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
@@ -28,13 +49,21 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
     return TrainSettings(
         task=args.task, mode=args.mode, workers=args.workers, dataset_dir=args.dataset, shards_dir=args.shards,
         out_dir=args.out, model=model, seed=args.seed, max_epochs=args.max_epochs, patience=args.patience,
-        learning_rate=args.lr, batch_size=args.batch_size, timeout_s=args.timeout, weighting=args.weighting,
-        monitor_rate_hz=args.monitor_rate)
+        learning_rate=args.lr, batch_size=args.batch_size, timeout_s=args.timeout,
+        startup_timeout_s=args.startup_timeout, weighting=args.weighting, monitor_rate_hz=args.monitor_rate)
 
 
-def _train(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    importlib.import_module(MODE_MODULES[settings.mode]).train(settings)
+def _train_desktop(args: argparse.Namespace) -> int:
+    from diagnosenet.training.desktop import train
+
+    train(settings_from_args(args))
+    return 0
+
+
+def _train_mpi(args: argparse.Namespace) -> int:
+    from diagnosenet.training.mpi import train
+
+    train(settings_from_args(args))
     return 0
 
 
@@ -47,52 +76,25 @@ def _baseline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _survived(args: argparse.Namespace) -> int:
-    """Exit 0 when a run whose launcher failed still finished because only workers were lost.
+def _run_survived(args: argparse.Namespace) -> int:
+    from diagnosenet.training.mpi.survived import survived
 
-    MPICH's ``mpirun`` exits non-zero as soon as any rank dies, even when the asynchronous
-    master carried on and wrote the whole run; the workflow calls this after such a failure so
-    that Snakemake keeps a complete run (and still fails every run that did not finish).
-    """
-    from diagnosenet.artifacts import ArtifactError, read_json, verify_manifest
-
-    try:
-        verify_manifest(args.out, stage="train")
-    except ArtifactError as exc:
-        log.error("the run did not finish: %s", exc)
-        return 1
-    lost = read_json(f"{args.out}/metrics.json").get("mpi", {}).get("lost_workers") or {}
-    if not lost:
-        log.error("%s: the launcher failed although no worker was recorded as lost", args.out)
-        return 1
-    log.warning("%s finished without worker rank(s) %s: %s", args.out, ", ".join(lost), lost)
-    return 0
+    return 0 if survived(args.out) else 1
 
 
 def register(subparsers) -> None:
-    defaults = TrainSettings(task="pmsi", mode="desktop", workers=1, dataset_dir=".", shards_dir=".", out_dir=".")
-    p = subparsers.add_parser("train", help="train a model in one mode; writes track.csv, metrics.json, ...")
-    p.add_argument("--task", choices=("pmsi", "ecg"), required=True)
-    p.add_argument("--mode", choices=MODES, default="desktop")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--dataset", required=True, help="materialised data set directory (valid/test splits)")
-    p.add_argument("--shards", required=True, help="shard directory written for --workers and --batch-size")
-    p.add_argument("--out", required=True, help="run directory (resumed from its checkpoint if present)")
-    p.add_argument("--model-json", default="{}", help="the models.<task> config section as JSON")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--max-epochs", type=int, default=defaults.max_epochs)
-    p.add_argument("--patience", type=int, default=defaults.patience)
-    p.add_argument("--lr", type=float, default=defaults.learning_rate)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--timeout", type=float, default=defaults.timeout_s)
-    p.add_argument("--weighting", type=int, default=defaults.weighting)
-    p.add_argument("--monitor-rate", type=float, default=defaults.monitor_rate_hz, help="Hz; 0 disables")
-    p.set_defaults(func=_train)
+    p = subparsers.add_parser("train-desktop", help="train in one process; writes track.csv, metrics.json, ...")
+    add_train_arguments(p, ("desktop",))
+    p.set_defaults(func=_train_desktop)
 
-    s = subparsers.add_parser("run-survived", help="exit 0 if a failed launch still finished the run "
+    m = subparsers.add_parser("train-mpi", help="one rank of an MPI run (start with mpirun -n workers+1)")
+    add_train_arguments(m, ("mpi-sync", "mpi-async"))
+    m.set_defaults(func=_train_mpi)
+
+    s = subparsers.add_parser("run-survived", help="exit 0 if a failed mpirun still finished the run "
                                                    "(asynchronous mode lost only workers)")
     s.add_argument("--out", required=True, help="run directory")
-    s.set_defaults(func=_survived)
+    s.set_defaults(func=_run_survived)
 
     b = subparsers.add_parser("baseline", help="non-neural baseline on a materialised data set")
     b.add_argument("--task", choices=("pmsi", "ecg"), required=True)

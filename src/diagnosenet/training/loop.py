@@ -1,27 +1,55 @@
-"""The step/epoch code every training mode shares; modes differ only in ``reduce_gradients``.
+"""The step and epoch every mode shares; modes differ only in how gradients travel.
 
-Desktop passes no hook and, when the replica offers a fused ``train_step``, gradients never
-leave TensorFlow. MPI synchronous mode passes an allreduce. The epoch's training loss is the
-sample-weighted mean of the batch losses (the original's ``loss += loss/n`` fed early
-stopping a wrong number); validation is on a whole split in inference mode.
+One definition of *the gradient*: the applied update is the **row-weighted mean** of the
+micro-batch gradients that contributed to it, so a short last micro-batch weighs by its rows
+and one worker of a distributed mode takes exactly the desktop step. One definition of an
+*epoch*: one pass over every training row (each worker over its own shard). Synchronous
+modes run ``steps`` = the largest worker's micro-batch count so that collectives pair up; a
+worker past its last micro-batch contributes zero rows, which the row weighting ignores.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from diagnosenet.training.replica import Replica, mean_cross_entropy
 
-GradientHook = Callable[[np.ndarray], np.ndarray]
+#: sums a vector over every worker (identity for one process); all workers receive the sum
+AllReduceSum = Callable[[np.ndarray], np.ndarray]
+#: ``(local mean gradient, local rows) -> the gradient every worker applies``
+GradientReducer = Callable[[np.ndarray, int], np.ndarray]
 
 
 @dataclass
 class EpochStats:
-    loss: float       # mean training loss over the epoch's samples (training mode)
-    samples: int
-    batches: int
+    """Sums over an epoch's training rows (training mode), additive across workers."""
+
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    samples: int = 0
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.samples if self.samples else float("nan")
+
+    @property
+    def metric(self) -> float:
+        return self.correct / self.samples if self.samples else float("nan")
+
+    def add(self, loss: float, correct: float, rows: int) -> None:
+        self.loss_sum += float(loss) * rows
+        self.correct += float(correct)
+        self.samples += int(rows)
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.loss_sum, self.correct, self.samples], dtype=np.float64)
+
+    @classmethod
+    def from_array(cls, values) -> "EpochStats":
+        loss_sum, correct, samples = (float(v) for v in values)
+        return cls(loss_sum, correct, int(round(samples)))
 
 
 def batch_order(n_batches: int, seed: int, epoch: int) -> np.ndarray:
@@ -29,29 +57,56 @@ def batch_order(n_batches: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n_batches)
 
 
-def train_step(replica: Replica, X, y: np.ndarray, reduce_gradients: GradientHook | None = None) -> float:
-    """One optimizer step on one micro-batch; returns the batch's mean loss."""
-    if reduce_gradients is None and hasattr(replica, "train_step"):
+def row_weighted(allreduce_sum: AllReduceSum) -> GradientReducer:
+    """The gradient reducer of synchronous modes: ``Σ rows_i g_i / Σ rows_i`` in one all-reduce
+    (the row count rides as the buffer's last element)."""
+
+    def reduce(grads: np.ndarray, rows: int) -> np.ndarray:
+        buffer = np.empty(grads.size + 1, np.float32)
+        np.multiply(grads, np.float32(rows), out=buffer[:-1])
+        buffer[-1] = rows
+        total = allreduce_sum(buffer)
+        if total[-1] <= 0:
+            raise ValueError("a synchronous step with no rows on any worker")
+        return total[:-1] / total[-1]
+
+    return reduce
+
+
+def weighted_mean(grads: list[np.ndarray], rows: list[int]) -> np.ndarray:
+    """Row-weighted mean of gradients held in one process (the asynchronous master's ``weighting``)."""
+    weights = np.asarray(rows, np.float64) / float(np.sum(rows))
+    return np.tensordot(weights, np.stack(grads), axes=1).astype(np.float32)
+
+
+def train_step(replica: Replica, X, y: np.ndarray, reduce: GradientReducer | None = None) -> tuple[float, int]:
+    """One optimizer step on one micro-batch; ``(batch mean loss, rows right)``."""
+    if reduce is None and hasattr(replica, "train_step"):
         return replica.train_step(X, y)
-    grads, loss = replica.compute_gradients(X, y)
-    if reduce_gradients is not None:
-        grads = reduce_gradients(grads)
-    replica.apply_gradients(grads)
-    return loss
+    grads, loss, correct = replica.compute_gradients(X, y)
+    replica.apply_gradients(grads if reduce is None else reduce(grads, len(y)))
+    return loss, correct
 
 
-def run_epoch(replica: Replica, batches: Iterable[tuple[object, np.ndarray]],
-              reduce_gradients: GradientHook | None = None) -> EpochStats:
-    """Train on every ``(X_b, y_b)`` of ``batches`` (e.g. ``shard.microbatches(batch_order(...))``)."""
-    total, samples, count = 0.0, 0, 0
-    for X_b, y_b in batches:
-        loss = train_step(replica, X_b, y_b, reduce_gradients)
-        total += loss * len(y_b)
-        samples += len(y_b)
+def run_epoch(replica: Replica, batches: Iterable[tuple[object, np.ndarray]], reduce: GradientReducer | None = None,
+              steps: int | None = None) -> EpochStats:
+    """Train on every ``(X_b, y_b)`` of ``batches``; with ``steps``, take part in exactly that
+    many (synchronous) steps, contributing zero rows after the last batch."""
+    stats = EpochStats()
+    iterator: Iterator = iter(batches)
+    count = 0
+    for X_b, y_b in iterator:
+        stats.add(*train_step(replica, X_b, y_b, reduce), len(y_b))
         count += 1
-    if not samples:
+    if steps is not None:
+        if count > steps:
+            raise ValueError(f"{count} micro-batches for {steps} synchronous steps")
+        zero = np.zeros(replica.n_params, np.float32)
+        for _ in range(steps - count):
+            replica.apply_gradients(reduce(zero, 0))
+    if not stats.samples and not steps:
         raise ValueError("an epoch with no training samples: the shard is empty")
-    return EpochStats(loss=total / samples, samples=samples, batches=count)
+    return stats
 
 
 def evaluate(replica: Replica, X, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float, np.ndarray]:

@@ -7,13 +7,34 @@ epoch and appends, so a resumed run never repeats an epoch in its track.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-TRACK_COLUMNS = ("epoch", "train_loss", "valid_loss", "train_metric", "valid_metric",
-                 "epoch_seconds", "wall_seconds", "timestamp", "samples", "bytes_exchanged")
+
+@dataclass(frozen=True)
+class TrackRow:
+    """One epoch of ``track.csv``, the same in every mode (docs/training.md, "Semantics")."""
+
+    epoch: int
+    train_loss: float       # mean training-mode loss over the epoch's rows
+    valid_loss: float       # whole validation split, inference mode, the master's model
+    train_metric: float     # running training-mode accuracy over the epoch's rows
+    valid_metric: float     # validation accuracy, as valid_loss
+    epoch_seconds: float
+    wall_seconds: float     # since the start of training (resumed runs continue the count)
+    timestamp: float        # Unix time at the end of the epoch (aligns with monitor samples)
+    samples: int            # training rows seen this epoch: every training row once
+    bytes_exchanged: int    # bytes the mode moved between processes this epoch
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+TRACK_COLUMNS = tuple(f.name for f in dataclasses.fields(TrackRow))
 
 
 class EarlyStopping:
@@ -29,12 +50,14 @@ class EarlyStopping:
         self.bad_epochs = 0
         self.time_to_best_s = 0.0
 
-    def update(self, valid_loss: float | Mapping) -> bool:
+    def update(self, valid_loss: "float | Mapping | TrackRow") -> bool:
         """Record one epoch; ``True`` when it is the new best.
 
         Accepts the validation loss or a whole track row (then ``epoch`` and
         ``wall_seconds`` are taken from it).
         """
+        if isinstance(valid_loss, TrackRow):
+            valid_loss = valid_loss.as_dict()
         row = valid_loss if isinstance(valid_loss, Mapping) else {"valid_loss": valid_loss}
         loss = float(row["valid_loss"])
         self.epochs = int(row.get("epoch", self.epochs + 1))
@@ -92,7 +115,8 @@ class TrackWriter:
                 writer.writerows(rows)
         self.rows = len(rows)
 
-    def write(self, row: Mapping) -> None:
+    def write(self, row: TrackRow | Mapping) -> None:
+        row = row.as_dict() if isinstance(row, TrackRow) else row
         missing = [c for c in TRACK_COLUMNS if c not in row]
         if missing:
             raise ValueError(f"track row lacks columns {missing}")

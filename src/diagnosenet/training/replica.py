@@ -3,7 +3,8 @@
 Training modes differ only in how gradients and weights travel (in-process, MPI, gRPC).
 Keeping the exchange format to one contiguous float32 vector lets MPI send it with
 buffer-based collectives (no pickling) and lets the exchange logic be tested with the
-small pure-NumPy model in :mod:`diagnosenet.training.numpy_replica`, without TensorFlow.
+small pure-NumPy model in :mod:`diagnosenet.training.numpy_backend`, without TensorFlow
+(:mod:`diagnosenet.models.tensorflow_backend` is the real one).
 
 ``X`` batches are ``scipy.sparse.csr_matrix`` (PMSI) or dense ``numpy`` arrays (ECG);
 ``y`` is an ``int64`` vector of class indices.
@@ -28,8 +29,16 @@ class Replica(Protocol):
     def set_weights(self, flat: np.ndarray) -> None:
         """Overwrite the trainable weights from a vector produced by :meth:`get_weights`."""
 
-    def compute_gradients(self, X: Any, y: np.ndarray) -> tuple[np.ndarray, float]:
-        """Gradient of the mean batch loss (training mode: dropout on) and that loss."""
+    def get_statistics(self) -> np.ndarray:
+        """Non-trainable state learned by forward passes (BatchNorm moving mean/variance), flat;
+        empty for a model without. Modes average or ship it; gradients never touch it."""
+
+    def set_statistics(self, flat: np.ndarray) -> None:
+        """Overwrite the non-trainable state from a vector produced by :meth:`get_statistics`."""
+
+    def compute_gradients(self, X: Any, y: np.ndarray) -> tuple[np.ndarray, float, int]:
+        """Gradient of the mean batch loss (training mode: dropout on, moving statistics
+        updated), that loss, and how many rows the training-mode forward pass got right."""
 
     def apply_gradients(self, flat_grads: np.ndarray) -> None:
         """One optimizer step with the given (possibly averaged) gradient vector."""

@@ -29,13 +29,16 @@ class TrainSettings:
     patience: int = 3              # early stopping on validation loss
     learning_rate: float = 1e-3
     batch_size: int = 128          # micro-batch size; must match the shards' manifest
-    timeout_s: float = 120.0       # bound on any blocking wait between processes
+    timeout_s: float = 120.0       # bound on the *silence* of a peer (heartbeats reset it)
+    startup_timeout_s: float = 900.0  # bound on start-up (a slow `import tensorflow` included)
     weighting: int = 1             # MPI async: see docs/training.md
     monitor_rate_hz: float = 2.0   # 0 disables the monitor
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.timeout_s <= 0 or self.startup_timeout_s <= 0:
+            raise ValueError("timeout_s and startup_timeout_s must be > 0")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         for name in ("dataset_dir", "shards_dir", "out_dir"):

@@ -1,4 +1,5 @@
-"""One TensorFlow gRPC server process (a ``ps`` or ``worker`` task) that blocks until killed.
+"""One task of a gRPC run: a TensorFlow server (``ps``, asynchronous ``worker``) that blocks until
+killed, or a training program (the chief, every synchronous worker).
 
 Servers get ``inter_op_parallelism_threads = workers + 1``: with fewer threads, on a
 machine with few cores, a parameter-server cluster deadlocks (every inter-op thread waits
@@ -24,7 +25,7 @@ def serve(cluster: dict, job: str, index: int, *, threads: int, shards_dir: str 
         Path(workdir).mkdir(parents=True, exist_ok=True)
         os.chdir(workdir)  # the shared dataset_fn reads the relative LOCAL_SHARD path from here
     if shards_dir is not None:
-        from diagnosenet.training.grpc_data import stage_shard
+        from diagnosenet.training.grpc.data import stage_shard
 
         stage_shard(shards_dir, index, Path.cwd())
     config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=threads)
@@ -34,7 +35,18 @@ def serve(cluster: dict, job: str, index: int, *, threads: int, shards_dir: str 
     server.join()
 
 
-def cluster_from_tf_config(text: str) -> dict:
-    """The ``cluster`` part of a ``TF_CONFIG`` JSON (or a bare cluster dict)."""
-    data = json.loads(text)
-    return data.get("cluster", data)
+def run_task(settings, *, threads: int) -> dict | None:
+    """This process's role in ``TF_CONFIG``: a parameter server or asynchronous worker serves
+    (a worker first stages its own shard), the chief or a synchronous worker trains."""
+    from diagnosenet.training.grpc import train
+    from diagnosenet.training.grpc.cluster import worker_workdir
+    from diagnosenet.training.grpc.common import task_from_tf_config
+
+    role, index = task_from_tf_config()
+    if settings.mode == "grpc-async" and role in ("ps", "worker"):
+        worker = role == "worker"
+        serve(json.loads(os.environ["TF_CONFIG"])["cluster"], role, index, threads=threads,
+              shards_dir=Path(settings.shards_dir).resolve() if worker else None,
+              workdir=worker_workdir(Path(settings.out_dir).resolve(), index) if worker else None)
+        return None
+    return train(settings)

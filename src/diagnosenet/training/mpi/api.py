@@ -1,27 +1,11 @@
-"""MPI training modes, run under ``mpirun -n workers+1``: rank 0 is the master, ranks 1..N workers.
-
-``diagnosenet train --mode mpi-sync|mpi-async`` calls :func:`train`; the paper's API
-(code example 1.5) is :class:`DistributedMPI`. The exchange logic lives in
-:mod:`~diagnosenet.training.mpi_sync` and :mod:`~diagnosenet.training.mpi_async`; mpi4py is
-imported only when one of them runs, so desktop users need no MPI at all.
-"""
+"""The paper's MPI platform object (code example 1.5) over :func:`diagnosenet.training.mpi.train`."""
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
 
+from diagnosenet.training.mpi import train
 from diagnosenet.training.settings import TrainSettings
-
-
-def train(settings: TrainSettings) -> dict | None:
-    """This rank's part of an MPI run; rank 0 returns the run metrics, workers ``None``."""
-    if settings.mode == "mpi-sync":
-        from diagnosenet.training.mpi_sync import train as run
-    elif settings.mode == "mpi-async":
-        from diagnosenet.training.mpi_async import train as run
-    else:
-        raise ValueError(f"mode {settings.mode!r} is not an MPI mode")
-    return run(settings)
 
 
 class DistributedMPI:

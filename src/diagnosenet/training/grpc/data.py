@@ -14,7 +14,6 @@ process resolves to its own directory — the data never passes through the coor
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import shutil
 from pathlib import Path
@@ -57,25 +56,15 @@ def to_model_input(parts, n_features: int):
     return parts
 
 
-def shard_dataset(shard: Shard, seed: int, *, shuffle: bool = True) -> tf.data.Dataset:
-    """The shard's micro-batches as components, in a fresh seeded order on every pass."""
+def shard_dataset(shard: Shard) -> tf.data.Dataset:
+    """The shard's micro-batches as components, in shard order (what a worker stages)."""
     sparse = sp.issparse(shard.X)
-    passes = itertools.count()
 
     def batches():
-        n = len(shard.boundaries) - 1
-        order = np.random.default_rng([seed, shard.worker, next(passes)]).permutation(n) if shuffle else None
-        for X, y in shard.microbatches(order):
+        for X, y in shard.microbatches():
             yield components(X, y)
 
     return tf.data.Dataset.from_generator(batches, output_signature=component_spec(sparse, shard.X.shape[1:]))
-
-
-def array_batches(X, y: np.ndarray, batch_size: int):
-    """``(x, y)`` model inputs over a whole split (validation, test) in fixed-size batches."""
-    for lo in range(0, len(y), batch_size):
-        parts = components(X[lo:lo + batch_size], y[lo:lo + batch_size])
-        yield to_model_input(tuple(tf.constant(p) for p in parts), X.shape[1])
 
 
 def stage_shard(shards_dir: str | Path, worker: int, workdir: str | Path) -> Path:
@@ -84,7 +73,7 @@ def stage_shard(shards_dir: str | Path, worker: int, workdir: str | Path) -> Pat
     staging = target.with_name(target.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     shard = load_shard(shards_dir, "train", worker)
-    shard_dataset(shard, seed=0, shuffle=False).save(str(staging))
+    shard_dataset(shard).save(str(staging))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     log.info("worker %d staged train_%02d.npz (%d rows, %d micro-batches) at %s", worker, worker,
@@ -93,10 +82,10 @@ def stage_shard(shards_dir: str | Path, worker: int, workdir: str | Path) -> Pat
 
 
 def local_shard_dataset(sparse: bool, input_shape: tuple[int, ...], n_batches: int, seed: int) -> tf.data.Dataset:
-    """The worker-local staged shard, reshuffled and repeated forever (PS training schedules
-    a finite number of steps, so no worker ever reaches the end of its data)."""
+    """The worker-local staged shard: one pass per iterator, in a fresh seeded order each time
+    (the chief creates one iterator per epoch, so an epoch is one pass over every shard)."""
     spec = component_spec(sparse, input_shape)
     dataset = tf.data.Dataset.load(LOCAL_SHARD, element_spec=spec)
-    dataset = dataset.shuffle(max(n_batches, 1), seed=seed, reshuffle_each_iteration=True).repeat()
+    dataset = dataset.shuffle(max(n_batches, 1), seed=seed, reshuffle_each_iteration=True)
     n_features = input_shape[0]
     return dataset.map(lambda *parts: to_model_input(parts, n_features)).prefetch(2)

@@ -1,5 +1,9 @@
 """TensorFlow implementation of the replica contract (:mod:`diagnosenet.training.replica`).
 
+:func:`graph_state` / :func:`assign_graph_state` define the one checkpoint format (weights,
+Adam slots and step, moving statistics, dropout step) of every mode, also of gRPC parameter-
+server runs whose variables live on another process.
+
 Gradients and weights leave TensorFlow as one flat ``float32`` vector in the order of
 ``graph.trainable_variables``; every transport exchanges that vector. CSR batches become
 ``tf.SparseTensor``s (indices of the non-zeros only), never dense matrices.
@@ -64,9 +68,9 @@ class TFReplica:
 
     def _gradients_fn(self, x, y):
         with tf.GradientTape() as tape:
-            loss, _ = self._loss(x, y)
+            loss, logits = self._loss(x, y)
         grads = tape.gradient(loss, self.variables)
-        return tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0), loss
+        return tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0), loss, correct_count(logits, y)
 
     def _apply_fn(self, flat):
         grads = [tf.reshape(g, v.shape) for g, v in zip(tf.split(flat, self._sizes), self.variables)]
@@ -76,7 +80,7 @@ class TFReplica:
         with tf.GradientTape() as tape:
             loss, logits = self._loss(x, y)
         self.optimizer.apply_gradients(zip(tape.gradient(loss, self.variables), self.variables))
-        return loss
+        return loss, correct_count(logits, y)
 
     # -- the contract ------------------------------------------------------------------
     def get_weights(self) -> np.ndarray:
@@ -85,16 +89,23 @@ class TFReplica:
     def set_weights(self, flat: np.ndarray) -> None:
         _assign_flat(self.variables, flat)
 
+    def get_statistics(self) -> np.ndarray:
+        return _flat([v.numpy() for v in self.graph.non_trainable_variables])
+
+    def set_statistics(self, flat: np.ndarray) -> None:
+        _assign_flat(list(self.graph.non_trainable_variables), flat)
+
     def compute_gradients(self, X, y):
-        flat, loss = self._gradients(to_tensor(X), tf.convert_to_tensor(y, tf.int64))
-        return flat.numpy(), float(loss)
+        flat, loss, correct = self._gradients(to_tensor(X), tf.convert_to_tensor(y, tf.int64))
+        return flat.numpy(), float(loss), int(correct)
 
     def apply_gradients(self, flat_grads: np.ndarray) -> None:
         self._apply(tf.convert_to_tensor(np.asarray(flat_grads, dtype=np.float32)))
 
-    def train_step(self, X, y) -> float:
+    def train_step(self, X, y) -> tuple[float, int]:
         """Gradient and update fused in one traced call: the desktop path, nothing leaves TensorFlow."""
-        return float(self._step(to_tensor(X), tf.convert_to_tensor(y, tf.int64)))
+        loss, correct = self._step(to_tensor(X), tf.convert_to_tensor(y, tf.int64))
+        return float(loss), int(correct)
 
     def predict_proba(self, X, batch_size: int = 1024) -> np.ndarray:
         parts = [self._proba(to_tensor(X[lo:lo + batch_size])).numpy() for lo in range(0, X.shape[0], batch_size)]
@@ -104,24 +115,36 @@ class TFReplica:
         return int(self.variables[-1].shape[-1])
 
     def get_state(self) -> dict[str, np.ndarray]:
-        opt = self.optimizer
-        return {
-            "weights": self.get_weights(),
-            "adam_m": _flat([m.numpy() for m in opt.m]),
-            "adam_v": _flat([v.numpy() for v in opt.v]),
-            "adam_iterations": np.asarray([opt.iterations.numpy()], dtype=np.int64),
-            "moving_statistics": _flat([v.numpy() for v in self.graph.non_trainable_variables]),
-            "dropout_step": np.asarray([self.graph.dropout_step.numpy()], dtype=np.int64),
-        }
+        return graph_state(self.graph, self.optimizer)
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        opt = self.optimizer
-        self.set_weights(state["weights"])
-        _assign_flat(opt.m, state["adam_m"])
-        _assign_flat(opt.v, state["adam_v"])
-        opt.iterations.assign(int(state["adam_iterations"][0]))
-        _assign_flat(list(self.graph.non_trainable_variables), state["moving_statistics"])
-        self.graph.dropout_step.assign(int(state["dropout_step"][0]))
+        assign_graph_state(self.graph, self.optimizer, state)
+
+
+def correct_count(logits, y):
+    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1), tf.cast(y, tf.int64)), tf.int64))
+
+
+def graph_state(graph: Graph, optimizer) -> dict[str, np.ndarray]:
+    """A graph and its Adam optimizer as named flat arrays: the checkpoint format of every mode."""
+    return {
+        "weights": _flat([v.numpy() for v in graph.trainable_variables]),
+        "adam_m": _flat([m.numpy() for m in optimizer.m]),
+        "adam_v": _flat([v.numpy() for v in optimizer.v]),
+        "adam_iterations": np.asarray([optimizer.iterations.numpy()], dtype=np.int64),
+        "moving_statistics": _flat([v.numpy() for v in graph.non_trainable_variables]),
+        "dropout_step": np.asarray([graph.dropout_step.numpy()], dtype=np.int64),
+    }
+
+
+def assign_graph_state(graph: Graph, optimizer, state: dict[str, np.ndarray]) -> None:
+    """Restore a :func:`graph_state` into a graph of the same architecture (wherever its variables live)."""
+    _assign_flat(list(graph.trainable_variables), state["weights"])
+    _assign_flat(optimizer.m, state["adam_m"])
+    _assign_flat(optimizer.v, state["adam_v"])
+    optimizer.iterations.assign(int(state["adam_iterations"][0]))
+    _assign_flat(list(graph.non_trainable_variables), state["moving_statistics"])
+    graph.dropout_step.assign(int(state["dropout_step"][0]))
 
 
 def make_replica(task: str, model_config: dict, input_size: int, n_classes: int, *, seed: int,

@@ -97,7 +97,7 @@ class NumpyReplica:
             if i:
                 delta = (delta @ params[i].T) * (activations[i // 2] > 0)
         flat = np.concatenate([g.ravel() for g in grads]).astype(np.float32)
-        return flat, mean_cross_entropy(proba, y)
+        return flat, mean_cross_entropy(proba, y), int(np.sum(np.argmax(proba, axis=1) == y))
 
     def apply_gradients(self, flat_grads: np.ndarray) -> None:
         g = np.asarray(flat_grads, dtype=np.float32)
@@ -107,10 +107,12 @@ class NumpyReplica:
         lr_t = self.lr * np.sqrt(1 - self.beta2 ** self._t) / (1 - self.beta1 ** self._t)
         self._w = (self._w - lr_t * self._m / (np.sqrt(self._v) + self.eps)).astype(np.float32)
 
-    def train_step(self, X, y) -> float:
-        grads, loss = self.compute_gradients(X, y)
-        self.apply_gradients(grads)
-        return loss
+    def get_statistics(self) -> np.ndarray:
+        return np.zeros(0, np.float32)  # no batch normalisation
+
+    def set_statistics(self, flat: np.ndarray) -> None:
+        if np.asarray(flat).size:
+            raise ValueError(f"the NumPy model has no statistics, got {np.asarray(flat).size} values")
 
     def predict_proba(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         parts = [self._forward(X[lo:lo + batch_size])[1] for lo in range(0, X.shape[0], batch_size)]

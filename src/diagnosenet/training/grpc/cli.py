@@ -1,36 +1,36 @@
-"""``diagnosenet launch-grpc`` (start a whole gRPC run) and ``diagnosenet grpc-server`` (one task).
+"""``diagnosenet train-grpc`` (start, watch and stop a whole gRPC run) and ``grpc-task`` (one task).
 
-No TensorFlow at import time: the launcher itself never imports it, servers import it lazily.
+No TensorFlow at import time: the launcher itself never imports it, tasks import it lazily.
 """
 from __future__ import annotations
 
 import argparse
 
 
-def _launch(args: argparse.Namespace) -> int:
-    from diagnosenet.training.grpc_cluster import read_hosts_file
-    from diagnosenet.training.grpc_launcher import launch_training
+def _train_grpc(args: argparse.Namespace) -> int:
+    from diagnosenet.training.grpc.cluster import read_hosts_file
+    from diagnosenet.training.grpc.launcher import launch_training
 
     train_argv = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     if "--mode" in train_argv and train_argv[train_argv.index("--mode") + 1] != args.mode:
-        raise SystemExit(f"launch-grpc: --mode {args.mode} differs from the train arguments' --mode")
+        raise SystemExit(f"train-grpc: --mode {args.mode} differs from the train arguments' --mode")
     return launch_training(args.mode, train_argv, workers=args.workers, base_port=args.base_port,
                            timeout_s=args.timeout, host=args.host, wall_limit_s=args.wall_limit,
                            hosts=read_hosts_file(args.hosts_file) if args.hosts_file else None,
                            remote_prefix=args.remote_prefix, max_restarts=args.max_restarts)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from diagnosenet.training.grpc_server import cluster_from_tf_config, serve
+def _grpc_task(args: argparse.Namespace) -> int:
+    from diagnosenet.training.cli import settings_from_args
+    from diagnosenet.training.grpc.server import run_task
 
-    serve(cluster_from_tf_config(args.cluster), args.type, args.index, threads=args.threads,
-          shards_dir=args.shards, workdir=args.workdir)
+    run_task(settings_from_args(args), threads=args.threads)
     return 0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "launch-grpc", help="run grpc-async / grpc-sync training: start, watch and stop every process",
+        "train-grpc", help="run grpc-async / grpc-sync training: start, watch and stop every process",
         description="Start the parameter servers, workers and chief of a TensorFlow gRPC run "
                     "(loopback by default), stream their logs, and stop them all at the end. "
                     "Arguments after -- are those of `diagnosenet train`.")
@@ -39,20 +39,19 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address of every task without --hosts-file")
     p.add_argument("--base-port", type=int, required=True, help="first port; tasks take consecutive ports")
     p.add_argument("--timeout", type=float, default=300.0,
-                   help="seconds for servers to listen, and for the others to finish once one worker has")
+                   help="start-up bound: seconds for the servers to listen (a slow `import tensorflow` included)")
     p.add_argument("--wall-limit", type=float, default=0.0, help="stop the run after this many seconds (0: none)")
     p.add_argument("--hosts-file", help="hosts.json of `diagnosenet cluster-files` (ps and chief on the first)")
     p.add_argument("--remote-prefix", help="command prefix for remote hosts, e.g. 'ssh {host}' or "
                                            "'srun --nodes=1 --ntasks=1 -w {host}'")
     p.add_argument("--max-restarts", type=int, default=3, help="restarts of a dead worker (grpc-async)")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the `diagnosenet train` arguments")
-    p.set_defaults(func=_launch)
+    p.set_defaults(func=_train_grpc)
 
-    s = subparsers.add_parser("grpc-server", help="one TensorFlow gRPC server task (started by launch-grpc)")
-    s.add_argument("--cluster", required=True, help="TF_CONFIG JSON or a cluster dict")
-    s.add_argument("--type", required=True, choices=("ps", "worker"))
-    s.add_argument("--index", type=int, required=True)
-    s.add_argument("--threads", type=int, required=True, help="inter-op threads (workers + 1 avoids deadlock)")
-    s.add_argument("--shards", help="stage this worker's training shard from here (grpc-async workers)")
-    s.add_argument("--workdir", help="working directory; the staged shard lives here")
-    s.set_defaults(func=_serve)
+    from diagnosenet.training.cli import add_train_arguments
+
+    t = subparsers.add_parser("grpc-task", help="one task of a gRPC run, its role from TF_CONFIG "
+                                                "(started by train-grpc)")
+    t.add_argument("--threads", type=int, required=True, help="inter-op threads of a server (workers + 1)")
+    add_train_arguments(t, ("grpc-sync", "grpc-async"))
+    t.set_defaults(func=_grpc_task)

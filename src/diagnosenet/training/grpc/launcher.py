@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from diagnosenet.artifacts import ArtifactError, verify_manifest
-from diagnosenet.training.grpc_cluster import (Task, is_local, plan_cluster, port_free, port_open, tf_config,
-                                               worker_workdir)
+from diagnosenet.training.grpc.cluster import Task, is_local, plan_cluster, port_free, port_open, tf_config
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +70,9 @@ def diagnosenet_command(*args: str) -> list[str]:
 
 
 def task_command(mode: str, tasks: list[Task], task: Task, train: TrainArgs) -> list[str]:
-    """``diagnosenet train`` for the processes that run the training program, else a server."""
-    if task.type == "chief" or mode == "grpc-sync":
-        return diagnosenet_command("train", *train.argv)
-    command = diagnosenet_command(
-        "grpc-server", "--cluster", tf_config(tasks, task), "--type", task.type, "--index", str(task.index),
-        "--threads", str(train.workers + 1))
-    if task.type == "worker":  # an async worker reads its own shard, staged in its own directory;
-        # absolute paths, as the server runs in that directory (clusters share the same paths)
-        command += ["--shards", str(train.shards.resolve()),
-                    "--workdir", str(worker_workdir(train.out, task.index).resolve())]
-    return command
+    """``diagnosenet grpc-task``: its role comes from ``TF_CONFIG``; a server stages and serves,
+    the chief (or every synchronous worker) trains."""
+    return diagnosenet_command("grpc-task", "--threads", str(train.workers + 1), *train.argv)
 
 
 def wrap_remote(command: list[str], env: dict[str, str], host: str, prefix: str | None) -> list[str]:
@@ -105,7 +96,7 @@ class Process:
 class Launcher:
     """One run: ``run()`` returns the exit status and always leaves no process behind.
 
-    ``command_for(task)`` is the command of each task (``diagnosenet train`` / ``grpc-server``
+    ``command_for(task)`` is the command of each task (``diagnosenet grpc-task``
     for the workflow, the user's replica script for the paper's API).
     """
 
@@ -232,11 +223,12 @@ class Launcher:
                     self._on_server_exit(index, proc)
             if all(p.popen.poll() == 0 for p in trainers):
                 return 0
-            if any(p.popen.poll() == 0 for p in trainers):
+            # the chief finishes last (it writes the outputs); others still running after it are stuck
+            if any(p.popen.poll() == 0 and p.task.index == 0 for p in trainers):
                 grace_deadline = grace_deadline or now + self.timeout_s
                 if now > grace_deadline:
                     late = ", ".join(p.task.name for p in trainers if p.popen.poll() is None)
-                    raise LaunchError(f"{late} still running {self.timeout_s:.0f} s after another worker "
+                    raise LaunchError(f"{late} still running {self.timeout_s:.0f} s after the chief "
                                       "finished (--timeout)", code=124)
             time.sleep(POLL_S)
 
@@ -275,7 +267,7 @@ class Launcher:
 def launch_training(mode: str, train_argv: list[str], *, workers: int, base_port: int, timeout_s: float,
                     host: str = "127.0.0.1", hosts: dict | None = None, wall_limit_s: float = 0.0,
                     remote_prefix: str | None = None, max_restarts: int = 3, stream=None) -> int:
-    """``diagnosenet launch-grpc``: check the shards, then run the cluster of one training run."""
+    """``diagnosenet train-grpc``: check the shards, then run the cluster of one training run."""
     stream = stream or sys.stdout
     train = parse_train_args(train_argv)
     problem = None

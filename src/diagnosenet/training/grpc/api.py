@@ -2,7 +2,7 @@
 
 ``between_graph_replication`` starts the user's replica script once per task of the cluster
 (parameter servers, workers and the coordinator, each with its ``TF_CONFIG``) under the same
-launcher as ``diagnosenet launch-grpc``; inside the script, ``DistributedGRPC`` turns the
+launcher as ``diagnosenet train-grpc``; inside the script, ``DistributedGRPC`` turns the
 task it is given into the right role: a parameter server or worker serves, the coordinator
 (or, in synchronous mode, every worker) trains.
 """
@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from diagnosenet.training.grpc_cluster import Task, plan_cluster, tf_config, worker_workdir
-from diagnosenet.training.grpc_launcher import Launcher
+from diagnosenet.training.grpc.cluster import Task, plan_cluster, tf_config, worker_workdir
+from diagnosenet.training.grpc.launcher import Launcher
 from diagnosenet.training.settings import TrainSettings
 
 DEFAULT_BASE_PORT = 22220
@@ -79,7 +79,7 @@ class DistributedGRPC:
 
     def _run(self, mode, dataset_path, shards_path, out_dir, job_name, task_index, task) -> dict | None:
         from diagnosenet.training import grpc
-        from diagnosenet.training.grpc_server import serve
+        from diagnosenet.training.grpc.server import serve
 
         workers = self.datamanager.devices_number
         if "TF_CONFIG" not in os.environ:

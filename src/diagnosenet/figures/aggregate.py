@@ -1,0 +1,68 @@
+"""The report's run summary and the scalability experiment, from finished run directories.
+
+``aggregate`` writes ``AGGREGATE_FILES`` (rule ``aggregate``: the runs table and the
+convergence, timeline, energy and confusion figures); ``scalability_figure`` writes the
+figures 2-3 analogue and its table (rule ``scalability_figure``). Both only read what every
+training mode writes (``metrics.json``, ``track.csv``, ``confusion.csv``, ``monitor/*.csv``).
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from diagnosenet.figures import plots
+from diagnosenet.figures.runs import read_run, read_track, write_runs_csv
+
+log = logging.getLogger(__name__)
+#: files ``aggregate`` writes into its output directory
+AGGREGATE_FILES = ("runs.csv", "convergence.png", "timelines.png", "energy_accuracy.png", "confusion.png")
+
+
+def read_confusion(run_dir: Path) -> tuple[list[str], np.ndarray]:
+    with open(run_dir / "confusion.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    return rows[0][1:], np.array([[int(v) for v in row[1:]] for row in rows[1:]])
+
+
+def read_monitors(run_dirs: list[Path]) -> list[tuple[str, dict]]:
+    from diagnosenet.monitor.energy import read_samples
+
+    found = []
+    for run_dir in run_dirs:
+        for path in sorted((run_dir / "monitor").glob("*.csv")):
+            samples = read_samples(path)
+            if samples:
+                found.append((f"{run_dir.parents[1].name} {run_dir.name} {path.stem}", samples))
+    return found
+
+
+def aggregate(run_dirs: list[Path], out: Path, baseline_dirs: list[Path] = ()) -> list[dict]:
+    """Write ``AGGREGATE_FILES`` for the given run directories; return the runs table.
+
+    Baselines have no epochs and no monitor: they join only the table and the confusion matrices.
+    """
+    run_dirs, baseline_dirs, out = [Path(d) for d in run_dirs], [Path(d) for d in baseline_dirs], Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [read_run(d) for d in run_dirs]
+    baselines = [read_run(d) for d in baseline_dirs]
+    write_runs_csv(runs + baselines, out / "runs.csv")
+    plots.convergence(runs, [read_track(d) for d in run_dirs], out / "convergence.png")
+    plots.timelines(read_monitors(run_dirs), out / "timelines.png")
+    plots.energy_accuracy(runs, out / "energy_accuracy.png")
+    plots.confusions(runs + baselines, [read_confusion(d) for d in [*run_dirs, *baseline_dirs]], out / "confusion.png")
+    log.info("aggregated %d runs and %d baselines into %s", len(runs), len(baselines), out)
+    return runs + baselines
+
+
+def scalability_figure(run_dirs: list[Path], out: Path) -> list[dict]:
+    """Time to solution vs workers per mode (PNG ``out``) and its table (``out`` with ``.csv``)."""
+    runs = [read_run(d) for d in run_dirs]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_runs_csv(runs, out.with_suffix(".csv"))
+    plots.scalability(runs, out)
+    log.info("scalability figure of %d runs: %s", len(runs), out)
+    return runs

@@ -1,0 +1,130 @@
+"""``grpc-async``: parameter-server training over TensorFlow gRPC servers, the paper's gRPC mode.
+
+The chief (coordinator) runs this loop; the model and optimizer variables live on the ``ps``
+task; each step is a closure that ``ClusterCoordinator.schedule`` hands to whichever worker
+is free, which reads a micro-batch of *its own* staged shard (:mod:`.data`), computes the
+mean gradient and applies it to the parameter server without waiting for the others
+(Keras 3 has no parameter-server support, so the loop is custom over plain variables).
+
+The semantics are those of every mode (docs/training.md): an epoch is one pass over every
+training row — each worker's iterator makes one pass over its shard per epoch, and the chief
+schedules steps until every micro-batch has been trained on (a closure that lands on a
+worker whose pass is over trains nothing); BatchNorm moving statistics are variables on the
+parameter server, updated by every worker's training forward pass, so the chief's model has
+valid statistics; the chief owns the :class:`~diagnosenet.training.run.Run` (validation,
+early stopping, track, checkpoints with the same state format as every mode, resume).
+A worker that dies is restarted by the launcher and TensorFlow re-runs its lost steps; the
+restarted worker starts a new pass over its shard, so that epoch may revisit some of its rows
+(``track.csv`` records the rows actually seen).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+
+from diagnosenet.training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+class ParameterServerModel:
+    """The chief's view of the model on the parameter server, as the run skeleton needs it."""
+
+    def __init__(self, graph, optimizer):
+        import tensorflow as tf
+
+        self.graph, self.optimizer = graph, optimizer
+        self._proba = tf.function(lambda x: tf.nn.softmax(graph(x, training=False)), reduce_retracing=True)
+
+    def predict_proba(self, X, batch_size: int = 1024) -> np.ndarray:
+        from diagnosenet.models.tensorflow_backend import to_tensor
+
+        parts = [self._proba(to_tensor(X[lo:lo + batch_size])).numpy() for lo in range(0, X.shape[0], batch_size)]
+        return np.concatenate(parts)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        from diagnosenet.models.tensorflow_backend import graph_state
+
+        return graph_state(self.graph, self.optimizer)
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        from diagnosenet.models.tensorflow_backend import assign_graph_state
+
+        assign_graph_state(self.graph, self.optimizer, state)
+
+
+def train(settings: TrainSettings, graph=None) -> dict:
+    import tensorflow as tf
+
+    from diagnosenet.training.grpc.cluster import worker_workdir
+    from diagnosenet.training.grpc.common import batch_sums, build_model, model_bytes, task_from_tf_config
+    from diagnosenet.training.grpc.data import local_shard_dataset
+    from diagnosenet.training.loop import EpochStats
+    from diagnosenet.training.run import Run, data_shape, shard_manifest
+
+    role, _ = task_from_tf_config()
+    if role != "chief":
+        raise RuntimeError(f"grpc-async runs the training loop on the chief only, not on {role}")
+    manifest = shard_manifest(settings)
+    batches_per_epoch = sum(s["micro_batches"] for s in manifest["shards"]["train"])
+    max_batches = max(s["micro_batches"] for s in manifest["shards"]["train"])
+    input_size, n_classes = data_shape(settings)
+    sparse = settings.task == "pmsi"
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
+    coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
+    with strategy.scope():
+        graph, optimizer = build_model(settings, input_size, n_classes, graph)
+    variables = list(graph.trainable_variables)
+    model = ParameterServerModel(graph, optimizer)
+    run = Run(settings, model, name="chief")
+    run.resume_or_start()
+
+    def dataset_fn():  # traced here, run on every worker against its own staged shard
+        return local_shard_dataset(sparse, (input_size,), max_batches, settings.seed)
+
+    per_worker_dataset = coordinator.create_per_worker_dataset(dataset_fn)
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            sums = batch_sums(graph, x, y, training=True)
+            loss = sums[0] / sums[2]
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return sums
+
+    @tf.function
+    def worker_step(iterator):
+        batch = iterator.get_next_as_optional()
+        return tf.cond(batch.has_value(), lambda: strategy.run(replica_step, args=batch.get_value()),
+                       lambda: tf.zeros(3))
+
+    per_step_bytes = 2 * model_bytes(graph)  # pull the weights, push the gradient
+
+    def run_epoch() -> tuple[EpochStats, int]:
+        iterator = iter(per_worker_dataset)  # a fresh pass over every worker's shard
+        sums, remaining, steps = np.zeros(3), batches_per_epoch, 0
+        while remaining > 0:
+            results = [coordinator.schedule(worker_step, args=(iterator,)) for _ in range(remaining)]
+            coordinator.join()
+            values = np.array([r.fetch() for r in results], np.float64).reshape(-1, 3)
+            trained = int(np.count_nonzero(values[:, 2]))
+            sums += values.sum(axis=0)
+            remaining -= trained
+            steps += trained
+        return EpochStats(sums[0], sums[1], int(sums[2])), steps
+
+    monitor, monitor_status = run.monitor()
+    with monitor:
+        while not run.should_stop:
+            run.begin_epoch()
+            stats, steps = run_epoch()
+            run.end_epoch(stats, bytes_exchanged=per_step_bytes * steps)
+    # the workers' staged shards were a cache for this run: keep them out of its manifest
+    shutil.rmtree(worker_workdir(settings.out_dir, 0).parent, ignore_errors=True)
+    return run.finish({
+        "n_params": int(model_bytes(graph) // 4), "bytes_exchanged_per_epoch": per_step_bytes * batches_per_epoch,
+        "steps_per_epoch": batches_per_epoch, "parameter_servers": resolver.cluster_spec().num_tasks("ps"),
+        "monitor": monitor_status})

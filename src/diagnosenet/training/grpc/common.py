@@ -1,0 +1,51 @@
+"""What both gRPC modes share: the task's role, the model built in a strategy scope, batch sums."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from diagnosenet.training.settings import TrainSettings
+
+EVAL_BATCH = 1024
+
+
+def task_from_tf_config() -> tuple[str, int]:
+    """``(type, index)`` of this process in ``TF_CONFIG`` (set by the launcher)."""
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    if "type" not in task:
+        raise RuntimeError("TF_CONFIG names no task; gRPC modes are started by `diagnosenet train-grpc`")
+    return task["type"], int(task.get("index", 0))
+
+
+def build_model(settings: TrainSettings, input_size: int, n_classes: int, graph=None):
+    """Graph and optimizer with all their variables (call inside a strategy scope to place them)."""
+    import tensorflow as tf
+
+    from diagnosenet.models.graphs import build_graph
+    from diagnosenet.models.optim import Adam
+
+    tf.random.set_seed(settings.seed)
+    if graph is None:  # the workflow's graph, at the run's learning rate
+        graph = build_graph(settings.task, settings.model, input_size, n_classes, seed=settings.seed)
+        optimizer = Adam(lr=settings.learning_rate)
+    else:  # the paper's API: the graph carries its optimizer
+        optimizer = graph.optimizer
+    graph.build()
+    optimizer.build(graph.trainable_variables)
+    return graph, optimizer
+
+
+def model_bytes(graph) -> int:
+    return 4 * int(sum(np.prod(v.shape) for v in graph.trainable_variables))
+
+
+def batch_sums(graph, x, y, training: bool):
+    """Sum of cross-entropy, rows predicted right, and rows of one batch."""
+    import tensorflow as tf
+
+    logits = graph(x, training=training)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+    correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1), y), tf.float32))
+    return tf.stack([tf.reduce_sum(losses), correct, tf.cast(tf.size(y), tf.float32)])

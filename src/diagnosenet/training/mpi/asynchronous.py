@@ -1,0 +1,250 @@
+"""``mpi-async``: asynchronous parameter-server training (appendix B, done right).
+
+Rank 0 (master) owns the global model and its Adam optimizer, and the
+:class:`~diagnosenet.training.run.Run` (validation, early stopping, track, checkpoints).
+Workers (ranks 1..N) hold a copy of the weights: a worker computes the mean gradient of one
+micro-batch on the weights it holds, sends it with the weight version it used, its rows and
+its BatchNorm moving statistics, and waits for the master's reply (the current weights).
+
+``weighting`` = *k*: the master collects gradients as they arrive and, once it holds
+``min(k, workers still in the epoch)`` of them, applies their **row-weighted mean** as one
+optimizer step, publishes a new version and replies to exactly those workers. ``k = 1`` is
+fully asynchronous (gradients may be stale: computed on an older version than the one they
+update); ``k = N`` waits for every worker each version (no staleness). ``metrics.json``
+records gradients, versions and staleness, so each value's effect is visible.
+
+Semantics shared with every mode (docs/training.md): an epoch is one pass of every worker
+over its shard — a worker that finished its shard waits at the epoch's end while the others
+finish theirs; then the master sets its moving statistics to the mean of the workers' latest
+(the master never runs a forward pass in training mode, so without them its BatchNorm would
+keep its initial statistics), validates once, checkpoints, and sends every worker the
+decision with the current weights.
+
+Liveness: every rank runs a heartbeat thread, so a wait bounds *silence*, never the length
+of an epoch or an evaluation. A worker silent for ``timeout_s`` is dropped and recorded, and
+the others carry on; if it speaks again it is told to stop (its gradient is not applied). A
+master silent for ``timeout_s`` makes the workers abort with a message. Surviving a dead
+rank needs the launcher not to kill the job (MPICH: ``mpirun -disable-auto-cleanup``).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from diagnosenet.training.mpi import common as mc
+from diagnosenet.training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+TAG_HEAD, TAG_GRAD, TAG_REPLY_HEAD, TAG_REPLY, TAG_EPOCH, TAG_BEAT, TAG_BYE = range(21, 28)
+HEAD_FLOATS = 4      # version used, batch mean loss, batch rows, rows right
+CONTINUE, STOP, DROPPED = 0, 1, 2   # the second value of every reply head
+
+
+def train(settings: TrainSettings) -> dict | None:
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    hosts = mc.start_up(comm, settings)
+    rank = comm.Get_rank()
+    peers = range(1, settings.workers + 1) if rank == 0 else [0]
+    live = mc.Liveness(comm, peers, settings.timeout_s, TAG_BEAT, hosts)
+
+    def describe(exc: BaseException) -> str:
+        checkpoint = settings.out_dir / "checkpoint"
+        if rank == 0:
+            return f"mpi-async master: {exc}; aborting. Rerun the same command to resume from {checkpoint}."
+        return (f"mpi-async worker rank {rank}: {exc}; the master is unreachable, aborting. Rerun the same "
+                f"command to resume from the last checkpoint in {checkpoint}.")
+
+    body = _master if rank == 0 else _worker
+    with live:
+        return mc.run_guarded(comm, lambda: body(settings, comm, live), describe)
+
+
+@dataclass
+class Exchange:
+    """What the master saw: the numbers that show ``weighting``'s effect, and the faults."""
+
+    weighting: int
+    gradients: int = 0
+    updates: int = 0
+    staleness: list[int] = field(default_factory=list)
+    lost: dict[int, str] = field(default_factory=dict)
+    dropped_gradients: int = 0
+
+    def summary(self) -> dict:
+        s = np.asarray(self.staleness or [0])
+        return {"weighting": self.weighting, "gradients": self.gradients, "updates": self.updates,
+                "mean_staleness": float(s.mean()), "max_staleness": int(s.max()),
+                "dropped_gradients": self.dropped_gradients,
+                "lost_workers": {str(k): v for k, v in self.lost.items()}}
+
+
+# -- master --------------------------------------------------------------------------------
+class _Master:
+    def __init__(self, settings: TrainSettings, comm, live):
+        from diagnosenet.training.run import Run, data_shape, make_replica, shard_manifest
+
+        self.settings, self.comm, self.live, self.timeout = settings, comm, live, settings.timeout_s
+        shard_manifest(settings)
+        self.replica = make_replica(settings, *data_shape(settings))
+        self.run = Run(settings, self.replica, name="rank0")
+        meta = mc.exchange_state(comm, settings, self.replica, self.run)
+        self.version = int(meta.get("version", 0))
+        self.n, self.n_stats = self.replica.n_params, self.replica.get_statistics().size
+        self.workers = set(range(1, settings.workers + 1))
+        self.ex = Exchange(settings.weighting)
+        self.latest_stats: dict[int, np.ndarray] = {}
+        self.sends: dict[int, list] = {w: [] for w in self.workers}
+
+    def reply(self, worker: int, code: int) -> None:
+        """Send ``[version, code]`` and the current weights (non-blocking; mpi4py keeps the
+        buffers alive with the requests)."""
+        head, weights = np.array([self.version, code], np.int64), self.replica.get_weights()
+        self.sends[worker] = [r for r in self.sends[worker] if not r.Test()] + [
+            self.comm.Isend(head, dest=worker, tag=TAG_REPLY_HEAD), self.comm.Isend(weights, dest=worker, tag=TAG_REPLY)]
+
+    def lose(self, worker: int, why: str) -> None:
+        """Carry on without ``worker``; should it be alive after all, it is told to stop."""
+        log.warning("mpi-async: worker %s lost (%s); carrying on with the others", self.live.name(worker), why)
+        self.ex.lost[worker] = f"{self.live.name(worker)}: {why}"
+        self.workers.discard(worker)
+        self.latest_stats.pop(worker, None)
+        if not self.workers:
+            raise mc.RankTimeout("every worker is lost")
+        self.reply(worker, DROPPED)
+
+    def complete_sends(self) -> None:
+        """Wait for the replies to live workers (those to lost ones may never complete)."""
+        for worker in sorted(self.workers):
+            for request in self.sends[worker]:
+                self.live.wait(request, f"replies to rank {worker}", [worker])
+
+    def epoch(self):
+        """Serve gradients until every live worker has passed over its shard once."""
+        from mpi4py import MPI
+
+        from diagnosenet.training.loop import EpochStats, weighted_mean
+
+        comm, status = self.comm, MPI.Status()
+        stats, at_end, pending = EpochStats(), set(), []   # pending: (worker, version used, rows, grads)
+        gradients, since = 0, time.monotonic()
+        while at_end != self.workers or pending:
+            if comm.Iprobe(MPI.ANY_SOURCE, MPI.ANY_TAG, status):
+                source, tag = status.Get_source(), status.Get_tag()
+                self.live.heard(source)
+                if tag == TAG_BEAT:
+                    self.live.listen()
+                elif tag == TAG_HEAD:
+                    head, buffer = np.empty(HEAD_FLOATS), np.empty(self.n + self.n_stats, np.float32)
+                    comm.Recv(head, source=source, tag=TAG_HEAD)
+                    self.live.wait(comm.Irecv(buffer, source=source, tag=TAG_GRAD), f"gradient from rank {source}", [source])
+                    if source not in self.workers:  # spoke again after being dropped: tell it to stop
+                        self.ex.dropped_gradients += 1
+                        self.reply(source, DROPPED)
+                        continue
+                    pending.append((source, int(head[0]), int(head[2]), buffer[:self.n]))
+                    if self.n_stats:
+                        self.latest_stats[source] = buffer[self.n:].copy()
+                    stats.add(head[1], head[3], int(head[2]))
+                elif tag == TAG_EPOCH:
+                    comm.Recv(np.empty(1, np.int64), source=source, tag=TAG_EPOCH)
+                    if source in self.workers:
+                        at_end.add(source)
+                else:
+                    raise RuntimeError(f"unexpected message tag {tag} from rank {source}")
+            else:
+                for worker in self.live.silent(sorted(self.workers), since):
+                    self.lose(worker, f"silent (no message, no heartbeat) for more than {self.timeout:g} s")
+                time.sleep(mc.POLL_S)
+            pending = [p for p in pending if p[0] in self.workers]
+            in_epoch = self.workers - at_end
+            if pending and len(pending) >= min(self.settings.weighting, len(in_epoch)):
+                self.replica.apply_gradients(weighted_mean([g for *_, g in pending], [r for _, _, r, _ in pending]))
+                self.ex.staleness += [self.version - used for _, used, _, _ in pending]
+                self.version += 1
+                self.ex.gradients += len(pending)
+                self.ex.updates += 1
+                gradients += len(pending)
+                for worker, *_ in pending:
+                    self.reply(worker, CONTINUE)
+                pending = []
+        if self.latest_stats:  # the workers' moving statistics, averaged: the master's BatchNorm state
+            self.replica.set_statistics(np.mean(list(self.latest_stats.values()), axis=0, dtype=np.float32))
+        return stats, gradients
+
+
+def _master(settings: TrainSettings, comm, live) -> dict:
+    master = _Master(settings, comm, live)
+    run = master.run
+    message_bytes = 4 * (master.n + master.n_stats) + 8 * HEAD_FLOATS + 4 * master.n + 16
+    monitor, monitor_status = run.monitor()
+    exchanged = 0
+    with monitor:
+        stop = run.should_stop
+        for worker in sorted(master.workers):
+            master.reply(worker, STOP if stop else CONTINUE)
+        while not stop:
+            run.begin_epoch()
+            stats, gradients = master.epoch()
+            exchanged = gradients * message_bytes
+            stop = run.end_epoch(stats, bytes_exchanged=exchanged, extra={"version": master.version})
+            for worker in sorted(master.workers):
+                master.reply(worker, STOP if stop else CONTINUE)
+        master.complete_sends()
+        result = run.finish({
+            "n_params": master.n, "bytes_exchanged_per_epoch": exchanged, "monitor": monitor_status,
+            "mpi": {**master.ex.summary(), "ranks": comm.Get_size(), "hosts": live.hosts}})
+    bye = np.array([bool(master.ex.lost)], np.int64)
+    goodbyes = {w: comm.Isend(bye, dest=w, tag=TAG_BYE) for w in range(1, settings.workers + 1)}
+    for worker in sorted(master.workers):  # those to lost workers may never complete
+        live.wait(goodbyes[worker], "goodbye", [worker])
+    return result
+
+
+# -- worker --------------------------------------------------------------------------------
+def _worker(settings: TrainSettings, comm, live) -> None:
+    from diagnosenet.training.evaluation import monitor_for
+    from diagnosenet.training.loop import batch_order
+    from diagnosenet.training.run import data_shape, load_worker_shard, make_replica
+
+    rank = comm.Get_rank()
+    replica = make_replica(settings, *data_shape(settings))
+    meta = mc.exchange_state(comm, settings, replica)
+    epoch = int(meta["epoch"])
+    shard = load_worker_shard(settings, rank - 1)
+    n_batches = len(shard.boundaries) - 1
+    weights, reply_head = np.empty(replica.n_params, np.float32), np.empty(2, np.int64)
+
+    def await_reply(what: str) -> int:
+        requests = [comm.Irecv(reply_head, source=0, tag=TAG_REPLY_HEAD), comm.Irecv(weights, source=0, tag=TAG_REPLY)]
+        for request in requests:
+            live.wait(request, what, [0])
+        replica.set_weights(weights)
+        return int(reply_head[1])
+
+    monitor, _ = monitor_for(settings, f"rank{rank}")
+    with monitor:
+        code = await_reply("start decision from the master")
+        while code == CONTINUE:
+            epoch += 1
+            for X_b, y_b in shard.microbatches(batch_order(n_batches, settings.seed, epoch)):
+                grads, loss, correct = replica.compute_gradients(X_b, y_b)
+                head = np.array([reply_head[0], loss, len(y_b), correct], dtype=np.float64)
+                buffer = np.concatenate([grads, replica.get_statistics()]).astype(np.float32, copy=False)
+                for request in (comm.Isend(head, dest=0, tag=TAG_HEAD), comm.Isend(buffer, dest=0, tag=TAG_GRAD)):
+                    live.wait(request, "sending a gradient to the master", [0])
+                code = await_reply("weights from the master")
+                if code != CONTINUE:
+                    break
+            else:
+                live.wait(comm.Isend(np.ones(1, np.int64), dest=0, tag=TAG_EPOCH), "end of epoch", [0])
+                code = await_reply("the master's decision after the epoch")
+        if code == DROPPED:
+            log.warning("mpi-async rank %d: the master dropped this worker as silent; stopping", rank)
+        # stay alive until the master has written the outputs (after a lost rank, any exit ends the job)
+        live.wait(comm.Irecv(np.empty(1, np.int64), source=0, tag=TAG_BYE), "goodbye from the master", [0])
