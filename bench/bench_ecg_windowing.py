@@ -2,7 +2,9 @@
 
 Usage: .venv/bin/python bench/bench_ecg_windowing.py [--records DIR] [--limit N] [--detectors ...]
 Runs in one process (jobs=1), so seconds of ECG per CPU second = × real time per core.
-``--limit`` takes the first N reference rows (the challenge's own order).
+``--records`` is a PhysioNet/CinC 2017 challenge-layout directory (default: the
+``physionet2017-train-a`` half of the training set in the data directory beside the checkout,
+``../shared/data``); ``--limit`` takes the first N reference rows (the challenge's own order).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Training throughput of grpc-async and grpc-sync against the number of workers (loopback).
 
 Builds a synthetic PMSI data set with the project's own stages (synth-pmsi → compose-pmsi →
-materialise → shard), then runs `diagnosenet launch-grpc` for every mode × worker count and
+materialise → shard), then runs `diagnosenet train-grpc` for every mode × worker count and
 reads the run's track.csv: samples/s = training rows of epochs 2.. / their epoch seconds
 (epoch 1 includes tracing). Prints one Markdown table row per run.
 
@@ -42,7 +42,7 @@ def run(root: Path, mode: str, workers: int, args, port: int) -> dict:
              "--monitor-rate", "0"]
     tic = time.time()
     with open(root / f"{mode}-w{workers}.log", "w") as log:
-        code = subprocess.run([sys.executable, "-m", "diagnosenet", "launch-grpc", "--mode", mode, "--workers",
+        code = subprocess.run([sys.executable, "-m", "diagnosenet", "train-grpc", "--mode", mode, "--workers",
                                str(workers), "--base-port", str(port), "--timeout", "600", "--", *train],
                               stdout=log, stderr=subprocess.STDOUT).returncode
     wall = time.time() - tic

@@ -5,7 +5,7 @@
 
 Builds the data once with the project's own stages into ``bench/out/mpi/`` (``synth-pmsi``,
 ``compose-pmsi``, ``materialise``, one ``shard`` set per worker count), then runs
-``mpirun -disable-auto-cleanup -n W+1 diagnosenet train`` for every mode and worker count
+``mpirun -disable-auto-cleanup -n W+1 diagnosenet train-mpi`` for every mode and worker count
 (``--max-epochs`` epochs, no early stop, monitor off) and prints one row per run: the median
 ``epoch_seconds`` of the epochs after the first (the first includes TensorFlow tracing),
 training samples per second over those epochs, and the run's wall time including start-up.
@@ -50,7 +50,7 @@ def run(mode: str, workers: int, backend: str, dataset: Path, patients: int, bat
     out = OUT / "runs" / f"{backend}-{mode}-w{workers}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     command = [str(BIN / "mpirun"), "-disable-auto-cleanup", "-n", str(workers + 1), str(BIN / "diagnosenet"),
-               "train", "--task", "pmsi", "--mode", mode, "--workers", str(workers), "--dataset", str(dataset),
+               "train-mpi", "--task", "pmsi", "--mode", mode, "--workers", str(workers), "--dataset", str(dataset),
                "--shards", str(OUT / f"shards-{patients}-w{workers}-b{batch_size}"), "--out", str(out),
                "--model-json", json.dumps(MODELS[backend]), "--max-epochs", str(epochs), "--patience", "100",
                "--batch-size", str(batch_size), "--monitor-rate", "0", "--timeout", "300", "--weighting", "1"]

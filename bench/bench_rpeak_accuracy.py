@@ -1,10 +1,12 @@
 """R-peak detector accuracy: MIT-BIH record 100 reference beats, and agreement with XQRS.
 
-Usage: .venv/bin/python bench/bench_rpeak_accuracy.py [--agreement N]
-Part 1 scores each detector on /work/shared/data/mitdb/100 (lead MLII, 360 Hz) against the
-reference beat annotations with ``wfdb.processing.compare_annotations`` (150 ms tolerance).
-Part 2 scores each detector against XQRS on the first N challenge validation records (300 Hz,
-single lead, noisier than mitdb 100) — agreement, not ground truth.
+Usage: .venv/bin/python bench/bench_rpeak_accuracy.py [--data DIR] [--agreement N]
+Part 1 scores each detector on MIT-BIH Arrhythmia Database record 100 (``DIR/mitdb/100``, lead
+MLII, 360 Hz) against its reference beat annotations with ``wfdb.processing.compare_annotations``
+(150 ms tolerance). Part 2 scores each detector against XQRS on the first N records of the
+PhysioNet/CinC 2017 challenge validation set (``DIR/physionet2017-validation``; 300 Hz, single
+lead, noisier than mitdb 100) — agreement, not ground truth. ``DIR`` defaults to the data
+directory beside the checkout (``../shared/data``); citations in the README.
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ def score(reference: np.ndarray, found: np.ndarray, fs: float) -> tuple[float, f
     return comparison.sensitivity, comparison.positive_predictivity
 
 
-def mitdb(detectors: list[str]) -> None:
-    path = str(DATA / "mitdb" / "100")
+def mitdb(data: Path, detectors: list[str]) -> None:
+    path = str(data / "mitdb" / "100")
     record = wfdb.rdrecord(path, channels=[0])
     annotation = wfdb.rdann(path, "atr")
     reference = np.array([s for s, sym in zip(annotation.sample, annotation.symbol) if sym in BEAT_SYMBOLS])
@@ -45,8 +47,8 @@ def mitdb(detectors: list[str]) -> None:
         print(f"{detector},{found.size},{sensitivity:.4f},{ppv:.4f},{signal.size / record.fs / cpu:.0f}")
 
 
-def agreement(detectors: list[str], records: int) -> None:
-    directory = DATA / "physionet2017-validation"
+def agreement(data: Path, detectors: list[str], records: int) -> None:
+    directory = data / "physionet2017-validation"
     signals = [load_signal(directory, e.record) for e in list_entries(directory)[:records]]
     references = [detect(s, FS, "xqrs") for s in signals]
     print(f"agreement with xqrs on the first {records} validation records ({sum(r.size for r in references)} xqrs beats)")
@@ -64,12 +66,13 @@ def agreement(detectors: list[str], records: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="directory holding mitdb/ and physionet2017-validation/")
     parser.add_argument("--detectors", nargs="+", default=sorted(DETECTORS))
     parser.add_argument("--agreement", type=int, default=100, help="validation records for part 2 (0: skip)")
     args = parser.parse_args()
-    mitdb(args.detectors)
+    mitdb(args.data, args.detectors)
     if args.agreement:
-        agreement(args.detectors, args.agreement)
+        agreement(args.data, args.detectors, args.agreement)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ NON_TRAINING = [
     "diagnosenet", "diagnosenet.cli", "diagnosenet.pmsi.compose", "diagnosenet.pmsi.synth",
     "diagnosenet.ecg.windows", "diagnosenet.ecg.synth", "diagnosenet.datasets.materialise",
     "diagnosenet.datasets.shards", "diagnosenet.metrics", "diagnosenet.monitor",
-    "diagnosenet.experiments", "diagnosenet.figures.hyperparameters", "diagnosenet.figures.cli",
+    "diagnosenet.experiments", "diagnosenet.figures.hyperparameters", "diagnosenet.figures.aggregate",
+    "diagnosenet.figures.cli",
     "diagnosenet.monitor.energy", "diagnosenet.monitor.cli", "diagnosenet.training.settings",
 ]
 

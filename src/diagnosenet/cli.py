@@ -11,8 +11,10 @@ imported only when listed here, and none of them imports TensorFlow at import ti
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import logging
+import signal
 import sys
 
 #: modules whose ``register(subparsers)`` adds sub-commands, in the order of the paper's figure 1
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # `kill -USR2 <pid>` prints every thread's stack to stderr: where a hung rank or task waits
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

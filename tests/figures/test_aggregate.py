@@ -1,4 +1,5 @@
-"""Aggregation of run directories (in the format every training mode writes) into the report's files."""
+"""Aggregation of run directories (in the format every training mode writes) into the report's files,
+and the two experiment figures (``scalability-figure``, ``hyperparameters-figure``)."""
 from __future__ import annotations
 
 import csv
@@ -76,8 +77,36 @@ def test_aggregate_and_scalability_write_every_file_with_one_row_per_run(tmp_pat
     assert table[0]["energy_status"] == "no monitor samples"
 
     figure = tmp_path / "experiments" / "scalability.png"
-    subprocess.run([str(BIN / "diagnosenet"), "figure-scalability", "--runs", *map(str, runs[:2]),
+    subprocess.run([str(BIN / "diagnosenet"), "scalability-figure", "--runs", *map(str, runs[:2]),
                     "--out", str(figure)], check=True, timeout=100)
     assert drawn(figure)
     with open(figure.with_suffix(".csv"), newline="") as handle:
         assert [float(r["time_to_best_s"]) for r in csv.DictReader(handle)] == [6.0, 3.0]
+
+
+def fake_hparam_run(root: Path, units: int, layers: int, batch: int) -> Path:
+    """A run of the hyper-parameter grid as ``train-desktop`` writes it, in its ``u-l-b`` directory."""
+    run = root / "pmsi" / "hparams" / f"u{units}-l{layers}-b{batch}"
+    run.mkdir(parents=True)
+    with open(run / "track.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=TRACK_COLUMNS)
+        writer.writeheader()
+        for epoch in (1, 2):
+            writer.writerow(dict(epoch=epoch, train_loss=1 / epoch, valid_loss=1.5 / epoch, train_metric=0.5,
+                                 valid_metric=0.5, epoch_seconds=1, wall_seconds=epoch, timestamp=100 + epoch,
+                                 samples=64, bytes_exchanged=0))
+    per_class = {name: {"precision": 0.5, "recall": 0.5, "f1": 0.2 + 0.1 * i} for i, name in enumerate("ABC")}
+    write_json(run / "metrics.json", {"task": "pmsi", "mode": "desktop", "workers": 1, "accuracy": 0.5,
+                                      "per_class": per_class})
+    return run
+
+
+@pytest.mark.timeout(120)
+def test_hyperparameters_figure_draws_every_grain(tmp_path):
+    # 16x2: fine (0.24 M), 512x4: middle (8.29 M), 1024x4: coarse (18.15 M) with 14,637 inputs
+    runs = [fake_hparam_run(tmp_path, 16, 2, 256), fake_hparam_run(tmp_path, 512, 4, 256),
+            fake_hparam_run(tmp_path, 1024, 4, 512)]
+    figure = tmp_path / "experiments" / "hyperparameters.png"
+    subprocess.run([str(BIN / "diagnosenet"), "hyperparameters-figure", "--runs", *map(str, runs),
+                    "--input-size", "14637", "--out", str(figure)], check=True, timeout=100)
+    assert drawn(figure)

@@ -13,7 +13,7 @@ def data(n=64, d=40, k=3, seed=0):
 
 
 def replica(seed=1, task="pmsi", d=40, k=3, config=None):
-    from diagnosenet.models.replica import make_replica
+    from diagnosenet.models.tensorflow_backend import make_replica
 
     config = config or {"hidden_units": [32, 16], "dropout_keep": 0.8}
     return make_replica(task, config, d, k, seed=seed, learning_rate=0.01)
@@ -115,7 +115,7 @@ def test_adam_matches_keras_adam_over_several_steps():
 def test_sparse_batches_are_multiplied_without_densifying():
     import tensorflow as tf
 
-    from diagnosenet.models.replica import to_tensor
+    from diagnosenet.models.tensorflow_backend import to_tensor
 
     X, y = data()
     r = replica()

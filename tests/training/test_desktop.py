@@ -48,7 +48,7 @@ def test_desktop_run_writes_every_artefact_with_float_metrics(tiny_inputs, tiny_
 def test_early_stopping_restores_the_best_weights_for_the_test_metrics(tiny_inputs, tiny_settings, tmp_path):
     """A learning rate far too high makes validation loss rise; the test split is scored with best.npz."""
     from diagnosenet.datasets.materialise import load_split
-    from diagnosenet.models.replica import make_replica
+    from diagnosenet.models.tensorflow_backend import make_replica
     from diagnosenet.training.checkpoint import BEST, load_checkpoint
     from diagnosenet.training.desktop import train
 
@@ -98,7 +98,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_inputs, tiny_settings,
     from diagnosenet.training.desktop import train
 
     settings = tiny_settings(tiny_inputs("pmsi"), tmp_path / "run", max_epochs=10_000, patience=10_000)
-    command = [sys.executable, "-m", "diagnosenet", "train", "--task", "pmsi", "--mode", "desktop",
+    command = [sys.executable, "-m", "diagnosenet", "train-desktop", "--task", "pmsi",
                "--dataset", str(settings.dataset_dir), "--shards", str(settings.shards_dir),
                "--out", str(settings.out_dir), "--model-json", json.dumps(settings.model),
                "--seed", str(settings.seed), "--max-epochs", "10000", "--patience", "10000",

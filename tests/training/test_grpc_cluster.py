@@ -6,8 +6,8 @@ import socket
 import pytest
 
 from diagnosenet.artifacts import write_manifest
-from diagnosenet.training.grpc_cluster import cluster_spec, plan_cluster, port_free, read_hosts_file, tf_config
-from diagnosenet.training.grpc_launcher import launch_training, parse_train_args, wrap_remote
+from diagnosenet.training.grpc.cluster import cluster_spec, plan_cluster, port_free, read_hosts_file, tf_config
+from diagnosenet.training.grpc.launcher import launch_training, parse_train_args, wrap_remote
 
 
 def test_async_cluster_has_ps_workers_and_chief_on_consecutive_ports():

@@ -1,15 +1,16 @@
 """MPI training under a real ``mpirun`` (1 master + 2 workers) with the NumPy replica.
 
 The NumPy model implements the same replica contract as the TensorFlow one, so these tests
-exercise the whole exchange (broadcast, all-reduce, asynchronous updates, timeouts, faults,
-resume) without paying TensorFlow's import on every rank; ``test_mpi_tf.py`` runs the real
-model once per mode.
+exercise the whole exchange (broadcast, all-reduce, asynchronous updates, liveness, faults,
+resume) without paying TensorFlow's import on every rank; ``test_modes.py`` runs the real
+models in every mode.
 """
 from __future__ import annotations
 
 import csv
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,8 +21,8 @@ import psutil
 import pytest
 import scipy.sparse as sp
 
-from diagnosenet.artifacts import verify_manifest
-from diagnosenet.training.numpy_replica import NumpyReplica
+from diagnosenet.artifacts import read_json, verify_manifest
+from diagnosenet.training.numpy_backend import NumpyReplica
 
 
 def _shared_fixtures():
@@ -41,15 +42,14 @@ pytestmark = pytest.mark.mpi
 
 MPIRUN = Path(sys.executable).parent / "mpirun"
 NUMPY_MODEL = {"backend": "numpy", "hidden_units": [16]}
-RUN_FILES = {"track.csv", "metrics.json", "per_class.csv", "confusion.csv", "run.json", "manifest.json",
-             "track_rank1.csv", "track_rank2.csv"}
+RUN_FILES = {"track.csv", "metrics.json", "per_class.csv", "confusion.csv", "run.json", "manifest.json"}
 
 
 def train_command(inputs, out: Path, mode: str, *, model=None, workers=2, **options) -> list[str]:
     args = {"max-epochs": 4, "patience": 10, "lr": 0.01, "seed": 3, "timeout": 20, "monitor-rate": 0,
             "weighting": 1, **{k.replace("_", "-"): v for k, v in options.items()}}
     command = [str(MPIRUN), "-disable-auto-cleanup", "-n", str(workers + 1), sys.executable, "-m",
-               "diagnosenet", "train", "--task", inputs.task, "--mode", mode, "--workers", str(workers),
+               "diagnosenet", "train-mpi", "--task", inputs.task, "--mode", mode, "--workers", str(workers),
                "--dataset", str(inputs.dataset), "--shards", str(inputs.shards), "--out", str(out),
                "--batch-size", str(inputs.batch_size), "--model-json", json.dumps(model or NUMPY_MODEL)]
     return command + [item for k, v in args.items() for item in (f"--{k}", str(v))]
@@ -57,6 +57,10 @@ def train_command(inputs, out: Path, mode: str, *, model=None, workers=2, **opti
 
 def run(command, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+
+
+def train_rows(inputs) -> int:
+    return sum(s["rows"] for s in read_json(inputs.shards / "manifest.json")["shards"]["train"])
 
 
 def read_track(path: Path) -> list[dict]:
@@ -98,7 +102,7 @@ def test_numpy_replica_gradient_matches_finite_differences():
     X = sp.random(12, 7, density=0.4, format="csr", dtype=np.float32, random_state=1)
     y = rng.integers(0, 3, 12)
     replica = NumpyReplica(7, 3, [5], seed=2)
-    grads, loss = replica.compute_gradients(X, y)
+    grads, loss, _ = replica.compute_gradients(X, y)
     w = replica.get_weights().astype(np.float64)
 
     def loss_at(i, step):
@@ -148,17 +152,17 @@ def test_sync_keeps_replicas_bit_identical_and_writes_the_desktop_outputs(w2, tm
     track = read_track(out / "track.csv")
     assert [int(r["epoch"]) for r in track] == [1, 2, 3, 4]
     assert float(track[-1]["valid_loss"]) < float(track[0]["valid_loss"])
-    # the master's row sums the workers': samples and a sample-weighted validation mean
-    workers = [read_track(out / f"track_rank{r}.csv") for r in (1, 2)]
-    assert int(track[0]["samples"]) == sum(int(w[0]["samples"]) for w in workers)
-    # each step every worker sends and receives its float32 gradient; once an epoch the state goes to rank 0
-    gradients = 2 * 4 * result["n_params"] * result["steps_per_epoch"] * 2
+    # an epoch is one pass over every training row, whatever the number of workers
+    assert all(int(r["samples"]) == train_rows(w2) for r in track)
+    # each step every worker sends and receives its float32 gradient (+ its rows); once an epoch
+    # the state goes to rank 0
+    gradients = 2 * 4 * (result["n_params"] + 1) * result["steps_per_epoch"] * 2
     assert gradients < result["bytes_exchanged_per_epoch"] == int(track[-1]["bytes_exchanged"])
     assert result["time_to_best_s"] > 0 and result["best_epoch"] >= 1
 
 
 @pytest.mark.timeout(120)
-def test_sync_epoch_is_the_common_step_count_when_workers_have_unequal_batches(tmp_path):
+def test_sync_epoch_passes_over_every_row_when_workers_have_unequal_batches(tmp_path):
     dataset = make_dataset(tmp_path, "pmsi", n_rows=251)  # 177 training rows: 89 + 88
     shards = make_shards(dataset, tmp_path / "shards", workers=2, batch_size=22)  # 5 and 4 batches
     counts = [s["micro_batches"] for s in verify_manifest(shards, stage="shard")["shards"]["train"]]
@@ -167,7 +171,8 @@ def test_sync_epoch_is_the_common_step_count_when_workers_have_unequal_batches(t
     out = tmp_path / "run"
     proc = run(train_command(inputs, out, "mpi-sync", max_epochs=2))
     assert proc.returncode == 0, proc.stdout
-    assert metrics(out)["steps_per_epoch"] == min(counts)
+    assert metrics(out)["steps_per_epoch"] == max(counts)  # the shorter worker adds a zero-row step
+    assert [int(r["samples"]) for r in read_track(out / "track.csv")] == [177, 177]
     assert metrics(out)["mpi"]["replicas_identical"]
 
 
@@ -188,6 +193,7 @@ def test_sync_killed_worker_aborts_with_a_message_and_a_rerun_resumes(w2, tmp_pa
     assert launcher.returncode != 0
     assert time.monotonic() - killed_at < 5 + 15  # bounded by timeout_s (+ start-up slack on 2 busy cores)
     assert "synchronous training cannot go on" in output and "rerun the same command" in output, output
+    assert f"rank 2 on {socket.gethostname()} silent" in output, output  # names the node
     done = len(read_track(out / "track.csv"))
     assert 2 <= done < 6
 
@@ -214,7 +220,7 @@ def test_sync_hung_worker_times_out_instead_of_hanging(w2, tmp_path):
         if launcher.poll() is None:
             launcher.kill()
     assert launcher.returncode != 0
-    assert "nothing after 4 s (timeout_s)" in output, output
+    assert "silent (no message, no heartbeat) for more than 4 s (timeout_s)" in output, output
 
 
 # -- asynchronous --------------------------------------------------------------------------
@@ -240,18 +246,18 @@ def test_async_weighting_sets_how_many_gradients_make_one_update(w2, tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_async_workers_converge_on_a_separable_set(w2, tmp_path):
+def test_async_master_decides_early_stopping_on_its_own_validation(w2, tmp_path):
     out = tmp_path / "async"
     proc = run(train_command(w2, out, "mpi-async", lr=0.05, patience=2, max_epochs=60))
     assert proc.returncode == 0, proc.stdout
     result = metrics(out)
     assert result["accuracy"] >= 0.9  # one indicator feature per class
-    workers = result["mpi"]["workers"]
-    assert set(workers) == {"1", "2"}
-    assert set(result["mpi"]["converged_queue"]) == {int(w) for w, info in workers.items() if info["converged"]}
-    assert result["mpi"]["converged_queue"], "no worker's early stopping fired"
-    for rank, info in workers.items():
-        assert len(read_track(out / f"track_rank{rank}.csv")) == info["epochs"]
+    track = read_track(out / "track.csv")
+    assert result["stopped_early"] and len(track) == result["epochs_run"] < 60
+    assert len(track) - result["best_epoch"] == 2
+    assert all(int(r["samples"]) == train_rows(w2) for r in track)  # every row once per epoch
+    assert result["mpi"]["gradients"] == len(track) * sum(
+        s["micro_batches"] for s in verify_manifest(w2.shards, stage="shard")["shards"]["train"])
 
 
 @pytest.mark.timeout(150)
@@ -264,10 +270,10 @@ def test_async_master_carries_on_when_a_worker_stops_responding(w2, tmp_path):
     """
     out = tmp_path / "async"
     slow = {**NUMPY_MODEL, "delay_s": 0.03}
-    launcher = subprocess.Popen(train_command(w2, out, "mpi-async", model=slow, max_epochs=12, timeout=5),
+    launcher = subprocess.Popen(train_command(w2, out, "mpi-async", model=slow, max_epochs=12, timeout=3),
                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        wait_for_rows(out / "track_rank2.csv", 1, launcher)
+        wait_for_rows(out / "track.csv", 1, launcher)
         silent = rank_process(launcher, 2)
         silent.send_signal(signal.SIGSTOP)
         deadline = time.monotonic() + 90
@@ -282,8 +288,38 @@ def test_async_master_carries_on_when_a_worker_stops_responding(w2, tmp_path):
     verify_manifest(out, stage="train")
     result = metrics(out)
     assert set(result["mpi"]["lost_workers"]) == {"2"}
-    assert result["mpi"]["workers"]["1"]["epochs"] == 12  # the survivor trained to the end
-    assert "worker rank 2 lost" in output
+    assert "silent" in result["mpi"]["lost_workers"]["2"]
+    track = read_track(out / "track.csv")
+    assert [int(r["epoch"]) for r in track] == list(range(1, 13))  # the survivor trained to the end
+    rows_2 = train_rows(w2) - read_json(w2.shards / "manifest.json")["shards"]["train"][0]["rows"]
+    assert int(track[-1]["samples"]) == train_rows(w2) - rows_2  # after the loss: worker 1's shard only
+    assert "worker rank 2 on" in output and "lost" in output
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["mpi-sync", "mpi-async"])
+def test_steps_and_epochs_longer_than_the_timeout_complete(w2, tmp_path, mode):
+    """Liveness, not duration: a 1.5 s step (so a 9 s epoch) under timeout_s = 1 loses nobody."""
+    out = tmp_path / mode
+    slow = {**NUMPY_MODEL, "delay_s": 1.5}
+    proc = run(train_command(w2, out, mode, model=slow, max_epochs=2, timeout=1), timeout=110)
+    assert proc.returncode == 0, proc.stdout
+    track = read_track(out / "track.csv")
+    assert [int(r["epoch"]) for r in track] == [1, 2]
+    assert all(float(r["epoch_seconds"]) > 1 for r in track)
+    assert not metrics(out)["mpi"].get("lost_workers")
+
+
+@pytest.mark.timeout(120)
+def test_async_with_weighting_equal_to_workers_keeps_the_sync_semantics_on_a_resumed_run(w2, tmp_path):
+    """Resume in async: kill-free version (stop at 2 epochs, continue to 4) equals 4 straight epochs."""
+    split, straight = tmp_path / "split", tmp_path / "straight"
+    for out, epochs in ((split, 2), (split, 4), (straight, 4)):
+        proc = run(train_command(w2, out, "mpi-async", weighting=2, max_epochs=epochs))
+        assert proc.returncode == 0, proc.stdout
+    a, b = read_track(split / "track.csv"), read_track(straight / "track.csv")
+    assert [r["epoch"] for r in a] == ["1", "2", "3", "4"]
+    np.testing.assert_allclose([float(r["valid_loss"]) for r in a], [float(r["valid_loss"]) for r in b], rtol=1e-6)
 
 
 # -- the paper's API -----------------------------------------------------------------------

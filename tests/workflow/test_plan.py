@@ -22,18 +22,18 @@ def test_lint_is_clean(workdir):
 
 def test_jetson_profile_plans_12_workers_plus_master_with_the_hostfile(workdir):
     out = snakemake(workdir, "--profile", "jetson", "-n", "-p").stdout
-    mpi_lines = [line for line in out.splitlines() if "diagnosenet train" in line and "mpi-" in line]
+    mpi_lines = [line for line in out.splitlines() if "diagnosenet train-mpi" in line]
     assert mpi_lines, out[-3000:]
     for line in mpi_lines:
-        assert line.strip().removeprefix("Shell command: ").startswith("(mpirun -disable-auto-cleanup -f results/cluster/hostfile -n 13 diagnosenet train")
+        assert line.strip().removeprefix("Shell command: ").startswith("(mpirun -disable-auto-cleanup -f results/cluster/hostfile -n 13 diagnosenet train-mpi ")
         assert "--workers 12" in line
     assert "cluster_files" in planned_jobs(out)
 
 
 def test_slurm_profile_plans_srun(workdir):
     out = snakemake(workdir, "--profile", "slurm", "-n", "-p").stdout
-    mpi_lines = [line for line in out.splitlines() if "diagnosenet train" in line and "mpi-" in line]
-    assert mpi_lines and all(line.strip().removeprefix("Shell command: ").startswith("(srun -n 13 diagnosenet train") for line in mpi_lines)
+    mpi_lines = [line for line in out.splitlines() if "diagnosenet train-mpi" in line]
+    assert mpi_lines and all(line.strip().removeprefix("Shell command: ").startswith("(srun -n 13 diagnosenet train-mpi ") for line in mpi_lines)
 
 
 def test_scalability_target_plans_the_configured_grid(workdir):
@@ -44,5 +44,5 @@ def test_scalability_target_plans_the_configured_grid(workdir):
     jobs = planned_jobs(snakemake(workdir, "scalability", "-n", "--cores", "2", "--configfile", str(path)).stdout)
     assert jobs["train_mpi"] == 6 and jobs["train_grpc"] == 3
     jobs = planned_jobs(snakemake(workdir, "hyperparameters", "-n", "--cores", "2", "--configfile", str(path)).stdout)
-    assert jobs["train_hparam"] == 3 * 2 * 2 and jobs["table4"] == 1
+    assert jobs["train_desktop_hparams"] == 3 * 2 * 2 and jobs["table4"] == 1
     assert jobs["shard"] == 2  # one shard set per batch size

@@ -1,6 +1,7 @@
 # Config validation, paths and input functions shared by every rule file.
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -115,6 +116,12 @@ def grpc_port(wc):
 def cluster_inputs(wc=None):
     """The generated hostfile, for runs on a configured cluster (none on a workstation)."""
     return [f"{RESULTS}/cluster/hostfile"] if config.get("cluster") else []
+
+
+def grpc_remote_prefix(wc=None):
+    """``--remote-prefix`` for the gRPC launcher on a configured cluster (e.g. 'ssh {host}')."""
+    prefix = (config.get("cluster") or {}).get("remote_prefix")
+    return f"--remote-prefix {shlex.quote(prefix)}" if prefix else ""
 
 
 def cluster_hosts_file(wc=None):

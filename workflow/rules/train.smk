@@ -70,11 +70,6 @@ rule train_mpi:
         " || diagnosenet run-survived --out {params.out}) > {log} 2>&1"
 
 
-def cluster_hosts_file(wc=None):
-    """The generated hosts.json (gRPC task placement), on a configured cluster only."""
-    return [f"{RESULTS}/cluster/hosts.json"] if config.get("cluster") else []
-
-
 rule train_grpc:
     input:
         dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
@@ -92,6 +87,7 @@ rule train_grpc:
         limits=f"--wall-limit {config['grpc']['wall_limit_s']} --max-restarts {config['grpc']['max_restarts']}",
         # on a configured cluster the tasks go to the hosts of results/cluster/hosts.json
         hosts=lambda wc, input: f"--hosts-file {input.hosts}" if input.hosts else "",
+        remote=grpc_remote_prefix,
     threads: lambda wc: int(wc.workers) + 2
     resources:
         tasks=lambda wc: int(wc.workers) + 2,
@@ -104,6 +100,7 @@ rule train_grpc:
     shell:
         "diagnosenet train-grpc --mode {wildcards.grpc_mode} --workers {wildcards.workers}"
         " --host {params.host} --base-port {params.port} --timeout {params.timeout} {params.limits} {params.hosts}"
+        " {params.remote}"
         " -- {params.args} > {log} 2>&1"
 
 

@@ -115,11 +115,11 @@ class _ResidualBlock:
     A channel change on the shortcut goes through a 1x1 convolution.
     """
 
-    def __init__(self, cin: int, cout: int, kernel_size: int, subsample: bool):
+    def __init__(self, cin: int, cout: int, kernel_size: int, subsample: bool, momentum: float = 0.99):
         stride = 2 if subsample else 1
         self.subsample = subsample
-        self.bn1, self.conv1 = BatchNorm(cin), Conv1D(cin, cout, kernel_size, stride)
-        self.bn2, self.conv2 = BatchNorm(cout), Conv1D(cout, cout, kernel_size)
+        self.bn1, self.conv1 = BatchNorm(cin, momentum), Conv1D(cin, cout, kernel_size, stride)
+        self.bn2, self.conv2 = BatchNorm(cout, momentum), Conv1D(cout, cout, kernel_size)
         self.project = Conv1D(cin, cout, 1) if cin != cout else None
 
     def layers(self) -> list[Layer]:
@@ -145,23 +145,27 @@ class ResidualECGNet(Graph):
 
     def __init__(self, input_length: int = 1300, n_classes: int = 4, filters: Sequence[int] = (64, 128),
                  blocks_per_stage: int = 1, kernel_size: int = 16, dropout: float = 0.8, seed: int = 1,
-                 loss=CrossEntropy, optimizer: Adam | None = None):
+                 loss=CrossEntropy, optimizer: Adam | None = None, batch_norm_momentum: float = 0.99):
         super().__init__(loss=loss, optimizer=optimizer, dropout=dropout, seed=seed, name="residual_ecg_net")
         if not filters:
             raise ValueError("filters must name at least one stage")
         self.input_length, self.n_classes = int(input_length), int(n_classes)
         f0 = filters[0]
-        self.stem_conv, self.stem_bn = Conv1D(1, f0, kernel_size), BatchNorm(f0)
+        if not 0.0 <= batch_norm_momentum < 1.0:
+            raise ValueError(f"batch_norm_momentum must be in [0, 1), got {batch_norm_momentum}")
+        momentum = float(batch_norm_momentum)
+        self.stem_conv, self.stem_bn = Conv1D(1, f0, kernel_size), BatchNorm(f0, momentum)
         self.stem_down = Conv1D(f0, f0, kernel_size, stride=2)
         self.blocks, cin = [], f0
         for cout in filters:
-            self.blocks.append(_ResidualBlock(cin, cout, kernel_size, subsample=True))
-            self.blocks += [_ResidualBlock(cout, cout, kernel_size, subsample=False) for _ in range(blocks_per_stage)]
+            self.blocks.append(_ResidualBlock(cin, cout, kernel_size, subsample=True, momentum=momentum))
+            self.blocks += [_ResidualBlock(cout, cout, kernel_size, subsample=False, momentum=momentum)
+                            for _ in range(blocks_per_stage)]
             cin = cout
         length = self.input_length
         for _ in range(1 + len(filters)):
             length = math.ceil(length / 2)
-        self.head_bn = BatchNorm(cin)
+        self.head_bn = BatchNorm(cin, momentum)
         self.head = Linear(length * cin, self.n_classes)
 
     def layers_in_order(self):
@@ -204,7 +208,8 @@ def build_graph(task: str, model_config: dict, input_size: int, n_classes: int, 
             input_length=input_size, n_classes=n_classes,
             filters=[int(f) for f in config.pop("filters", ECG_SMALL["filters"])],
             blocks_per_stage=int(config.pop("blocks_per_stage", ECG_SMALL["blocks_per_stage"])),
-            kernel_size=int(config.pop("kernel_size", ECG_SMALL["kernel_size"])), dropout=keep, seed=seed)
+            kernel_size=int(config.pop("kernel_size", ECG_SMALL["kernel_size"])), dropout=keep, seed=seed,
+            batch_norm_momentum=float(config.pop("batch_norm_momentum", 0.99)))
     else:
         raise ValueError(f"task must be 'pmsi' or 'ecg', got {task!r}")
     if config:

@@ -95,6 +95,24 @@ class TFReplica:
     def set_statistics(self, flat: np.ndarray) -> None:
         _assign_flat(list(self.graph.non_trainable_variables), flat)
 
+    def recompute_statistics(self, batches) -> np.ndarray:
+        """Moving statistics recomputed from scratch: the mean over ``batches`` of each BatchNorm
+        layer's batch moments (training-mode forward passes, weights unchanged). A calibration
+        pass, and the reference the modes' statistics are tested against; returns and sets them."""
+        from diagnosenet.models.layers import BatchNorm
+
+        layers = [layer for layer in self.graph.layers_in_order() if isinstance(layer, BatchNorm)]
+        momenta = [layer.momentum for layer in layers]
+        try:
+            for k, (X, _) in enumerate(batches, start=1):
+                for layer in layers:  # moving = running mean of the batch moments
+                    layer.momentum = (k - 1) / k
+                self.graph(to_tensor(X), training=True)  # eager: reads the momentum set just now
+        finally:
+            for layer, momentum in zip(layers, momenta):
+                layer.momentum = momentum
+        return self.get_statistics()
+
     def compute_gradients(self, X, y):
         flat, loss, correct = self._gradients(to_tensor(X), tf.convert_to_tensor(y, tf.int64))
         return flat.numpy(), float(loss), int(correct)

@@ -3,7 +3,7 @@
 One fixed-width line per patient, ISO week and medical unit: a 159-character fixed part of 33
 fields, then three variable zones whose sizes the fixed part announces (n1 associated diagnoses
 of 8 characters, n2 CdARR rehabilitation acts of 8, n3 CCAM medical acts of 11). Layout and
-allowed values: ``/work/shared/reference/pmsi-ssr-rhs-m05.md`` (ATIH 2009 guide).
+allowed values, field by field: ``docs/rhs-m05.md`` (after the ATIH 2009 SSR production guide).
 
 A record is a ``dict`` of the fixed fields as text (trailing blanks removed, ``""`` = missing)
 plus ``das`` (codes), ``cdarr`` (``(category, act, occurrences)``) and ``ccam``

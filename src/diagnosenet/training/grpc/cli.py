@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--remote-prefix", help="command prefix for remote hosts, e.g. 'ssh {host}' or "
                                            "'srun --nodes=1 --ntasks=1 -w {host}'")
     p.add_argument("--max-restarts", type=int, default=3, help="restarts of a dead worker (grpc-async)")
-    p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the `diagnosenet train` arguments")
+    p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the training arguments (as for `train-desktop`)")
     p.set_defaults(func=_train_grpc)
 
     from diagnosenet.training.cli import add_train_arguments

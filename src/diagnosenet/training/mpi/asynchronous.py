@@ -62,7 +62,10 @@ def train(settings: TrainSettings) -> dict | None:
 
     body = _master if rank == 0 else _worker
     with live:
-        return mc.run_guarded(comm, lambda: body(settings, comm, live), describe)
+        result, lost = mc.run_guarded(comm, lambda: body(settings, comm, live), describe)
+    if lost:
+        mc.exit_without_finalize("a worker was lost")
+    return result
 
 
 @dataclass
@@ -109,14 +112,18 @@ class _Master:
             self.comm.Isend(head, dest=worker, tag=TAG_REPLY_HEAD), self.comm.Isend(weights, dest=worker, tag=TAG_REPLY)]
 
     def lose(self, worker: int, why: str) -> None:
-        """Carry on without ``worker``; should it be alive after all, it is told to stop."""
+        """Carry on without ``worker`` and send it nothing more (sends to a dead or stopped rank
+        never complete, and MPI_Finalize would wait for them); if it speaks again, it is told
+        to stop."""
         log.warning("mpi-async: worker %s lost (%s); carrying on with the others", self.live.name(worker), why)
         self.ex.lost[worker] = f"{self.live.name(worker)}: {why}"
         self.workers.discard(worker)
         self.latest_stats.pop(worker, None)
         if not self.workers:
             raise mc.RankTimeout("every worker is lost")
-        self.reply(worker, DROPPED)
+        self.live.forget(worker)
+        mc.cancel(self.sends[worker])
+        self.sends[worker] = []
 
     def complete_sends(self) -> None:
         """Wait for the replies to live workers (those to lost ones may never complete)."""
@@ -145,6 +152,7 @@ class _Master:
                     self.live.wait(comm.Irecv(buffer, source=source, tag=TAG_GRAD), f"gradient from rank {source}", [source])
                     if source not in self.workers:  # spoke again after being dropped: tell it to stop
                         self.ex.dropped_gradients += 1
+                        self.live.remember(source)  # it waits for the goodbye with liveness
                         self.reply(source, DROPPED)
                         continue
                     pending.append((source, int(head[0]), int(head[2]), buffer[:self.n]))
@@ -178,7 +186,7 @@ class _Master:
         return stats, gradients
 
 
-def _master(settings: TrainSettings, comm, live) -> dict:
+def _master(settings: TrainSettings, comm, live) -> tuple[dict, bool]:
     master = _Master(settings, comm, live)
     run = master.run
     message_bytes = 4 * (master.n + master.n_stats) + 8 * HEAD_FLOATS + 4 * master.n + 16
@@ -200,14 +208,14 @@ def _master(settings: TrainSettings, comm, live) -> dict:
             "n_params": master.n, "bytes_exchanged_per_epoch": exchanged, "monitor": monitor_status,
             "mpi": {**master.ex.summary(), "ranks": comm.Get_size(), "hosts": live.hosts}})
     bye = np.array([bool(master.ex.lost)], np.int64)
-    goodbyes = {w: comm.Isend(bye, dest=w, tag=TAG_BYE) for w in range(1, settings.workers + 1)}
-    for worker in sorted(master.workers):  # those to lost workers may never complete
+    goodbyes = {w: comm.Isend(bye, dest=w, tag=TAG_BYE) for w in live.dests}  # live or spoke again
+    for worker in sorted(master.workers):
         live.wait(goodbyes[worker], "goodbye", [worker])
-    return result
+    return result, bool(master.ex.lost)
 
 
 # -- worker --------------------------------------------------------------------------------
-def _worker(settings: TrainSettings, comm, live) -> None:
+def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
     from diagnosenet.training.evaluation import monitor_for
     from diagnosenet.training.loop import batch_order
     from diagnosenet.training.run import data_shape, load_worker_shard, make_replica
@@ -247,4 +255,6 @@ def _worker(settings: TrainSettings, comm, live) -> None:
         if code == DROPPED:
             log.warning("mpi-async rank %d: the master dropped this worker as silent; stopping", rank)
         # stay alive until the master has written the outputs (after a lost rank, any exit ends the job)
-        live.wait(comm.Irecv(np.empty(1, np.int64), source=0, tag=TAG_BYE), "goodbye from the master", [0])
+        lost = np.zeros(1, np.int64)
+        live.wait(comm.Irecv(lost, source=0, tag=TAG_BYE), "goodbye from the master", [0])
+    return None, bool(lost[0]) or code == DROPPED

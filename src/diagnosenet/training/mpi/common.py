@@ -13,6 +13,7 @@ call), so :func:`ignore_peer_signals` ignores it: faults are found by the timeou
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import signal
@@ -127,19 +128,29 @@ class Liveness:
     # -- sending ----------------------------------------------------------------------------
     def _beat(self) -> None:
         kept = []
-        for request in self._pending:
+        for dest, request in self._pending:
             try:
                 if not request.Test():
-                    kept.append(request)
+                    kept.append((dest, request))
             except Exception:  # noqa: BLE001 - an MPI error from a dead peer
                 pass
         for dest in list(self.dests):
             try:
-                kept.append(self.comm.Isend(_BEAT, dest=dest, tag=self.tag))
+                kept.append((dest, self.comm.Isend(_BEAT, dest=dest, tag=self.tag)))
             except Exception as exc:  # noqa: BLE001
                 log.warning("heartbeat to %s failed (%s); not sending it more", self.name(dest), exc)
                 self.dests.remove(dest)
         self._pending = kept
+
+    def forget(self, rank: int) -> None:
+        """Send ``rank`` no more heartbeats (it is lost) and cancel those it never received."""
+        with contextlib.suppress(ValueError):
+            self.dests.remove(rank)
+        cancel([request for dest, request in self._pending if dest == rank])
+
+    def remember(self, rank: int) -> None:
+        if rank not in self.dests:
+            self.dests.append(rank)
 
     def _run(self) -> None:
         while not self._stop.wait(self.timeout_s / 4):
@@ -188,6 +199,27 @@ class Liveness:
                 raise RankTimeout(f"{what}: {names} silent (no message, no heartbeat) for more than "
                                   f"{self.timeout_s:g} s (timeout_s)")
             time.sleep(POLL_S)
+
+
+def cancel(requests) -> None:
+    """Cancel sends a lost peer will never receive: MPI_Finalize would wait for them for ever."""
+    for request in requests:
+        with contextlib.suppress(Exception):
+            request.Cancel()
+            request.Wait()  # completes at once once cancelled
+
+
+def exit_without_finalize(why: str) -> None:
+    """End this rank now, skipping ``MPI_Finalize``: its barrier over every rank never completes
+    once one is dead. Outputs are on disk already; ``mpirun`` exits non-zero."""
+    import logging as logging_
+    import os
+
+    log.warning("leaving without MPI_Finalize (%s)", why)
+    logging_.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def check_world(comm, settings: TrainSettings) -> None:
