@@ -39,10 +39,10 @@ def data(rows: int, features: int, classes: int, density: float | None = None, s
 
 def time_ours(X, y, units, batch_size, epochs, classes) -> list[float]:
     from diagnosenet.datasets.shards import Batching, Shard
-    from diagnosenet.models.tensorflow_backend import make_replica
+    from diagnosenet.models.tensorflow_backend import tensorflow_replica
     from diagnosenet.training.loop import batch_order, run_epoch
 
-    replica = make_replica("pmsi", {"hidden_units": units, "dropout_keep": 0.8}, X.shape[1], classes,
+    replica = tensorflow_replica("pmsi", {"hidden_units": units, "dropout_keep": 0.8}, X.shape[1], classes,
                            seed=1, learning_rate=0.001)
     shard = Shard(X=X, y=y, boundaries=Batching.boundaries(len(y), batch_size), worker=0, split="train")
     seconds = []

@@ -35,8 +35,9 @@ def fake_run(root: Path, task: str, mode: str, workers: int, accuracy: float, mo
                                  valid_metric=0.4 + 0.1 * epoch, epoch_seconds=2, wall_seconds=2 * epoch,
                                  timestamp=100 + 2 * epoch, samples=64, bytes_exchanged=0))
     write_confusion_csv(run / "confusion.csv", [[5, 1], [2, 4]], ["A", "B"])
+    hosts = {f"node{i}": {"sources": ["rapl", "process"], "joules": 90.0 / workers} for i in range(workers)}
     energy = {"status": "measured", "joules_total": 90.0, "joules_to_best": 60.0 / workers,
-              "total": {"cpu_core_seconds": 4.0}} if monitor else {"status": "no monitor samples"}
+              "total": {"cpu_core_seconds": 4.0}, "hosts": hosts} if monitor else {"status": "no monitor samples"}
     write_json(run / "metrics.json", {"task": task, "mode": mode, "workers": workers, "accuracy": accuracy,
                                       "macro_f1": accuracy - 0.1, "best_epoch": 3, "epochs_run": 3,
                                       "time_to_best_s": 6.0 / workers, "train_seconds": 7.0 / workers,
@@ -75,6 +76,9 @@ def test_aggregate_and_scalability_write_every_file_with_one_row_per_run(tmp_pat
     assert table[3]["energy_to_best_j"] == "30.0" and table[0]["energy_to_best_j"] == ""
     assert table[1]["accuracy"] == "0.65" and table[1]["time_to_best_s"] == ""
     assert table[0]["energy_status"] == "no monitor samples"
+    # which sources were counted on which host, per run
+    assert table[3]["energy_sources"] == "node0: rapl, process; node1: rapl, process"
+    assert table[2]["energy_sources"] == "node0: rapl, process" and table[0]["energy_sources"] == ""
 
     figure = tmp_path / "experiments" / "scalability.png"
     subprocess.run([str(BIN / "diagnosenet"), "scalability-figure", "--runs", *map(str, runs[:2]),

@@ -13,10 +13,10 @@ def data(n=64, d=40, k=3, seed=0):
 
 
 def replica(seed=1, task="pmsi", d=40, k=3, config=None):
-    from diagnosenet.models.tensorflow_backend import make_replica
+    from diagnosenet.models.tensorflow_backend import tensorflow_replica
 
     config = config or {"hidden_units": [32, 16], "dropout_keep": 0.8}
-    return make_replica(task, config, d, k, seed=seed, learning_rate=0.01)
+    return tensorflow_replica(task, config, d, k, seed=seed, learning_rate=0.01)
 
 
 def train(r, X, y, steps=3, fused=True):
@@ -26,7 +26,7 @@ def train(r, X, y, steps=3, fused=True):
         if fused:
             train_step(r, X, y)
         else:
-            grads, _ = r.compute_gradients(X, y)
+            grads, _, _ = r.compute_gradients(X, y)
             r.apply_gradients(grads)
 
 
@@ -37,8 +37,12 @@ def test_contract_shapes():
     assert isinstance(r, Replica)
     w = r.get_weights()
     assert w.dtype == np.float32 and w.size == r.n_params == r.graph.count_params()
-    grads, loss = r.compute_gradients(X, y)
+    grads, loss, correct = r.compute_gradients(X, y)
     assert grads.shape == w.shape and grads.dtype == np.float32 and loss > 0
+    assert isinstance(correct, int) and 0 <= correct <= len(y)
+    plain = replica(config={"hidden_units": [32, 16], "dropout_keep": 1.0})  # training mode = inference mode
+    _, _, right = plain.compute_gradients(X, y)
+    assert right == int(np.sum(np.argmax(plain.predict_proba(X), axis=1) == y))
     proba = r.predict_proba(X, batch_size=10)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="values"):

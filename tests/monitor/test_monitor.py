@@ -38,6 +38,10 @@ def test_samples_a_busy_child_with_increasing_timestamps_flushed_while_running(t
     assert max(busy) > 50  # the busy loop is seen, not the monitor's own process
     meta = json.loads(path.with_suffix(".json").read_text())
     assert {"process", "host"} <= set(meta["sources"]) and meta["units"]["rss_bytes"] == "B"
+    # where it ran and which columns every monitor on this host shares (counted once per machine)
+    assert meta["host"] and meta["machine"]
+    assert "cpu_percent" in meta["source_columns"]["process"] and "cpu_percent" not in meta["host_wide_columns"]
+    assert set(meta["source_columns"]["host"]) <= set(meta["host_wide_columns"])
 
 
 @pytest.mark.timeout(30)

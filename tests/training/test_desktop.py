@@ -48,7 +48,7 @@ def test_desktop_run_writes_every_artefact_with_float_metrics(tiny_inputs, tiny_
 def test_early_stopping_restores_the_best_weights_for_the_test_metrics(tiny_inputs, tiny_settings, tmp_path):
     """A learning rate far too high makes validation loss rise; the test split is scored with best.npz."""
     from diagnosenet.datasets.materialise import load_split
-    from diagnosenet.models.tensorflow_backend import make_replica
+    from diagnosenet.models.tensorflow_backend import tensorflow_replica
     from diagnosenet.training.checkpoint import BEST, load_checkpoint
     from diagnosenet.training.desktop import train
 
@@ -60,7 +60,7 @@ def test_early_stopping_restores_the_best_weights_for_the_test_metrics(tiny_inpu
     assert len(track) - result["best_epoch"] == 2  # stopped exactly `patience` epochs after the best
     best = load_checkpoint(tmp_path / "run" / "checkpoint", BEST)
     assert best["epoch"] == result["best_epoch"]
-    replica = make_replica("pmsi", settings.model, 60, 4, seed=settings.seed, learning_rate=settings.learning_rate)
+    replica = tensorflow_replica("pmsi", settings.model, 60, 4, seed=settings.seed, learning_rate=settings.learning_rate)
     replica.set_state(best["replica_state"])
     X_test, y_test, _ = load_split(inputs.dataset, "test")
     pred = np.argmax(replica.predict_proba(X_test), axis=1)

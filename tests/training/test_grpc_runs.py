@@ -156,7 +156,7 @@ def launch(data, tmp_path):
 def read_track(path: Path) -> list[dict]:
     with open(path) as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == TRACK_COLUMNS
+        assert tuple(reader.fieldnames) == TRACK_COLUMNS
         return [{k: float(v) for k, v in row.items()} for row in reader]
 
 

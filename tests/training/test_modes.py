@@ -223,13 +223,13 @@ def test_async_master_statistics_score_like_a_recomputation_on_the_training_data
     test predictions as statistics recomputed from every training row with the final weights."""
     from diagnosenet.datasets.materialise import load_split
     from diagnosenet.datasets.shards import load_shard
-    from diagnosenet.models.tensorflow_backend import make_replica
+    from diagnosenet.models.tensorflow_backend import tensorflow_replica
     from diagnosenet.training.checkpoint import LAST, load_checkpoint
 
     runs = trained["mpi-async"]
     inputs = runs.inputs["ecg"]
     state = load_checkpoint(runs.runs["ecg"] / "checkpoint", LAST)["replica_state"]
-    replica = make_replica("ecg", MODELS["ecg"], 1300, 4, seed=3, learning_rate=0.01)
+    replica = tensorflow_replica("ecg", MODELS["ecg"], 1300, 4, seed=3, learning_rate=0.01)
     replica.set_state(state)
     X_test, y_test, _ = load_split(inputs.dataset, "test")
     master = np.argmax(replica.predict_proba(X_test), axis=1)

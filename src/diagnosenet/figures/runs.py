@@ -15,7 +15,15 @@ from pathlib import Path
 #: columns of runs.csv, in order
 COLUMNS = ("task", "mode", "workers", "accuracy", "macro_f1", "challenge_f1", "best_epoch", "epochs_run",
            "time_to_best_s", "train_seconds", "samples_per_second", "bytes_exchanged_per_epoch",
-           "energy_total_j", "energy_to_best_j", "cpu_core_seconds", "energy_status", "run_dir")
+           "energy_total_j", "energy_to_best_j", "cpu_core_seconds", "energy_status", "energy_sources", "run_dir")
+
+
+def energy_sources(energy: dict) -> str | None:
+    """Which sources were counted on which host: ``"node0: nvml, process; node1: rapl, process"``
+    (host-wide devices once per host, then the processes' own figures); None when not recorded."""
+    hosts = energy.get("hosts") or {}
+    return "; ".join(f"{host}: {', '.join(entry.get('sources') or []) or 'none'}"
+                     for host, entry in sorted(hosts.items())) or None
 
 
 def read_track(run_dir: Path) -> list[dict[str, float]]:
@@ -33,7 +41,7 @@ def read_run(run_dir: str | Path) -> dict:
                workers=metrics.get("workers", 1), run_dir=run_dir.as_posix(),
                energy_total_j=energy.get("joules_total"), energy_to_best_j=energy.get("joules_to_best"),
                cpu_core_seconds=(energy.get("total") or {}).get("cpu_core_seconds"),
-               energy_status=energy.get("status"))
+               energy_status=energy.get("status"), energy_sources=energy_sources(energy))
     return row
 
 

@@ -165,7 +165,7 @@ def assign_graph_state(graph: Graph, optimizer, state: dict[str, np.ndarray]) ->
     graph.dropout_step.assign(int(state["dropout_step"][0]))
 
 
-def make_replica(task: str, model_config: dict, input_size: int, n_classes: int, *, seed: int,
+def tensorflow_replica(task: str, model_config: dict, input_size: int, n_classes: int, *, seed: int,
                  learning_rate: float) -> TFReplica:
     """The replica every mode trains: graph from the config, Adam at the run's learning rate."""
     from diagnosenet.models.graphs import build_graph

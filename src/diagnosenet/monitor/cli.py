@@ -11,6 +11,7 @@ import signal
 import subprocess
 
 from diagnosenet.monitor.sampler import DEFAULT_SOURCES, Monitor
+from diagnosenet.monitor.sources import POWERCAP_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ def _monitor(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, forward)
     try:
-        with Monitor(args.out, pids=[child.pid], rate_hz=args.rate, sources=args.sources, idle_s=0.0) as monitor:
+        with Monitor(args.out, pids=[child.pid], rate_hz=args.rate, sources=args.sources, idle_s=0.0,
+                     powercap_root=args.powercap_root) as monitor:
             try:
                 code = child.wait()
             except KeyboardInterrupt:
@@ -43,5 +45,6 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="CSV to write (metadata beside it as .json)")
     p.add_argument("--rate", type=float, default=2.0, help="samples per second")
     p.add_argument("--sources", nargs="+", default=list(DEFAULT_SOURCES), choices=DEFAULT_SOURCES)
+    p.add_argument("--powercap-root", default=str(POWERCAP_ROOT), help="powercap tree holding the RAPL zones")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     p.set_defaults(func=_monitor)

@@ -21,6 +21,10 @@ Source = Callable[[], dict]
 UNITS = {"cpu_percent": "%", "rss_bytes": "B", "threads": "1", "io_read_bytes": "B", "io_write_bytes": "B",
          "host_cpu_percent": "%", "host_cpu_mhz": "MHz", "host_mem_used_bytes": "B",
          "net_sent_bytes": "B", "net_recv_bytes": "B"}
+#: sources that measure the monitored processes (summed over ranks); every other source reads
+#: devices of the whole host (GPUs, Jetson rails, RAPL zones), which every rank on it sees
+PROCESS_SOURCES = frozenset({"process"})
+_PROCESS_COLUMNS = frozenset({"cpu_percent", "rss_bytes", "threads", "io_read_bytes", "io_write_bytes"})
 _GPU_UNITS = {"power_w": "W", "energy_j": "J", "sm_mhz": "MHz", "mem_mhz": "MHz", "util_percent": "%",
               "mem_used_bytes": "B", "temp_c": "C"}
 
@@ -36,6 +40,17 @@ def unit_of(column: str) -> str:
         return "%" if column.endswith("_percent") else "MB"
     suffix = column.split("_", 1)[1] if column.startswith("gpu") else ""
     return _GPU_UNITS.get(suffix, "")
+
+
+def source_of(column: str) -> str | None:
+    """The source that writes ``column`` (for monitor CSVs whose sidecar does not say)."""
+    if column in _PROCESS_COLUMNS:
+        return "process"
+    for prefix, source in (("host_", "host"), ("net_", "host"), ("gpu", "nvml"), ("jetson_", "tegrastats"),
+                           ("rapl_", "rapl")):
+        if column.startswith(prefix):
+            return source
+    return None
 
 
 def processes_source(pids: Sequence[int]) -> Source:
@@ -118,22 +133,44 @@ def nvml_source() -> Source:
     return sample
 
 
-def rapl_source(root: Path = Path("/sys/class/powercap")) -> Source:
-    """CPU package/DRAM energy counters (Intel RAPL, AMD via the same interface), in joules."""
+POWERCAP_ROOT = Path("/sys/class/powercap")
+
+
+def rapl_source(root: str | Path = POWERCAP_ROOT) -> Source:
+    """CPU package/DRAM energy counters (Intel RAPL, AMD via the same interface), in joules.
+
+    ``energy_uj`` wraps to 0 after ``max_energy_range_uj`` (e.g. 262 kJ, ~40 min of a 100 W
+    package): the source unwraps it, so each column is a non-decreasing counter since the
+    source was opened — a sample below the previous one adds ``max - previous + new``. A zone
+    without a readable ``max_energy_range_uj`` is taken to have restarted from 0 (``new`` is
+    added: a lower bound). Wraps are seen if the counter is sampled at least once per range.
+    """
+    root = Path(root)
     zones = sorted(p for p in root.glob("intel-rapl:*") if (p / "energy_uj").exists()) if root.exists() else []
     if not zones:
         raise RuntimeError(f"{root}: no RAPL zone")
-    names = {}
+    names, ranges = {}, {}
     for zone in zones:  # intel-rapl:0 is a package (top level); intel-rapl:0:1 one of its parts
         index = zone.name.split(":", 1)[1].split(":")
         level = f"top{index[0]}" if len(index) == 1 else "sub" + "_".join(index)
         label = re.sub(r"\W+", "_", (zone / "name").read_text().strip())
         names[zone] = f"{level}_{label}"
-    for zone in zones:
-        (zone / "energy_uj").read_text()  # PermissionError when not readable without root
+        try:
+            ranges[zone] = int((zone / "max_energy_range_uj").read_text())
+        except (OSError, ValueError):
+            ranges[zone] = None
+    last = {zone: int((zone / "energy_uj").read_text()) for zone in zones}  # PermissionError when not readable
+    offset = dict.fromkeys(zones, 0)
 
     def sample() -> dict:
-        return {f"rapl_{names[z]}_j": int((z / "energy_uj").read_text()) * 1e-6 for z in zones}
+        row = {}
+        for z in zones:
+            raw = int((z / "energy_uj").read_text())
+            if raw < last[z]:  # wrapped (or restarted) since the previous sample
+                offset[z] += ranges[z] if ranges[z] else last[z]
+            last[z] = raw
+            row[f"rapl_{names[z]}_j"] = (raw + offset[z]) * 1e-6
+        return row
 
     return sample
 
@@ -198,10 +235,12 @@ class TegrastatsSource:
                 self.proc.kill()
 
 
-def open_sources(pids: Sequence[int], rate_hz: float, wanted: Sequence[str]) -> tuple[dict[str, Source], dict[str, str]]:
+def open_sources(pids: Sequence[int], rate_hz: float, wanted: Sequence[str],
+                 powercap_root: str | Path = POWERCAP_ROOT) -> tuple[dict[str, Source], dict[str, str]]:
     """``(available sources, {missing source: reason})`` for the names in ``wanted``."""
     openers = {"process": lambda: processes_source(pids), "host": host_source, "nvml": nvml_source,
-               "rapl": rapl_source, "tegrastats": lambda: TegrastatsSource(max(int(1000 / rate_hz), 100))}
+               "rapl": lambda: rapl_source(powercap_root),
+               "tegrastats": lambda: TegrastatsSource(max(int(1000 / rate_hz), 100))}
     sources, missing = {}, {}
     for name in wanted:
         if name not in openers:

@@ -47,10 +47,10 @@ def make_replica(settings: TrainSettings, input_size: int, n_classes: int):
         raise ValueError(f"model backend {backend!r} is neither 'tensorflow' nor 'numpy'")
     import tensorflow as tf
 
-    from diagnosenet.models.tensorflow_backend import make_replica as make_tf_replica
+    from diagnosenet.models.tensorflow_backend import tensorflow_replica
 
     tf.config.experimental.enable_op_determinism()
-    return make_tf_replica(settings.task, model, input_size, n_classes, seed=settings.seed,
+    return tensorflow_replica(settings.task, model, input_size, n_classes, seed=settings.seed,
                            learning_rate=settings.learning_rate)
 
 

@@ -1,7 +1,7 @@
 """Everything one training run needs, in one value that every mode receives.
 
-The ``diagnosenet train`` command builds a :class:`TrainSettings` from its arguments (the
-Snakemake rule passes config values through); desktop, MPI and gRPC modes read the same
+The ``diagnosenet train-desktop`` / ``train-mpi`` / ``train-grpc`` commands build a
+:class:`TrainSettings` from the same arguments (the Snakemake rules pass config values through); desktop, MPI and gRPC modes read the same
 fields, so a run's ``run.json`` describes it fully whatever transport it used.
 """
 from __future__ import annotations

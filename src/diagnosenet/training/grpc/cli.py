@@ -12,8 +12,11 @@ def _train_grpc(args: argparse.Namespace) -> int:
     from diagnosenet.training.grpc.launcher import launch_training
 
     train_argv = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
-    if "--mode" in train_argv and train_argv[train_argv.index("--mode") + 1] != args.mode:
-        raise SystemExit(f"train-grpc: --mode {args.mode} differs from the train arguments' --mode")
+    for option, value in (("--mode", args.mode), ("--workers", str(args.workers))):
+        if option not in train_argv:  # every task must run the launcher's mode and worker count
+            train_argv += [option, value]
+        elif train_argv[train_argv.index(option) + 1] != value:
+            raise SystemExit(f"train-grpc: {option} {value} differs from the training arguments' {option}")
     return launch_training(args.mode, train_argv, workers=args.workers, base_port=args.base_port,
                            timeout_s=args.timeout, host=args.host, wall_limit_s=args.wall_limit,
                            hosts=read_hosts_file(args.hosts_file) if args.hosts_file else None,
@@ -33,7 +36,7 @@ def register(subparsers) -> None:
         "train-grpc", help="run grpc-async / grpc-sync training: start, watch and stop every process",
         description="Start the parameter servers, workers and chief of a TensorFlow gRPC run "
                     "(loopback by default), stream their logs, and stop them all at the end. "
-                    "Arguments after -- are those of `diagnosenet train`.")
+                    "Arguments after -- are the training arguments (as for train-desktop); --mode and --workers are added when missing.")
     p.add_argument("--mode", required=True, choices=("grpc-async", "grpc-sync"))
     p.add_argument("--workers", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1", help="address of every task without --hosts-file")

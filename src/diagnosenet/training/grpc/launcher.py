@@ -43,7 +43,7 @@ class LaunchError(RuntimeError):
 
 @dataclass
 class TrainArgs:
-    """The few ``diagnosenet train`` arguments the launcher itself needs."""
+    """The few training arguments (those after ``--``) the launcher itself needs."""
 
     argv: list[str]
     workers: int
@@ -54,7 +54,7 @@ class TrainArgs:
 
 
 def parse_train_args(argv: list[str]) -> TrainArgs:
-    parser = argparse.ArgumentParser(prog="diagnosenet train", add_help=False)
+    parser = argparse.ArgumentParser(prog="diagnosenet train-grpc -- ...", add_help=False)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--shards", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
@@ -140,8 +140,9 @@ class Launcher:
         return proc
 
     def _monitor(self, proc: Process) -> None:
-        """One monitor CSV per local process, when the monitor package is installed."""
-        if self.monitor_dir is None or self.monitor_rate <= 0 or not is_local(proc.task.host):
+        """One monitor CSV per local server process (ps, asynchronous workers), when the monitor
+        package is installed; the training processes monitor themselves (``Run.monitor``)."""
+        if self.monitor_dir is None or self.monitor_rate <= 0 or not is_local(proc.task.host) or proc.trains:
             return
         try:
             from diagnosenet.monitor import Monitor
