@@ -27,6 +27,7 @@ STAGE_MODULES = (
     "diagnosenet.monitor.cli",
     "diagnosenet.figures.cli",
     "diagnosenet.cluster",
+    "diagnosenet.emulation",
     "diagnosenet.experiments",
 )
 

@@ -59,7 +59,7 @@ def train(settings: TrainSettings, graph=None) -> dict:
     import tensorflow as tf
 
     from diagnosenet.training.grpc.cluster import worker_workdir
-    from diagnosenet.training.grpc.common import batch_sums, build_model, model_bytes, task_from_tf_config
+    from diagnosenet.training.grpc.common import batch_sums, build_model, model_bytes, task_from_tf_config, task_hosts
     from diagnosenet.training.grpc.data import local_shard_dataset
     from diagnosenet.training.loop import EpochStats
     from diagnosenet.training.run import Run, data_shape, shard_manifest
@@ -127,4 +127,5 @@ def train(settings: TrainSettings, graph=None) -> dict:
     return run.finish({
         "n_params": int(model_bytes(graph) // 4), "bytes_exchanged_per_epoch": per_step_bytes * batches_per_epoch,
         "steps_per_epoch": batches_per_epoch, "parameter_servers": resolver.cluster_spec().num_tasks("ps"),
+        "hosts": task_hosts(resolver.cluster_spec().as_dict()),
         "monitor": monitor_status})

@@ -49,3 +49,9 @@ def batch_sums(graph, x, y, training: bool):
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
     correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1), y), tf.float32))
     return tf.stack([tf.reduce_sum(losses), correct, tf.cast(tf.size(y), tf.float32)])
+
+
+def task_hosts(cluster_spec: dict) -> dict[str, str]:
+    """``{"worker:1": "node2", ...}``: where each task of the cluster ran (``metrics.json``)."""
+    return {f"{role}:{index}": address.rsplit(":", 1)[0]
+            for role, addresses in cluster_spec.items() for index, address in enumerate(addresses)}

@@ -16,7 +16,9 @@ launcher stops every process; rerunning resumes from the chief's last checkpoint
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 
 import numpy as np
 
@@ -89,7 +91,7 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
 
     from diagnosenet.datasets.shards import load_shard
     from diagnosenet.training.checkpoint import pack_state, unpack_state
-    from diagnosenet.training.grpc.common import task_from_tf_config
+    from diagnosenet.training.grpc.common import task_from_tf_config, task_hosts
     from diagnosenet.training.loop import EpochStats, batch_order, row_weighted, run_epoch
     from diagnosenet.training.run import Run, load_worker_shard, shard_manifest, sync_steps
 
@@ -135,8 +137,9 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
             stop = bool(collective.allreduce_sum(flag)[0])
     if not chief:
         return None
+    cluster = json.loads(os.environ["TF_CONFIG"])["cluster"]
     return run.finish({"n_params": replica.n_params, "bytes_exchanged_per_epoch": exchanged,
-                       "steps_per_epoch": steps, "monitor": monitor_status})
+                       "steps_per_epoch": steps, "monitor": monitor_status, "hosts": task_hosts(cluster)})
 
 
 def _null():

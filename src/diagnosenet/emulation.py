@@ -1,0 +1,225 @@
+"""An emulated multi-node cluster on one Linux machine (root): namespaces, a bridge, shaped links.
+
+``diagnosenet emulate-cluster up --nodes 3 --link 1gbit --cpu 0.25`` creates a head node and
+``node0..node{N-1}``, each a network namespace ``dn-<name>`` with its own address on a private
+bridge (no route anywhere else), its own host name (``unshare --uts``), a ``tbf``-shaped link
+and a CPU-quota cgroup; ``down`` removes exactly what ``up`` recorded, also after a failure.
+The real launchers then run across the nodes over real TCP: Hydra's ``mpirun`` through
+:data:`SSH` (``HYDRA_LAUNCHER_EXEC``, set by ``emulate-cluster run``), the gRPC launcher
+through ``cluster.remote_prefix`` (``config/emulated.yaml``). Nothing in the jetson or slurm
+profiles knows about the emulation: it is one more cluster description.
+
+``emulate-cluster run -- COMMAND`` runs COMMAND (e.g. ``snakemake --profile jetson ...``) on
+the head node with the environment that makes MPI use TCP between nodes (by default MPICH
+moves data through shared memory even between namespaces, bypassing the shaped links).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PREFIX = "dn-"
+BRIDGE = "dn-br0"
+SUBNET = "10.213.0"           # private, on the bridge only: the project's own test hosts
+STATE_DIR = Path("/run/diagnosenet-emulated")
+STATE = STATE_DIR / "state.json"
+#: the ssh stand-in (same options, host, command) that runs a command on an emulated node
+SSH = STATE_DIR / "ssh"
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+HEAD = "head"
+#: environment of every MPI job on the emulated cluster: TCP between ranks, no shared memory
+MPI_ENV = {"UCX_TLS": "tcp,self", "MPIR_CVAR_NOLOCAL": "1", "HYDRA_LAUNCHER": "ssh",
+           "HYDRA_LAUNCHER_EXEC": str(SSH)}
+
+SSH_SCRIPT = """#!/bin/sh
+# ssh stand-in for the emulated cluster (written by `diagnosenet emulate-cluster up`):
+#   ssh [options] HOST COMMAND...  ->  COMMAND in HOST's namespace, cgroup and host name
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o|-p|-i|-l|-F|-E|-b|-c|-D|-e|-I|-L|-m|-O|-Q|-R|-S|-W|-w) shift 2 ;;
+    -*) shift ;;
+    *) break ;;
+  esac
+done
+host=$1; shift
+ns={prefix}$host
+cg={cgroup}/$ns
+[ -d "$cg" ] && echo $$ > "$cg/cgroup.procs"
+exec ip netns exec "$ns" unshare --uts sh -c 'hostname "$0"; exec sh -c "$*"' "$host" "$*"
+"""
+
+
+def _run(*command: str) -> None:
+    subprocess.run(command, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _quiet(*command: str) -> None:
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def node_names(nodes: int) -> list[str]:
+    return [f"node{i}" for i in range(nodes)]
+
+
+def describe(nodes: int) -> dict:
+    """The cluster description (config keys) of an emulated cluster of ``nodes`` nodes."""
+    return {"cluster": {"hosts": node_names(nodes), "slots_per_host": 1, "remote_prefix": f"{SSH} {{host}}"},
+            "grpc": {"host": "0.0.0.0"}}
+
+
+def up(nodes: int, link: str = "1gbit", cpu: float = 0.25) -> dict:
+    """Create the cluster; on any failure remove what was created and re-raise."""
+    if os.geteuid() != 0:
+        raise PermissionError("emulate-cluster needs root (network namespaces, tc, cgroups)")
+    if STATE.exists():
+        raise RuntimeError(f"an emulated cluster is already up ({STATE}); run `diagnosenet emulate-cluster down`")
+    if not 1 <= nodes <= 200:
+        raise ValueError(f"--nodes must be in 1..200, got {nodes}")
+    names = [HEAD, *node_names(nodes)]
+    state: dict = {"nodes": names, "link": link, "cpu": cpu, "namespaces": [], "links": [], "cgroups": [],
+                   "netns_dirs": [], "bridge": None}
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        _run("ip", "link", "add", BRIDGE, "type", "bridge")
+        state["bridge"] = BRIDGE
+        _run("ip", "link", "set", BRIDGE, "up")
+        hosts = "127.0.0.1 localhost\n" + "".join(f"{SUBNET}.{i + 1} {name}\n" for i, name in enumerate(names))
+        for i, name in enumerate(names):
+            ns, veth = PREFIX + name, f"dnv{i}"
+            _run("ip", "netns", "add", ns)
+            state["namespaces"].append(ns)
+            _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            state["links"].append(veth)
+            _run("ip", "link", "set", veth, "master", BRIDGE)
+            _run("ip", "link", "set", veth, "up")
+            for command in (("ip", "link", "set", "lo", "up"), ("ip", "link", "set", "eth0", "up"),
+                            ("ip", "addr", "add", f"{SUBNET}.{i + 1}/24", "dev", "eth0")):
+                _run("ip", "netns", "exec", ns, *command)
+            if name != HEAD:  # the nodes' egress at the paper's link speed
+                _run("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", link,
+                     "burst", "256kb", "latency", "20ms")
+                cgroup = CGROUP_CPU / ns
+                cgroup.mkdir()
+                state["cgroups"].append(str(cgroup))
+                (cgroup / "cpu.cfs_quota_us").write_text(str(int(cpu * 100_000)))
+            netns_dir = Path("/etc/netns") / ns
+            netns_dir.mkdir(parents=True, exist_ok=True)
+            state["netns_dirs"].append(str(netns_dir))
+            (netns_dir / "hosts").write_text(hosts)
+        SSH.write_text(SSH_SCRIPT.replace("{prefix}", PREFIX).replace("{cgroup}", str(CGROUP_CPU)))
+        SSH.chmod(0o755)
+        STATE.write_text(json.dumps(state, indent=2))
+    except BaseException:
+        _teardown(state)
+        raise
+    log.info("emulated cluster up: head + %d nodes, %s links, %.2f core each", nodes, link, cpu)
+    return state
+
+
+def _kill_namespace_processes(ns: str) -> None:
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), 9)
+
+
+def _teardown(state: dict) -> None:
+    for ns in state.get("namespaces", []):
+        _kill_namespace_processes(ns)
+    for cgroup in state.get("cgroups", []):
+        path = Path(cgroup)
+        if path.exists():
+            for pid in (path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), 9)
+    for ns in state.get("namespaces", []):
+        _quiet("ip", "netns", "del", ns)
+    for veth in state.get("links", []):
+        _quiet("ip", "link", "del", veth)
+    if state.get("bridge"):
+        _quiet("ip", "link", "del", state["bridge"])
+    for cgroup in state.get("cgroups", []):
+        for _ in range(50):  # a killed process leaves its cgroup a moment later
+            try:
+                Path(cgroup).rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+    for netns_dir in state.get("netns_dirs", []):
+        with contextlib.suppress(FileNotFoundError):
+            (Path(netns_dir) / "hosts").unlink()
+        with contextlib.suppress(OSError):
+            Path(netns_dir).rmdir()
+
+
+def down() -> bool:
+    """Remove everything ``up`` recorded (processes in its namespaces included); ``False`` if none."""
+    if not STATE.exists():
+        return False
+    _teardown(json.loads(STATE.read_text()))
+    for path in (SSH, STATE):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    with contextlib.suppress(OSError):
+        STATE_DIR.rmdir()
+    log.info("emulated cluster down")
+    return True
+
+
+def head_command(command: list[str]) -> list[str]:
+    """``command`` on the head node (its namespace and host name) with :data:`MPI_ENV`."""
+    if not STATE.exists():
+        raise RuntimeError("no emulated cluster is up; run `diagnosenet emulate-cluster up` first")
+    env = [f"{k}={v}" for k, v in MPI_ENV.items()]
+    inner = f"hostname {HEAD}; exec env {' '.join(env)} {shlex.join(command)}"
+    return ["ip", "netns", "exec", PREFIX + HEAD, "unshare", "--uts", "sh", "-c", inner]
+
+
+def _up(args) -> int:
+    up(args.nodes, args.link, args.cpu)
+    if args.describe:
+        import yaml
+
+        Path(args.describe).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.describe).write_text(yaml.safe_dump(describe(args.nodes), sort_keys=False))
+    return 0
+
+
+def _down(args) -> int:
+    if not down():
+        log.info("no emulated cluster was up")
+    return 0
+
+
+def _run_on_head(args) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise SystemExit("emulate-cluster run: give a command after --")
+    return subprocess.call(head_command(command))
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("emulate-cluster", help="an emulated multi-node 1 GbE cluster on this machine (root)")
+    actions = p.add_subparsers(dest="action", required=True)
+    u = actions.add_parser("up", help="create head + N nodes (namespaces, bridge, tbf links, CPU quotas)")
+    u.add_argument("--nodes", type=int, default=3)
+    u.add_argument("--link", default="1gbit", help="tc rate of every node's link, e.g. 1gbit, 100mbit")
+    u.add_argument("--cpu", type=float, default=0.25, help="CPU share of every node, in cores")
+    u.add_argument("--describe", help="also write the cluster description (config keys) to this YAML file")
+    u.set_defaults(func=_up)
+    d = actions.add_parser("down", help="remove everything `up` created, processes included")
+    d.set_defaults(func=_down)
+    r = actions.add_parser("run", help="run a command on the head node, e.g. -- snakemake --profile jetson ...")
+    r.add_argument("command", nargs=argparse.REMAINDER)
+    r.set_defaults(func=_run_on_head)
