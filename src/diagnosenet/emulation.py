@@ -35,6 +35,8 @@ STATE = STATE_DIR / "state.json"
 #: the ssh stand-in (same options, host, command) that runs a command on an emulated node
 SSH = STATE_DIR / "ssh"
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+#: the same cpu hierarchy mounted where `ip netns exec` (which remounts /sys) still sees it
+CGROUP_MOUNT = STATE_DIR / "cpu"
 HEAD = "head"
 #: environment of every MPI job on the emulated cluster: TCP between ranks, no shared memory
 MPI_ENV = {"UCX_TLS": "tcp,self", "MPIR_CVAR_NOLOCAL": "1", "HYDRA_LAUNCHER": "ssh",
@@ -53,7 +55,7 @@ done
 host=$1; shift
 ns={prefix}$host
 cg={cgroup}/$ns
-[ -d "$cg" ] && echo $$ > "$cg/cgroup.procs"
+[ -d "$cg" ] && echo $$ > "$cg/cgroup.procs"   # children inherit the node's CPU share
 exec ip netns exec "$ns" unshare --uts sh -c 'hostname "$0"; exec sh -c "$*"' "$host" "$*"
 """
 
@@ -89,6 +91,9 @@ def up(nodes: int, link: str = "1gbit", cpu: float = 0.25) -> dict:
                    "netns_dirs": [], "bridge": None}
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     try:
+        CGROUP_MOUNT.mkdir(exist_ok=True)
+        _run("mount", "-t", "cgroup", "-o", "cpu", "none", str(CGROUP_MOUNT))
+        state["cgroup_mount"] = str(CGROUP_MOUNT)
         _run("ip", "link", "add", BRIDGE, "type", "bridge")
         state["bridge"] = BRIDGE
         _run("ip", "link", "set", BRIDGE, "up")
@@ -115,7 +120,7 @@ def up(nodes: int, link: str = "1gbit", cpu: float = 0.25) -> dict:
             netns_dir.mkdir(parents=True, exist_ok=True)
             state["netns_dirs"].append(str(netns_dir))
             (netns_dir / "hosts").write_text(hosts)
-        SSH.write_text(SSH_SCRIPT.replace("{prefix}", PREFIX).replace("{cgroup}", str(CGROUP_CPU)))
+        SSH.write_text(SSH_SCRIPT.replace("{prefix}", PREFIX).replace("{cgroup}", str(CGROUP_MOUNT)))
         SSH.chmod(0o755)
         STATE.write_text(json.dumps(state, indent=2))
     except BaseException:
@@ -156,6 +161,10 @@ def _teardown(state: dict) -> None:
                 break
             except OSError:
                 time.sleep(0.1)
+    if state.get("cgroup_mount"):
+        _quiet("umount", state["cgroup_mount"])
+        with contextlib.suppress(OSError):
+            Path(state["cgroup_mount"]).rmdir()
     for netns_dir in state.get("netns_dirs", []):
         with contextlib.suppress(FileNotFoundError):
             (Path(netns_dir) / "hosts").unlink()

@@ -7,9 +7,11 @@ description (``config/emulated.yaml``) and small data are layered on top.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+from shlex import quote as shlex_quote
 import sys
 from pathlib import Path
 
@@ -86,3 +88,148 @@ def test_grpc_tasks_run_on_their_emulated_nodes(jetson_run):
     assert metrics["hosts"] == {"ps:0": "node0", "chief:0": "node0", "worker:0": "node1", "worker:1": "node2"}
     log = (workdir / "results/logs/train/pmsi_grpc-async-w2.log").read_text()
     assert "started worker:0 at node1:" in log and "started worker:1 at node2:" in log
+
+
+# -- faults on the emulated cluster (NumPy model: the exchange, without TensorFlow's import) --
+def _training_fixtures():
+    import importlib.util
+
+    path = REPO / "tests" / "training" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("training_conftest_emulated", path)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    fixtures = _training_fixtures()
+    root = tmp_path_factory.mktemp("emulated-tiny")
+    dataset = fixtures.make_dataset(root, "pmsi")
+    return dataset, fixtures.make_shards(dataset, root / "shards", workers=2, batch_size=32), root
+
+
+def mpi_on_cluster(tiny, mode: str, out: Path, *, model: dict, epochs: int, timeout: float) -> list[str]:
+    dataset, shards, root = tiny
+    hostfile = root / "hostfile"
+    hostfile.write_text("node0:1\nnode1:1\nnode2:1\n")
+    return [str(BIN / "diagnosenet"), "emulate-cluster", "run", "--", "env", f"PATH={BIN}:{os.environ['PATH']}",
+            "mpirun", "-disable-auto-cleanup", "-f", str(hostfile), "-n", "3", "python", "-m", "diagnosenet",
+            "train-mpi", "--task", "pmsi", "--mode", mode, "--workers", "2", "--dataset", str(dataset),
+            "--shards", str(shards), "--out", str(out), "--batch-size", "32", "--model-json", json.dumps(model),
+            "--max-epochs", str(epochs), "--lr", "0.01", "--seed", "3", "--timeout", str(timeout),
+            "--startup-timeout", "600", "--monitor-rate", "0"]
+
+
+def track_epochs(out: Path) -> list[int]:
+    import csv
+
+    with open(out / "track.csv", newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+@pytest.mark.timeout(600)
+def test_a_node_throttled_to_five_percent_of_a_core_is_not_lost_in_mpi_async(cluster, tiny, tmp_path):
+    """(c): node2 at 0.05 core; its first epoch lasts longer than timeout_s, heartbeats keep it in."""
+    quota = Path("/sys/fs/cgroup/cpu/dn-node2/cpu.cfs_quota_us")
+    quota.write_text("5000")
+    try:
+        out = tmp_path / "slow"
+        proc = subprocess.run(mpi_on_cluster(tiny, "mpi-async", out, model={"backend": "numpy", "hidden_units": [64]},
+                                             epochs=3, timeout=5), text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=550)
+    finally:
+        quota.write_text("100000")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mpi"]["lost_workers"] == {} and metrics["mpi"]["hosts"] == ["node0", "node1", "node2"]
+    assert track_epochs(out) == [1, 2, 3]
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("mode", ["mpi-sync", "mpi-async"])
+def test_epochs_longer_than_the_timeout_complete_across_nodes(cluster, tiny, tmp_path, mode):
+    """(d): 1.5 s steps (9 s epochs) under timeout_s = 1 over the shaped links."""
+    out = tmp_path / mode
+    proc = subprocess.run(mpi_on_cluster(tiny, mode, out, model={"backend": "numpy", "hidden_units": [16], "delay_s": 1.5},
+                                         epochs=2, timeout=1), text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=550)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert track_epochs(out) == [1, 2]
+    assert not json.loads((out / "metrics.json").read_text())["mpi"].get("lost_workers")
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("mode", ["mpi-sync", "mpi-async"])
+def test_a_killed_node_stops_an_mpi_run_at_once_and_the_rerun_resumes(cluster, tiny, tmp_path, mode):
+    """(b), and (a) for MPI: SIGKILL of every process of node2 mid-run. MPICH's Hydra ends the
+    whole job as soon as a node's proxy dies (``control_cb: assert (!closed) failed``), in both
+    modes; so the run stops at once, and the same command resumes from the last checkpoint."""
+    import time
+
+    out = tmp_path / mode
+    command = mpi_on_cluster(tiny, mode, out, model={"backend": "numpy", "hidden_units": [16], "delay_s": 0.05},
+                             epochs=12, timeout=5)
+    launch = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not ((out / "track.csv").exists() and len(track_epochs(out)) >= 2):
+            assert launch.poll() is None and time.monotonic() < deadline, launch.stdout.read()[-3000:]
+            time.sleep(0.05)
+        pids = subprocess.run(["ip", "netns", "pids", "dn-node2"], capture_output=True, text=True).stdout.split()
+        assert pids
+        killed_at = time.monotonic()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), 9)
+        output, _ = launch.communicate(timeout=120)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+    assert launch.returncode != 0
+    assert time.monotonic() - killed_at < 5 + 10  # within the liveness bound (+ slack)
+    done = len(track_epochs(out))
+    assert 2 <= done < 12
+    rerun = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=400)
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    assert f"resuming {out} after epoch" in rerun.stdout
+    assert track_epochs(out) == list(range(1, 13))
+
+
+@pytest.mark.timeout(900)
+def test_grpc_async_survives_a_killed_worker_node(jetson_run, tmp_path):
+    """(a) for gRPC: every process of node2 (worker:1) killed mid-run; the launcher restarts the
+    worker on its node, the coordinator re-runs its steps and the run completes."""
+    import time
+
+    workdir, _ = jetson_run
+    out = workdir / "results/pmsi/runs/grpc-async-w2"
+    args = json.loads((out / "run.json").read_text())["settings"]
+    log = tmp_path / "grpc.log"
+    train = ["--task", "pmsi", "--mode", "grpc-async", "--workers", "2", "--dataset", str(workdir / "results/pmsi/dataset"),
+             "--shards", args["shards_dir"] if args["shards_dir"].startswith("/") else str(workdir / args["shards_dir"]),
+             "--out", str(tmp_path / "run"), "--batch-size", str(args["batch_size"]),
+             "--model-json", json.dumps(args["model"]), "--max-epochs", "8", "--patience", "8", "--lr", "0.001",
+             "--timeout", "60", "--startup-timeout", "600", "--monitor-rate", "0"]
+    command = [str(BIN / "diagnosenet"), "emulate-cluster", "run", "--", "sh", "-c",
+               f"cd {tmp_path} && PATH={BIN}:$PATH exec diagnosenet train-grpc --mode grpc-async --workers 2 "
+               f"--base-port 23450 --timeout 600 --wall-limit 800 --hosts-file {workdir}/results/cluster/hosts.json "
+               f"--remote-prefix '/run/diagnosenet-emulated/ssh {{host}}' -- " + " ".join(map(shlex_quote, train))]
+    with open(log, "w") as handle:
+        launch = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 600
+        while not ((tmp_path / "run" / "track.csv").exists() and len(track_epochs(tmp_path / "run")) >= 2):
+            assert launch.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        for pid in subprocess.run(["ip", "netns", "pids", "dn-node2"], capture_output=True, text=True).stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), 9)
+        assert launch.wait(timeout=800) == 0, log.read_text()[-4000:]
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+    text = log.read_text()
+    assert "worker:1 exited with code" in text and "restarting it" in text
+    assert track_epochs(tmp_path / "run") == list(range(1, 9))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["hosts"]["worker:1"] == "node2"
