@@ -2,7 +2,8 @@
 
 Each test starts its cluster with ``diagnosenet train-grpc`` (1 PS + 2 workers + chief, or 2
 sync workers) on tiny data, and checks afterwards that no process it started is alive and
-nothing listens on its ports. The training contract of both gRPC modes (ECG and PMSI, resume
+nothing listens on its ports. A killed worker node is tested on the emulated cluster
+(``tests/workflow/test_emulated_cluster.py``). The training contract of both gRPC modes (ECG and PMSI, resume
 after a kill) is tested with every other mode in ``test_modes.py``. ``import tensorflow``
 costs 12-60 s per process here, hence the few, combined tests and the generous timeouts.
 """
@@ -158,37 +159,6 @@ def read_track(path: Path) -> list[dict]:
         reader = csv.DictReader(handle)
         assert tuple(reader.fieldnames) == TRACK_COLUMNS
         return [{k: float(v) for k, v in row.items()} for row in reader]
-
-
-def train_rows(data: Path) -> int:
-    manifest = json.loads((data / "shards" / "manifest.json").read_text())
-    return sum(s["rows"] for s in manifest["shards"]["train"])
-
-
-@pytest.mark.timeout(900)
-def test_async_run_survives_a_killed_worker_and_writes_the_run_outputs(launch, data):
-    epochs = 12
-    run = launch("grpc-async", epochs=epochs)
-    run.wait_epochs(2)
-    run.find("worker", 1).kill()
-    assert run.wait() == 0, run.text()
-    text = run.text()
-    assert "worker:1 exited with code -9; restarting it" in text
-    assert text.count("started worker:1 ") == 2
-    track = read_track(run.out / "track.csv")
-    assert [r["epoch"] for r in track] == list(range(1, epochs + 1))
-    # a lost step is re-run by the coordinator: every epoch trains on every training row (the
-    # epoch of the restart may revisit rows of the restarted worker, see grpc/asynchronous.py)
-    assert all(r["samples"] >= train_rows(data) for r in track)
-    assert sum(r["samples"] == train_rows(data) for r in track) >= epochs - 2
-    assert track[-1]["valid_loss"] < track[0]["valid_loss"]
-    metrics = json.loads((run.out / "metrics.json").read_text())
-    assert metrics["accuracy"] > 0.6  # three classes with a clear signal; chance is ~0.33
-    # each worker staged its own shard; the cache is gone after the run
-    assert "[worker:0] " in text and "worker 0 staged train_00.npz (192 rows, 6 micro-batches)" in text
-    assert "worker 1 staged train_01.npz (192 rows, 6 micro-batches)" in text
-    assert not (run.out / "grpc").exists()
-    assert_nothing_left(run)
 
 
 def test_the_shared_dataset_fn_reads_the_shard_staged_in_the_working_directory(data, tmp_path, monkeypatch):

@@ -28,11 +28,9 @@ log = logging.getLogger(__name__)
 
 
 class Collective:
-    """Sums over every worker with TensorFlow's collective all-reduce (one traced op per dtype)."""
+    """Sums over every worker with TensorFlow's collective all-reduce (one traced op per dtype and length)."""
 
     def __init__(self, strategy, size: int):
-        import tensorflow as tf
-
         self.strategy, self.size = strategy, size
         self._sums: dict = {}  # one traced all-reduce per (dtype, length): gradients, statistics, sums
 
