@@ -46,3 +46,15 @@ def test_scalability_target_plans_the_configured_grid(workdir):
     jobs = planned_jobs(snakemake(workdir, "hyperparameters", "-n", "--cores", "2", "--configfile", str(path)).stdout)
     assert jobs["train_desktop_hparams"] == 3 * 2 * 2 and jobs["table4"] == 1
     assert jobs["shard"] == 2  # one shard set per batch size
+
+
+def test_a_grpc_run_asked_for_by_path_alone_gets_its_own_port_block(workdir):
+    """Runs outside train.runs and the scalability grid (e.g. `snakemake results/ecg/runs/
+    grpc-sync-w2/metrics.json`) plan too, with port blocks distinct from the configured ones."""
+    import re
+
+    out = snakemake(workdir, "results/ecg/runs/grpc-sync-w2/metrics.json", "results/ecg/runs/grpc-async-w3/metrics.json",
+                    "results/pmsi/runs/grpc-async-w2/metrics.json", "-n", "-p", "--cores", "2").stdout
+    ports = [int(p) for p in re.findall(r"--base-port (\d+)", out)]
+    assert len(ports) == 3 and len(set(ports)) == 3, out[-3000:]
+    assert all(abs(a - b) >= 20 for a in ports for b in ports if a != b)

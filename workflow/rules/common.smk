@@ -3,6 +3,7 @@ import json
 import os
 import shlex
 import sys
+import zlib
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -107,10 +108,13 @@ def shards_for(wc, workers=None):
 
 def grpc_port(wc):
     """A distinct port block per run (configured runs, then the scalability grid), so concurrent
-    gRPC jobs never collide."""
+    gRPC jobs never collide; a run asked for by its path alone gets a block after those,
+    chosen by a stable hash of its name."""
     grid = [(t, m, int(w)) for t in SCALABILITY["tasks"] for m in SCALABILITY["modes"] for w in SCALABILITY["workers"]]
     runs = list(dict.fromkeys(r for r in training_runs() + grid if r[1] in GRPC_MODES))
-    return config["grpc"]["base_port"] + 20 * runs.index((wc.task, wc.grpc_mode, int(wc.workers)))
+    run = (wc.task, wc.grpc_mode, int(wc.workers))
+    index = runs.index(run) if run in runs else len(runs) + zlib.crc32(repr(run).encode()) % 500
+    return config["grpc"]["base_port"] + 20 * index
 
 
 def cluster_inputs(wc=None):
