@@ -24,6 +24,7 @@ EXCEPTIONS = {
 NOT_RULES = {
     "grpc-task",  # one task of a gRPC run, started by train-grpc (rule train_grpc)
     "monitor",    # the enerGyPU monitor around any command (docs/monitoring.md); training modes start it themselves
+    "emulate-cluster",  # starts and stops an emulated cluster around a workflow run (docs/cluster-emulation.md)
 }
 _RULE = re.compile(r"^(?P<indent>[ \t]*)rule (?P<name>\w+):[ \t]*$", re.M)
 _STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"' + r"|'((?:[^'\\\n]|\\.)*)'")
