@@ -9,6 +9,7 @@ NON_TRAINING = [
     "diagnosenet.experiments", "diagnosenet.figures.hyperparameters", "diagnosenet.figures.aggregate",
     "diagnosenet.figures.cli",
     "diagnosenet.monitor.energy", "diagnosenet.monitor.cli", "diagnosenet.training.settings",
+    "diagnosenet.training.cli", "diagnosenet.training.grpc.cli", "diagnosenet.emulation",
 ]
 
 

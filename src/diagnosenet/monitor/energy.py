@@ -157,13 +157,6 @@ def process_energy(monitor: MonitorSeries, start: float, end: float) -> dict[str
     return energy_between({**own, "timestamp": monitor.samples["timestamp"]}, start, end)
 
 
-def idle_power(samples: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean power (W) of each ``*_w`` column over the idle phase before training."""
-    idle = samples["phase"] == "idle"
-    return {name: float(np.nanmean(v[idle])) for name, v in samples.items()
-            if name.endswith("_w") and idle.any() and not np.isnan(v[idle]).all()}
-
-
 def machine_idle_power(monitors: Sequence[MonitorSeries]) -> dict[str, float]:
     """Idle power of one machine: a host-wide column's mean over all its monitors' idle samples
     (counted once), process columns summed over monitors."""

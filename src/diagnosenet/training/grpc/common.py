@@ -8,8 +8,6 @@ import numpy as np
 
 from diagnosenet.training.settings import TrainSettings
 
-EVAL_BATCH = 1024
-
 
 def task_from_tf_config() -> tuple[str, int]:
     """``(type, index)`` of this process in ``TF_CONFIG`` (set by the launcher)."""

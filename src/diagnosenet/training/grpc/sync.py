@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 class Collective:
     """Sums over every worker with TensorFlow's collective all-reduce (one traced op per dtype and length)."""
 
-    def __init__(self, strategy, size: int):
-        self.strategy, self.size = strategy, size
+    def __init__(self, strategy):
+        self.strategy = strategy
         self._sums: dict = {}  # one traced all-reduce per (dtype, length): gradients, statistics, sums
 
     def _sum_fn(self, dtype, length: int):
@@ -99,7 +99,7 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
     # first: the strategy connects this process to the cluster before any other TensorFlow op
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=settings.timeout_s)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    collective = Collective(strategy, settings.workers)
+    collective = Collective(strategy)
     chief = index == 0
     steps = sync_steps(shard_manifest(settings))
     replica = _replica(settings, graph)

@@ -52,11 +52,6 @@ def wait(request, timeout_s: float, what: str) -> None:
         time.sleep(POLL_S)
 
 
-def wait_all(requests, timeout_s: float, what: str) -> None:
-    for request in requests:
-        wait(request, timeout_s, what)
-
-
 def bcast_bytes(comm, payload: np.ndarray | None, root: int, timeout_s: float, what: str) -> np.ndarray:
     """Broadcast a ``uint8`` buffer of unknown length from ``root`` (two bounded ``Ibcast``s)."""
     size = np.array([0 if payload is None else payload.size], dtype=np.int64)

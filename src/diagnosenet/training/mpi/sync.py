@@ -110,6 +110,7 @@ def _gather_hashes(comm, live, replica, peers):
 def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -> None:
     from mpi4py import MPI
 
+    from diagnosenet.training.evaluation import monitor_for
     from diagnosenet.training.loop import EpochStats, batch_order, row_weighted, run_epoch
     from diagnosenet.training.run import data_shape, load_worker_shard, make_replica, shard_manifest, sync_steps
 
@@ -129,7 +130,7 @@ def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -
         return total
 
     reduce = row_weighted(allreduce_sum)
-    monitor, _ = _monitor(settings, rank)
+    monitor, _ = monitor_for(settings, f"rank{rank}")
     with monitor:
         stop = _decide(comm, live, False, [0])
         while not stop:
@@ -148,8 +149,3 @@ def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -
             progress["epoch"] = epoch
     _gather_hashes(comm, live, replica, [0])
 
-
-def _monitor(settings: TrainSettings, rank: int):
-    from diagnosenet.training.evaluation import monitor_for
-
-    return monitor_for(settings, f"rank{rank}")
