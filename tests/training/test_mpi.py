@@ -335,3 +335,26 @@ def test_paper_api_script_runs_under_mpirun(w2, tmp_path):
     proc = run([str(MPIRUN), "-n", "3", sys.executable, str(script), str(tmp_path / "api")])
     assert proc.returncode == 0, proc.stdout
     assert metrics(tmp_path / "api")["mpi"]["weighting"] == 2
+
+
+@pytest.mark.timeout(120)
+def test_async_job_re_formed_without_a_lost_worker_resumes_on_the_others(w2, tmp_path):
+    """What ``launch-mpi`` starts after a node is lost: the same run, one rank fewer, the lost
+    worker's shard left out and its loss recorded; it resumes from the last checkpoint."""
+    out = tmp_path / "async"
+    first = run(train_command(w2, out, "mpi-async", max_epochs=2))
+    assert first.returncode == 0, first.stdout[-3000:]
+    command = train_command(w2, out, "mpi-async", max_epochs=4)
+    command[command.index("-n") + 1] = "2"   # master + worker 2 only
+    lost = {"1": "node0: node lost (its launcher exited with status 137 (signal 9)) after epoch 2"}
+    proc = run(command + ["--lost-workers-json", json.dumps(lost)])
+    assert proc.returncode == 0, proc.stdout[-3000:]   # no loss inside this job: a normal exit
+    assert "resuming" in proc.stdout
+    result = metrics(out)
+    assert result["mpi"]["lost_workers"] == lost and result["mpi"]["rank_workers"] == {"1": 2}
+    shards = read_json(w2.shards / "manifest.json")["shards"]["train"]
+    track = read_track(out / "track.csv")
+    assert [int(r["epoch"]) for r in track] == [1, 2, 3, 4]
+    assert [int(r["samples"]) for r in track] == [train_rows(w2)] * 2 + [shards[1]["rows"]] * 2
+    wrong = run(train_command(w2, tmp_path / "sync", "mpi-sync", workers=2) + ["--lost-workers-json", json.dumps(lost)])
+    assert wrong.returncode != 0 and "needs every worker" in wrong.stdout

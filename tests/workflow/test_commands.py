@@ -17,11 +17,12 @@ RULE_FILES = [REPO / "workflow" / "Snakefile", *sorted((REPO / "workflow" / "rul
 EXCEPTIONS = {
     # the hyper-parameter grid is a set of ordinary desktop runs, each in its own directory
     "train_desktop_hparams": {"train-desktop"},
-    # mpirun fails when any rank dies; run-survived then tells whether an asynchronous run still finished
-    "train_mpi": {"train-mpi", "run-survived"},
+    # launch-mpi supervises mpirun, whose ranks run train-mpi (a lost node is named, mpi-async re-formed)
+    "train_mpi": {"launch-mpi"},
 }
 #: commands no rule calls, each with its reason
 NOT_RULES = {
+    "train-mpi",  # one rank of an MPI run, started by launch-mpi (rule train_mpi) or by hand under mpirun
     "grpc-task",  # one task of a gRPC run, started by train-grpc (rule train_grpc)
     "monitor",    # the enerGyPU monitor around any command (docs/monitoring.md); training modes start it themselves
     "emulate-cluster",  # starts and stops an emulated cluster around a workflow run (docs/cluster-emulation.md)

@@ -159,41 +159,81 @@ def test_epochs_longer_than_the_timeout_complete_across_nodes(cluster, tiny, tmp
     assert not json.loads((out / "metrics.json").read_text())["mpi"].get("lost_workers")
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("mode", ["mpi-sync", "mpi-async"])
-def test_a_killed_node_stops_an_mpi_run_at_once_and_the_rerun_resumes(cluster, tiny, tmp_path, mode):
-    """(b), and (a) for MPI: SIGKILL of every process of node2 mid-run. MPICH's Hydra ends the
-    whole job as soon as a node's proxy dies (``control_cb: assert (!closed) failed``), in both
-    modes; so the run stops at once, and the same command resumes from the last checkpoint."""
+def launch_on_cluster(tiny, mode: str, out: Path, *, epochs: int, timeout: float) -> list[str]:
+    """``diagnosenet launch-mpi`` (what rule train_mpi runs) on the head node, ranks on node0..2."""
+    command = mpi_on_cluster(tiny, mode, out, model={"backend": "numpy", "hidden_units": [16], "delay_s": 0.05},
+                             epochs=epochs, timeout=timeout)
+    launcher = " ".join(command[command.index("mpirun"):command.index("-n")])
+    train = command[command.index("train-mpi") + 1:]
+    return [*command[:command.index("mpirun")], "diagnosenet", "launch-mpi", "--launcher", launcher,
+            "--tasks", "3", "--", *train]
+
+
+def kill_node_after_epochs(command: list[str], out: Path, node: str, epochs: int) -> tuple[subprocess.Popen, float]:
+    """Start ``command``; once ``track.csv`` has ``epochs`` rows, SIGKILL every process of ``node``."""
     import time
 
-    out = tmp_path / mode
-    command = mpi_on_cluster(tiny, mode, out, model={"backend": "numpy", "hidden_units": [16], "delay_s": 0.05},
-                             epochs=12, timeout=5)
     launch = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while not ((out / "track.csv").exists() and len(track_epochs(out)) >= epochs):
+        assert launch.poll() is None and time.monotonic() < deadline, launch.stdout.read()[-3000:]
+        time.sleep(0.05)
+    pids = subprocess.run(["ip", "netns", "pids", f"dn-{node}"], capture_output=True, text=True).stdout.split()
+    assert pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), 9)
+    return launch, time.monotonic()
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_node_stops_mpi_sync_naming_the_node_and_the_rerun_resumes(cluster, tiny, tmp_path):
+    """(b): SIGKILL of every process of node2 mid-run. The process manager ends the job at once
+    (Hydra: ``control_cb: assert (!closed)``); launch-mpi names the node from its launchers' exits,
+    and the same command resumes from the last checkpoint."""
+    import time
+
+    out = tmp_path / "mpi-sync"
+    command = launch_on_cluster(tiny, "mpi-sync", out, epochs=12, timeout=5)
+    launch, killed_at = kill_node_after_epochs(command, out, "node2", 2)
     try:
-        deadline = time.monotonic() + 300
-        while not ((out / "track.csv").exists() and len(track_epochs(out)) >= 2):
-            assert launch.poll() is None and time.monotonic() < deadline, launch.stdout.read()[-3000:]
-            time.sleep(0.05)
-        pids = subprocess.run(["ip", "netns", "pids", "dn-node2"], capture_output=True, text=True).stdout.split()
-        assert pids
-        killed_at = time.monotonic()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), 9)
         output, _ = launch.communicate(timeout=120)
     finally:
         if launch.poll() is None:
             launch.kill()
     assert launch.returncode != 0
     assert time.monotonic() - killed_at < 5 + 10  # within the liveness bound (+ slack)
+    assert "node node2 was lost" in output and "signal 9" in output and "rank(s) 2" in output, output[-3000:]
     done = len(track_epochs(out))
     assert 2 <= done < 12
     rerun = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=400)
     assert rerun.returncode == 0, rerun.stdout[-4000:]
     assert f"resuming {out} after epoch" in rerun.stdout
     assert track_epochs(out) == list(range(1, 13))
+
+
+@pytest.mark.timeout(600)
+def test_mpi_async_completes_with_the_survivors_when_a_node_is_killed(cluster, tiny, tmp_path):
+    """(a) for MPI: every process of node2 (worker 2) SIGKILLed mid-run. launch-mpi re-forms the
+    job on node0 and node1 from the last checkpoint; the run completes and records the loss."""
+    import csv
+
+    out = tmp_path / "mpi-async"
+    launch, _ = kill_node_after_epochs(launch_on_cluster(tiny, "mpi-async", out, epochs=12, timeout=5), out, "node2", 2)
+    try:
+        output, _ = launch.communicate(timeout=400)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+    assert launch.returncode == 0, output[-4000:]
+    assert "node node2 was lost" in output and "re-forming on node0, node1 with 2 rank(s)" in output, output[-3000:]
+    assert track_epochs(out) == list(range(1, 13))
+    mpi = json.loads((out / "metrics.json").read_text())["mpi"]
+    assert set(mpi["lost_workers"]) == {"2"} and "node2" in mpi["lost_workers"]["2"]
+    assert mpi["hosts"] == ["node0", "node1"] and mpi["rank_workers"] == {"1": 1}
+    shards = json.loads((tiny[1] / "manifest.json").read_text())["shards"]["train"]
+    with open(out / "track.csv", newline="") as handle:
+        assert int(list(csv.DictReader(handle))[-1]["samples"]) == shards[0]["rows"]   # worker 1's shard only
 
 
 @pytest.mark.timeout(900)

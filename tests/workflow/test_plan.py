@@ -22,18 +22,20 @@ def test_lint_is_clean(workdir):
 
 def test_jetson_profile_plans_12_workers_plus_master_with_the_hostfile(workdir):
     out = snakemake(workdir, "--profile", "jetson", "-n", "-p").stdout
-    mpi_lines = [line for line in out.splitlines() if "diagnosenet train-mpi" in line]
+    mpi_lines = [line for line in out.splitlines() if "diagnosenet launch-mpi" in line]
     assert mpi_lines, out[-3000:]
     for line in mpi_lines:
-        assert line.strip().removeprefix("Shell command: ").startswith("(mpirun -disable-auto-cleanup -f results/cluster/hostfile -n 13 diagnosenet train-mpi ")
+        assert line.strip().removeprefix("Shell command: ").startswith(
+            "diagnosenet launch-mpi --launcher 'mpirun -disable-auto-cleanup -f results/cluster/hostfile' --tasks 13 -- ")
         assert "--workers 12" in line
     assert "cluster_files" in planned_jobs(out)
 
 
 def test_slurm_profile_plans_srun(workdir):
     out = snakemake(workdir, "--profile", "slurm", "-n", "-p").stdout
-    mpi_lines = [line for line in out.splitlines() if "diagnosenet train-mpi" in line]
-    assert mpi_lines and all(line.strip().removeprefix("Shell command: ").startswith("(srun -n 13 diagnosenet train-mpi ") for line in mpi_lines)
+    mpi_lines = [line for line in out.splitlines() if "diagnosenet launch-mpi" in line]
+    assert mpi_lines and all(line.strip().removeprefix("Shell command: ").startswith(
+        "diagnosenet launch-mpi --launcher 'srun' --tasks 13 -- ") for line in mpi_lines)
 
 
 def test_scalability_target_plans_the_configured_grid(workdir):

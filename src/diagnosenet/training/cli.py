@@ -1,7 +1,8 @@
-"""``diagnosenet train-desktop``, ``train-mpi`` (under ``mpirun``), ``baseline`` and ``run-survived``.
+"""``diagnosenet train-desktop``, ``train-mpi`` (one rank under ``mpirun``), ``launch-mpi`` and ``baseline``.
 
 One rule = one command = one module: rule ``train_desktop`` runs ``train-desktop``
-(:mod:`~diagnosenet.training.desktop`), rule ``train_mpi`` runs ``train-mpi``
+(:mod:`~diagnosenet.training.desktop`), rule ``train_mpi`` runs ``launch-mpi``
+(:mod:`~diagnosenet.training.mpi.launch`), whose ``mpirun`` ranks run ``train-mpi``
 (:mod:`~diagnosenet.training.mpi`); ``train-grpc`` is registered by
 :mod:`diagnosenet.training.grpc.cli`. Every training command takes the same arguments
 (:func:`add_train_arguments`), which become one :class:`TrainSettings`. The mode's module is
@@ -50,7 +51,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         task=args.task, mode=args.mode, workers=args.workers, dataset_dir=args.dataset, shards_dir=args.shards,
         out_dir=args.out, model=model, seed=args.seed, max_epochs=args.max_epochs, patience=args.patience,
         learning_rate=args.lr, batch_size=args.batch_size, timeout_s=args.timeout,
-        startup_timeout_s=args.startup_timeout, weighting=args.weighting, monitor_rate_hz=args.monitor_rate)
+        startup_timeout_s=args.startup_timeout, weighting=args.weighting, monitor_rate_hz=args.monitor_rate,
+        lost_workers=json.loads(getattr(args, "lost_workers_json", None) or "{}"))
 
 
 def _train_desktop(args: argparse.Namespace) -> int:
@@ -76,25 +78,21 @@ def _baseline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_survived(args: argparse.Namespace) -> int:
-    from diagnosenet.training.mpi.survived import survived
-
-    return 0 if survived(args.out) else 1
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("train-desktop", help="train in one process; writes track.csv, metrics.json, ...")
     add_train_arguments(p, ("desktop",))
     p.set_defaults(func=_train_desktop)
 
-    m = subparsers.add_parser("train-mpi", help="one rank of an MPI run (start with mpirun -n workers+1)")
+    m = subparsers.add_parser("train-mpi", help="one rank of an MPI run (started by launch-mpi, or by "
+                                                "mpirun -n workers+1)")
     add_train_arguments(m, ("mpi-sync", "mpi-async"))
+    m.add_argument("--lost-workers-json", default="{}",
+                   help="mpi-async re-formed without these workers: {worker id: why} (set by launch-mpi)")
     m.set_defaults(func=_train_mpi)
 
-    s = subparsers.add_parser("run-survived", help="exit 0 if a failed mpirun still finished the run "
-                                                   "(asynchronous mode lost only workers)")
-    s.add_argument("--out", required=True, help="run directory")
-    s.set_defaults(func=_run_survived)
+    from diagnosenet.training.mpi.launch import register as register_launch
+
+    register_launch(subparsers)
 
     b = subparsers.add_parser("baseline", help="non-neural baseline on a materialised data set")
     b.add_argument("--task", choices=("pmsi", "ecg"), required=True)

@@ -33,6 +33,9 @@ class TrainSettings:
     startup_timeout_s: float = 900.0  # bound on start-up (a slow `import tensorflow` included)
     weighting: int = 1             # MPI async: see docs/training.md
     monitor_rate_hz: float = 2.0   # 0 disables the monitor
+    # MPI async re-formed after a node was lost (``diagnosenet launch-mpi``): worker id -> why;
+    # those workers' ranks are gone and their shards are no longer trained
+    lost_workers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -41,8 +44,19 @@ class TrainSettings:
             raise ValueError("timeout_s and startup_timeout_s must be > 0")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        self.lost_workers = {str(k): str(v) for k, v in self.lost_workers.items()}
+        if self.lost_workers and self.mode != "mpi-async":
+            raise ValueError(f"{self.mode} needs every worker: only mpi-async carries on without lost ones")
+        if not set(self.lost_workers) < {str(w) for w in range(1, self.workers + 1)}:
+            raise ValueError(f"lost workers {sorted(self.lost_workers)} must be some (not all) of 1..{self.workers}")
         for name in ("dataset_dir", "shards_dir", "out_dir"):
             setattr(self, name, Path(getattr(self, name)))
+
+    @property
+    def worker_ids(self) -> list[int]:
+        """The workers (1-based: shard index + 1) that run, in rank order: rank r is worker
+        ``worker_ids[r - 1]``; every worker unless some were lost."""
+        return [w for w in range(1, self.workers + 1) if str(w) not in self.lost_workers]
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)

@@ -50,7 +50,7 @@ def train(settings: TrainSettings) -> dict | None:
     comm = MPI.COMM_WORLD
     hosts = mc.start_up(comm, settings)
     rank = comm.Get_rank()
-    peers = range(1, settings.workers + 1) if rank == 0 else [0]
+    peers = range(1, comm.Get_size()) if rank == 0 else [0]
     live = mc.Liveness(comm, peers, settings.timeout_s, TAG_BEAT, hosts)
 
     def describe(exc: BaseException) -> str:
@@ -99,8 +99,9 @@ class _Master:
         meta = mc.exchange_state(comm, settings, self.replica, self.run)
         self.version = int(meta.get("version", 0))
         self.n, self.n_stats = self.replica.n_params, self.replica.get_statistics().size
-        self.workers = set(range(1, settings.workers + 1))
-        self.ex = Exchange(settings.weighting)
+        self.workers = set(range(1, comm.Get_size()))   # ranks; rank r trains worker worker_of[r]'s shard
+        self.worker_of = dict(zip(range(1, comm.Get_size()), settings.worker_ids))
+        self.ex = Exchange(settings.weighting, lost={int(w): why for w, why in settings.lost_workers.items()})
         self.latest_stats: dict[int, np.ndarray] = {}
         self.sends: dict[int, list] = {w: [] for w in self.workers}
 
@@ -116,7 +117,7 @@ class _Master:
         never complete, and MPI_Finalize would wait for them); if it speaks again, it is told
         to stop."""
         log.warning("mpi-async: worker %s lost (%s); carrying on with the others", self.live.name(worker), why)
-        self.ex.lost[worker] = f"{self.live.name(worker)}: {why}"
+        self.ex.lost[self.worker_of[worker]] = f"{self.live.name(worker)}: {why}"
         self.workers.discard(worker)
         self.latest_stats.pop(worker, None)
         if not self.workers:
@@ -206,12 +207,14 @@ def _master(settings: TrainSettings, comm, live) -> tuple[dict, bool]:
         master.complete_sends()
         result = run.finish({
             "n_params": master.n, "bytes_exchanged_per_epoch": exchanged, "monitor": monitor_status,
-            "mpi": {**master.ex.summary(), "ranks": comm.Get_size(), "hosts": live.hosts}})
-    bye = np.array([bool(master.ex.lost)], np.int64)
+            "mpi": {**master.ex.summary(), "ranks": comm.Get_size(), "hosts": live.hosts,
+                    "rank_workers": master.worker_of}})
+    lost_in_job = len(master.ex.lost) > len(settings.lost_workers)   # not those of an earlier, re-formed job
+    bye = np.array([lost_in_job], np.int64)
     goodbyes = {w: comm.Isend(bye, dest=w, tag=TAG_BYE) for w in live.dests}  # live or spoke again
     for worker in sorted(master.workers):
         live.wait(goodbyes[worker], "goodbye", [worker])
-    return result, bool(master.ex.lost)
+    return result, lost_in_job
 
 
 # -- worker --------------------------------------------------------------------------------
@@ -224,7 +227,7 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
     replica = make_replica(settings, *data_shape(settings))
     meta = mc.exchange_state(comm, settings, replica)
     epoch = int(meta["epoch"])
-    shard = load_worker_shard(settings, rank - 1)
+    shard = load_worker_shard(settings, settings.worker_ids[rank - 1] - 1)
     n_batches = len(shard.boundaries) - 1
     weights, reply_head = np.empty(replica.n_params, np.float32), np.empty(2, np.int64)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import signal
 import socket
@@ -91,7 +92,14 @@ def start_up(comm, settings: TrainSettings) -> list[str]:
     name[:len(encoded)] = np.frombuffer(encoded, np.uint8)
     names = np.zeros((comm.Get_size(), HOST_BYTES), np.uint8)
     wait(comm.Iallgather(name, names), settings.startup_timeout_s, "host names")
-    return [bytes(row).rstrip(b"\0").decode(errors="replace") for row in names]
+    hosts = [bytes(row).rstrip(b"\0").decode(errors="replace") for row in names]
+    if comm.Get_rank() == 0:  # which rank runs where, for launch-mpi to name a lost node
+        from diagnosenet.artifacts import atomic_write_text
+
+        roster = settings.out_dir / "launch" / "ranks.json"
+        roster.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(roster, json.dumps({"hosts": hosts, "workers": settings.worker_ids}))
+    return hosts
 
 
 HOST_BYTES = 64
@@ -218,9 +226,11 @@ def exit_without_finalize(why: str) -> None:
 
 
 def check_world(comm, settings: TrainSettings) -> None:
-    if comm.Get_size() != settings.workers + 1:
-        raise SystemExit(f"{settings.mode} with --workers {settings.workers} needs mpirun -n "
-                         f"{settings.workers + 1} (1 master + workers), got {comm.Get_size()} ranks")
+    expected = len(settings.worker_ids) + 1
+    if comm.Get_size() != expected:
+        lost = f" of which {len(settings.lost_workers)} lost" if settings.lost_workers else ""
+        raise SystemExit(f"{settings.mode} with --workers {settings.workers}{lost} needs mpirun -n "
+                         f"{expected} (1 master + workers), got {comm.Get_size()} ranks")
 
 
 def abort(comm, message: str, code: int = 3) -> None:

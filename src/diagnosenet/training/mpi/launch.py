@@ -1,0 +1,278 @@
+"""``diagnosenet launch-mpi``: run an MPI training job, name a lost node, re-form mpi-async without it.
+
+Process managers end the whole job when a node's daemon dies: MPICH's Hydra asserts
+(``control_cb: assert (!closed)``) and Open MPI's PRRTE "cannot recover" once it loses a
+remote daemon, even with ULFM; neither says which node. So fault tolerance to a *dead node*
+lives one level up, as in elastic launchers (torchrun, Horovod elastic):
+
+1. ``launch-mpi`` runs ``LAUNCHER -n TASKS diagnosenet train-mpi ARGS``, with Hydra's remote
+   launcher (``ssh``, or ``$HYDRA_LAUNCHER_EXEC``) wrapped by a script that appends one line
+   per host when that host's launcher exits: time, exit status, host
+   (``RUN/launch/launcher-exits.txt``).
+2. If the launcher fails, the host whose launcher failed *first*, killed by a signal or with
+   ssh's connection-lost status 255, is the lost node (the others exit later, when the
+   process manager tears the job down). Rank 0 wrote which rank ran on which host at start-up
+   (``RUN/launch/ranks.json``).
+3. ``mpi-sync`` (and any mode whose master's node is lost) stops there with a message naming
+   the node; rerunning the rule resumes from the last checkpoint. ``mpi-async`` is re-formed
+   on the remaining hosts (a hostfile without the lost node, fewer ranks) and resumes from
+   the last checkpoint without the lost node's workers, which are recorded in
+   ``metrics.json`` → ``mpi.lost_workers`` like workers dropped for silence.
+
+An asynchronous run whose master dropped a silent worker finishes inside the job but leaves
+without ``MPI_Finalize``; ``mpirun`` then fails although the run is complete, which
+:func:`finished_despite_losses` recognises.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: options of ``mpirun`` (Hydra and Open MPI spellings) that name the hosts
+HOSTFILE_OPTIONS = ("-f", "-hostfile", "--hostfile", "-machinefile", "--machinefile")
+HOSTLIST_OPTIONS = ("-hosts", "-host", "--host", "--hosts")
+SSH_LOST = 255  # ssh's status when the connection to the remote host fails or drops
+
+RECORDING_LAUNCHER = """#!/bin/sh
+# Written by `diagnosenet launch-mpi`: runs the real remote launcher and appends, when it exits,
+# "<epoch seconds> <exit status> <host>" to the file below, so that a lost node can be named.
+host=
+skip=
+for a in "$@"; do
+  if [ -n "$skip" ]; then skip=; continue; fi
+  case "$a" in
+    -[bcDEeFIiJLlmOopQRSWw]) skip=1 ;;
+    -*) ;;
+    *) host=$a; break ;;
+  esac
+done
+{launcher} "$@"
+status=$?
+printf '%s %s %s\\n' "$(date +%s.%N)" "$status" "$host" >> {record}
+exit $status
+"""
+
+
+@dataclass(frozen=True)
+class LauncherExit:
+    at: float
+    status: int
+    host: str
+
+    @property
+    def lost(self) -> bool:
+        """Killed by a signal (the shell reports 128 + signal) or ssh's lost connection."""
+        return self.status == SSH_LOST or 128 < self.status < 255
+
+
+def read_exits(path: Path) -> list[LauncherExit]:
+    exits = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            parts = line.split(maxsplit=2)
+            if len(parts) == 3 and parts[1].lstrip("-").isdigit():
+                exits.append(LauncherExit(float(parts[0]), int(parts[1]), parts[2]))
+    return sorted(exits, key=lambda e: e.at)
+
+
+def lost_host(exits: list[LauncherExit]) -> LauncherExit | None:
+    """The node whose launcher failed first, if that failure was a lost node's (see module doc)."""
+    return exits[0] if exits and exits[0].lost else None
+
+
+# -- hosts ----------------------------------------------------------------------------------
+def parse_hostfile(text: str) -> list[tuple[str, int]]:
+    """``host[:slots]`` (Hydra) or ``host slots=N`` (Open MPI) lines → ``[(host, slots)]``."""
+    entries = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        host, slots = line.split()[0], 1
+        if ":" in host:
+            host, _, count = host.partition(":")
+            slots = int(count or 1)
+        for word in line.split()[1:]:
+            if word.startswith("slots="):
+                slots = int(word.split("=", 1)[1])
+        entries.append((host, slots))
+    return entries
+
+
+def rank_hosts(entries: list[tuple[str, int]], tasks: int) -> list[str]:
+    """Hydra's default placement: ranks fill each host's slots in hostfile order, round robin."""
+    if not entries:
+        return []
+    hosts: list[str] = []
+    while len(hosts) < tasks:
+        for host, slots in entries:
+            hosts.extend([host] * slots)
+    return hosts[:tasks]
+
+
+def same_host(a: str, b: str) -> bool:
+    return a == b or a.split(".")[0] == b.split(".")[0]
+
+
+@dataclass
+class Launcher:
+    """``mpirun`` and its options, with the hosts it places ranks on (empty: this host only)."""
+
+    argv: list[str]
+    hosts: list[tuple[str, int]]
+    host_option: int | None = None   # index in argv of the hostfile / host list value
+
+    @classmethod
+    def parse(cls, command: str) -> "Launcher":
+        argv = shlex.split(command)
+        for i, word in enumerate(argv[:-1]):
+            if word in HOSTFILE_OPTIONS:
+                return cls(argv, parse_hostfile(Path(argv[i + 1]).read_text()), i + 1)
+            if word in HOSTLIST_OPTIONS:
+                return cls(argv, parse_hostfile(argv[i + 1].replace(",", "\n")), i + 1)
+        return cls(argv, [])
+
+    def without(self, host: str, hostfile: Path) -> "Launcher":
+        """The same launcher on every host but ``host`` (written to ``hostfile``)."""
+        kept = [(h, s) for h, s in self.hosts if not same_host(h, host)]
+        hostfile.parent.mkdir(parents=True, exist_ok=True)
+        hostfile.write_text("".join(f"{h}:{s}\n" for h, s in kept))
+        argv = list(self.argv)
+        argv[self.host_option - 1:self.host_option + 1] = ["-f", str(hostfile)]
+        return Launcher(argv, kept, self.host_option)
+
+
+# -- the job --------------------------------------------------------------------------------
+def finished_despite_losses(out: Path) -> bool:
+    """The run's outputs verify and it recorded lost workers: an asynchronous master that
+    carried on without them (its ranks leave without ``MPI_Finalize``, so ``mpirun`` fails)."""
+    from diagnosenet.artifacts import ArtifactError, read_json, verify_manifest
+
+    try:
+        verify_manifest(out, stage="train")
+    except ArtifactError:
+        return False
+    return bool(read_json(f"{out}/metrics.json").get("mpi", {}).get("lost_workers"))
+
+
+def _settings_of(train_args: list[str]):
+    from diagnosenet.training.cli import add_train_arguments, settings_from_args
+
+    parser = argparse.ArgumentParser(prog="train-mpi")
+    add_train_arguments(parser, ("mpi-sync", "mpi-async"))
+    parser.add_argument("--lost-workers-json", default="{}")
+    return settings_from_args(parser.parse_args(train_args))
+
+
+def _recording_launcher(launch_dir: Path) -> tuple[Path, Path]:
+    record = launch_dir / "launcher-exits.txt"
+    script = launch_dir / "launcher"
+    real = os.environ.get("HYDRA_LAUNCHER_EXEC") or "ssh"
+    script.write_text(RECORDING_LAUNCHER.replace("{launcher}", shlex.quote(real))
+                      .replace("{record}", shlex.quote(str(record))))
+    script.chmod(0o755)
+    return script, record
+
+
+def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_reforms: int | None = None) -> int:
+    """Run the job (see the module docstring); the exit status of the whole run."""
+    settings = _settings_of(train_args)
+    out, mode = settings.out_dir, settings.mode
+    launch_dir = out / "launch"
+    launcher = Launcher.parse(launcher_command)
+    lost_workers = dict(settings.lost_workers)
+    reforms = 0
+    max_reforms = settings.workers - 1 if max_reforms is None else max_reforms
+    while True:
+        launch_dir.mkdir(parents=True, exist_ok=True)
+        (launch_dir / "ranks.json").unlink(missing_ok=True)
+        script, record = _recording_launcher(launch_dir)
+        record.unlink(missing_ok=True)
+        argv = [*launcher.argv, "-n", str(tasks), "diagnosenet", "train-mpi", *train_args,
+                "--lost-workers-json", json.dumps(lost_workers)]
+        log.info("launching %s", shlex.join(argv))
+        sys.stdout.flush()
+        status = subprocess.call(argv, env={**os.environ, "HYDRA_LAUNCHER_EXEC": str(script)})
+        if status == 0:
+            return 0
+        if finished_despite_losses(out):
+            log.warning("%s: %s exited with %d, but the run finished without worker(s) %s", out, argv[0], status,
+                        ", ".join(read_lost(out)))
+            return 0
+        lost = lost_host(read_exits(record))
+        if lost is None:
+            log.error("%s failed (exit %d) and no node was lost: see the ranks' messages above. Rerunning the same "
+                      "command resumes from %s", argv[0], status, out / "checkpoint")
+            return status or 1
+        ranks = _ranks_on(lost.host, launch_dir / "ranks.json", launcher, tasks)
+        how = f"its launcher exited with status {lost.status}" + (
+            f" (signal {lost.status - 128})" if 128 < lost.status < 255 else " (connection lost)")
+        epoch = _last_epoch(out)
+        where = f"after epoch {epoch}" if epoch else "before the first epoch ended"
+        if mode != "mpi-async" or 0 in ranks or not ranks or reforms >= max_reforms:
+            reason = ("the master's node" if 0 in ranks else "a synchronous run needs every worker"
+                      if mode != "mpi-async" else "no re-forming left" if ranks else "its ranks are unknown")
+            log.error("%s: node %s was lost (%s; rank(s) %s); the run stopped %s (%s). Rerun the same command "
+                      "to resume from %s once %s is back.", mode, lost.host, how,
+                      ", ".join(map(str, ranks)) or "?", where, reason, out / "checkpoint", lost.host)
+            return status or 1
+        ids = [w for w in range(1, settings.workers + 1) if str(w) not in lost_workers]  # rank r: ids[r - 1]
+        gone = {str(ids[r - 1]): f"{lost.host}: node lost ({how}) {where}; the job was re-formed without it"
+                for r in ranks}
+        lost_workers.update(gone)
+        reforms += 1
+        launcher = launcher.without(lost.host, launch_dir / f"hostfile-reformed-{reforms}")
+        tasks -= len(ranks)
+        log.warning("mpi-async: node %s was lost (%s; worker(s) %s); re-forming on %s with %d rank(s) and resuming "
+                    "%s", lost.host, how, ", ".join(gone), ", ".join(h for h, _ in launcher.hosts), tasks, where)
+
+
+def read_lost(out: Path) -> dict:
+    from diagnosenet.artifacts import read_json
+
+    return read_json(f"{out}/metrics.json").get("mpi", {}).get("lost_workers") or {}
+
+
+def _ranks_on(host: str, roster: Path, launcher: Launcher, tasks: int) -> list[int]:
+    """Ranks that ran on ``host``: from rank 0's roster (host names), else Hydra's placement."""
+    names = json.loads(roster.read_text())["hosts"] if roster.exists() else []
+    ranks = [r for r, name in enumerate(names) if same_host(name, host)]
+    if not ranks:
+        ranks = [r for r, name in enumerate(rank_hosts(launcher.hosts, tasks)) if same_host(name, host)]
+    return ranks
+
+
+def _last_epoch(out: Path) -> int:
+    import csv
+
+    track = out / "track.csv"
+    if not track.exists():
+        return 0
+    with open(track, newline="") as handle:
+        return max((int(row["epoch"]) for row in csv.DictReader(handle)), default=0)
+
+
+def _launch_mpi(args: argparse.Namespace) -> int:
+    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    return launch(args.launcher, args.tasks, train_args, max_reforms=args.max_reforms)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("launch-mpi", help="run an MPI training job (mpirun ... train-mpi); names a lost "
+                                                 "node, re-forms mpi-async without it")
+    p.add_argument("--launcher", default="mpirun -disable-auto-cleanup",
+                   help="the mpirun command and options (a hostfile via -f places ranks on nodes)")
+    p.add_argument("--tasks", type=int, required=True, help="ranks: workers + 1")
+    p.add_argument("--max-reforms", type=int, default=None,
+                   help="mpi-async: how many lost nodes to re-form without (default: workers - 1)")
+    p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the train-mpi arguments")
+    p.set_defaults(func=_launch_mpi)

@@ -1,0 +1,65 @@
+"""``launch-mpi``'s reading of a failed job: hostfiles, rank placement, which node was lost.
+
+The whole path (a node's every process SIGKILLed, the job re-formed or stopped) runs on the
+emulated cluster in ``tests/workflow/test_emulated_cluster.py``.
+"""
+from __future__ import annotations
+
+import json
+
+from diagnosenet.training.mpi.launch import Launcher, LauncherExit, lost_host, parse_hostfile, rank_hosts, read_exits
+
+
+def test_hostfiles_in_hydra_and_open_mpi_spelling():
+    text = "node0:2\nnode1  # a comment\n\nnode2 slots=3 max_slots=4\n"
+    assert parse_hostfile(text) == [("node0", 2), ("node1", 1), ("node2", 3)]
+
+
+def test_ranks_fill_each_hosts_slots_in_order_then_wrap():
+    assert rank_hosts([("a", 2), ("b", 1)], 5) == ["a", "a", "b", "a", "a"]
+    assert rank_hosts([], 3) == []
+
+
+def test_the_first_launcher_to_die_by_a_signal_or_lost_connection_names_the_node(tmp_path):
+    record = tmp_path / "exits"
+    record.write_text("100.30 7 node1\n100.10 137 node2\n100.35 7 node0\n")
+    assert lost_host(read_exits(record)) == LauncherExit(100.10, 137, "node2")
+    record.write_text("5.0 7 node1\n5.1 255 node2\n")   # torn down first: the job failed for another reason
+    assert lost_host(read_exits(record)) is None
+    record.write_text("5.0 255 node1.cluster.local\n")   # ssh lost its connection
+    assert lost_host(read_exits(record)).host == "node1.cluster.local"
+    assert lost_host(read_exits(tmp_path / "absent")) is None
+
+
+def test_a_launcher_without_the_lost_node_gets_its_own_hostfile(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node0:1\nnode1.cluster:2\nnode2:1\n")
+    launcher = Launcher.parse(f"mpirun -disable-auto-cleanup -f {hostfile} -genv X 1")
+    assert launcher.hosts == [("node0", 1), ("node1.cluster", 2), ("node2", 1)]
+    reformed = launcher.without("node1", tmp_path / "launch" / "hostfile-1")
+    assert reformed.argv == ["mpirun", "-disable-auto-cleanup", "-f", str(tmp_path / "launch" / "hostfile-1"),
+                             "-genv", "X", "1"]
+    assert (tmp_path / "launch" / "hostfile-1").read_text() == "node0:1\nnode2:1\n"
+    listed = Launcher.parse("mpirun -hosts a,b:2,c")
+    assert listed.hosts == [("a", 1), ("b", 2), ("c", 1)]
+    assert listed.without("c", tmp_path / "h").hosts == [("a", 1), ("b", 2)]
+    assert Launcher.parse("mpirun -disable-auto-cleanup").hosts == []   # this host only: nothing to re-form
+    assert json.loads(json.dumps(reformed.hosts)) == [["node0", 1], ["node2", 1]]
+
+
+def test_only_a_finished_run_that_lost_workers_counts_as_finished_after_a_failed_mpirun(tmp_path):
+    from diagnosenet.artifacts import write_json, write_manifest
+    from diagnosenet.training.mpi.launch import finished_despite_losses
+
+    def finished_run(out, lost):
+        out.mkdir()
+        write_json(out / "metrics.json", {"mode": "mpi-async", "mpi": {"lost_workers": lost}})
+        write_manifest(out, stage="train", files=["metrics.json"], params={"mode": "mpi-async"})
+        return out
+
+    assert finished_despite_losses(finished_run(tmp_path / "lost", {"2": "silent for 120 s"}))
+    assert not finished_despite_losses(finished_run(tmp_path / "none-lost", {}))
+    unfinished = finished_run(tmp_path / "unfinished", {"1": "killed"})
+    (unfinished / "metrics.json").unlink()  # the master died before writing its outputs
+    assert not finished_despite_losses(unfinished)
+    assert not finished_despite_losses(tmp_path / "absent")
