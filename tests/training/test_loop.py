@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from diagnosenet.training.loop import EpochStats, row_weighted, run_epoch, weighted_mean
+from diagnosenet.training.exchange import RowWeighted as row_weighted
+from diagnosenet.training.loop import EpochStats, run_epoch, weighted_mean
 from diagnosenet.training.numpy_backend import NumpyReplica
 
 

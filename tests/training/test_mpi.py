@@ -142,7 +142,7 @@ def test_a_rank_count_that_does_not_match_the_workers_is_refused(w2, tmp_path):
 @pytest.mark.timeout(120)
 def test_sync_keeps_replicas_bit_identical_and_writes_the_desktop_outputs(w2, tmp_path):
     out = tmp_path / "sync"
-    proc = run(train_command(w2, out, "mpi-sync"))
+    proc = run(train_command(w2, out, "mpi-sync", exchange="dense"))
     assert proc.returncode == 0, proc.stdout
     assert RUN_FILES <= {p.name for p in out.iterdir()}
     verify_manifest(out, stage="train")
@@ -154,10 +154,12 @@ def test_sync_keeps_replicas_bit_identical_and_writes_the_desktop_outputs(w2, tm
     assert float(track[-1]["valid_loss"]) < float(track[0]["valid_loss"])
     # an epoch is one pass over every training row, whatever the number of workers
     assert all(int(r["samples"]) == train_rows(w2) for r in track)
-    # each step every worker sends and receives its float32 gradient (+ its rows); once an epoch
-    # the state goes to rank 0
-    gradients = 2 * 4 * (result["n_params"] + 1) * result["steps_per_epoch"] * 2
-    assert gradients < result["bytes_exchanged_per_epoch"] == int(track[-1]["bytes_exchanged"])
+    # each step every worker hands its float32 gradient (+ its rows) to the all-reduce; once an
+    # epoch the state goes to rank 0
+    gradients = 4 * (result["n_params"] + 1) * result["steps_per_epoch"] * 2
+    state = result["bytes_exchanged_per_epoch"] - gradients
+    assert 3 * 4 * result["n_params"] < state < 4 * 4 * result["n_params"]   # weights + Adam m, v + header
+    assert result["bytes_exchanged_per_epoch"] == int(track[-1]["bytes_exchanged"])
     assert result["time_to_best_s"] > 0 and result["best_epoch"] >= 1
 
 
@@ -358,3 +360,68 @@ def test_async_job_re_formed_without_a_lost_worker_resumes_on_the_others(w2, tmp
     assert [int(r["samples"]) for r in track] == [train_rows(w2)] * 2 + [shards[1]["rows"]] * 2
     wrong = run(train_command(w2, tmp_path / "sync", "mpi-sync", workers=2) + ["--lost-workers-json", json.dumps(lost)])
     assert wrong.returncode != 0 and "needs every worker" in wrong.stdout
+
+
+# -- what travels: dense or sparse input rows; the per-step timeline ----------------------------
+def _final_state(out: Path) -> dict:
+    from diagnosenet.training.checkpoint import load_checkpoint
+
+    return load_checkpoint(out / "checkpoint")["replica_state"]
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("workers", [2, 3])
+def test_sparse_exchange_gives_the_dense_weights_and_records_its_bytes_per_step(tiny_inputs, tmp_path, workers):
+    from diagnosenet.datasets.shards import load_shard
+    from diagnosenet.training.exchange import payload_formula
+    from diagnosenet.training.loop import batch_order
+    from diagnosenet.training.run import sync_steps
+    from diagnosenet.training.timeline import read_timeline
+
+    inputs = tiny_inputs("pmsi", workers=workers, batch_size=16)
+    runs = {}
+    for exchange in ("dense", "sparse"):
+        runs[exchange] = tmp_path / exchange
+        proc = run(train_command(inputs, runs[exchange], "mpi-sync", workers=workers, max_epochs=3,
+                                 exchange=exchange), timeout=200)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    dense, sparse = _final_state(runs["dense"]), _final_state(runs["sparse"])
+    for key in ("weights", "adam_m", "adam_v"):   # 3 epochs of Adam steps on the same gradients
+        np.testing.assert_allclose(sparse[key], dense[key], rtol=1e-6, atol=1e-9)
+    block = (60, 16)
+    n_params = NumpyReplica(60, 4, [16]).n_params
+    steps = sync_steps(read_json(inputs.shards / "manifest.json"))
+    rows = read_timeline(runs["sparse"])
+    assert len(rows) == 3 * steps * workers   # one entry per step per worker rank
+    assert {(r["rank"], r["epoch"], r["step"]) for r in rows} == {
+        (rank, epoch, step) for rank in range(1, workers + 1) for epoch in (1, 2, 3) for step in range(1, steps + 1)}
+    for rank in range(1, workers + 1):   # bytes per step = the formula for the features each batch holds
+        shard = load_shard(inputs.shards, "train", rank - 1, workers=workers, batch_size=16)
+        for epoch in (1, 2, 3):
+            batches = list(shard.microbatches(batch_order(len(shard.boundaries) - 1, 3, epoch)))
+            recorded = [r["payload_bytes"] for r in rows if r["rank"] == rank and r["epoch"] == epoch]
+            expected = [payload_formula(n_params, block, int(np.unique(X.indices).size)) for X, _ in batches]
+            expected += [payload_formula(n_params, block, 0)] * (steps - len(batches))
+            assert sorted(recorded) == sorted(expected) and recorded[:len(batches)] == expected[:len(batches)]
+    dense_rows = read_timeline(runs["dense"])
+    assert {r["payload_bytes"] for r in dense_rows} == {payload_formula(n_params, None, None)}
+    track = {e: read_track(runs[e] / "track.csv") for e in runs}
+    assert int(track["sparse"][0]["bytes_exchanged"]) < int(track["dense"][0]["bytes_exchanged"])
+
+
+@pytest.mark.timeout(120)
+def test_async_sparse_gradient_messages_give_the_dense_update(tiny_inputs, tmp_path):
+    inputs = tiny_inputs("pmsi", workers=1, batch_size=16)
+    for exchange in ("dense", "sparse"):
+        proc = run(train_command(inputs, tmp_path / exchange, "mpi-async", workers=1, max_epochs=2, exchange=exchange))
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    np.testing.assert_allclose(_final_state(tmp_path / "sparse")["weights"], _final_state(tmp_path / "dense")["weights"],
+                               rtol=1e-6, atol=1e-9)
+    track = {e: read_track(tmp_path / e / "track.csv") for e in ("dense", "sparse")}
+    assert int(track["sparse"][0]["bytes_exchanged"]) < int(track["dense"][0]["bytes_exchanged"])
+    from diagnosenet.training.timeline import read_timeline
+
+    steps = read_json(inputs.shards / "manifest.json")["shards"]["train"][0]["micro_batches"]
+    timeline = read_timeline(tmp_path / "sparse")
+    assert [(r["rank"], r["epoch"], r["step"]) for r in timeline] == [
+        (1, epoch, step) for epoch in (1, 2) for step in range(1, steps + 1)]   # one row per step of the worker

@@ -30,7 +30,8 @@ rule aggregate:
 rule scalability_figure:
     input:
         metrics=[f"{d}/metrics.json" for d in scalability_runs()],
-        code=code("figures/aggregate", "figures/runs", "figures/plots", "figures/cli"),
+        code=code("figures/aggregate", "figures/runs", "figures/plots", "figures/cli", "figures/scaling",
+                  "training/timeline"),
     output:
         figure=report(
             f"{RESULTS}/experiments/scalability.png",
@@ -39,6 +40,18 @@ rule scalability_figure:
             subcategory="Worker scalability",
         ),
         table=f"{RESULTS}/experiments/scalability.csv",
+        recommendation=report(
+            f"{RESULTS}/experiments/scalability-recommendation.md",
+            caption="../report/scalability_recommendation.rst",
+            category="4. Experiments",
+            subcategory="Worker scalability",
+        ),
+        timeline=report(
+            f"{RESULTS}/experiments/scalability-timeline.png",
+            caption="../report/scalability_timeline.rst",
+            category="4. Experiments",
+            subcategory="Worker scalability",
+        ),
     params:
         runs=parent("input.metrics"),
     conda:

@@ -58,11 +58,24 @@ def aggregate(run_dirs: list[Path], out: Path, baseline_dirs: list[Path] = ()) -
 
 
 def scalability_figure(run_dirs: list[Path], out: Path) -> list[dict]:
-    """Time to solution vs workers per mode (PNG ``out``) and its table (``out`` with ``.csv``)."""
-    runs = [read_run(d) for d in run_dirs]
-    out = Path(out)
+    """The scalability experiment (``figures.scaling``): figure ``out``, the scaling table
+    (``out`` with ``.csv``), the Pareto recommendation (``-recommendation.md``) and the
+    communication timeline of the run with the most workers (``-timeline.png``)."""
+    from diagnosenet.figures.scaling import SCALING_COLUMNS, recommendation_markdown, scaling_table
+    from diagnosenet.training.timeline import read_timeline
+
+    run_dirs, out = [Path(d) for d in run_dirs], Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_runs_csv(runs, out.with_suffix(".csv"))
-    plots.scalability(runs, out)
-    log.info("scalability figure of %d runs: %s", len(runs), out)
-    return runs
+    rows = scaling_table(run_dirs)
+    with open(out.with_suffix(".csv"), "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SCALING_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: "" if r.get(k) is None else r[k] for k in SCALING_COLUMNS} for r in rows)
+    plots.scalability(rows, out)
+    (out.parent / f"{out.stem}-recommendation.md").write_text(recommendation_markdown(rows), encoding="utf-8")
+    widest = max(rows, key=lambda r: (int(r["workers"]), r["mode"] != "desktop"), default=None)
+    steps = read_timeline(Path(widest["run_dir"])) if widest else []
+    title = f"{widest['task']} {widest['mode']} × {widest['workers']}: compute and exchange per step" if widest else ""
+    plots.step_timeline(steps, title, out.parent / f"{out.stem}-timeline.png")
+    log.info("scalability of %d runs: %s", len(rows), out)
+    return rows

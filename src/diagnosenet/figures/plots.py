@@ -48,24 +48,62 @@ def convergence(runs: Sequence[dict], tracks: Sequence[list[dict]], out: str | P
     plt.close(fig)
 
 
-def scalability(runs: Sequence[dict], out: str | Path) -> None:
-    """Time to best validation loss and training time vs workers, one line per task and mode."""
+def scalability(rows: Sequence[dict], out: str | Path) -> None:
+    """Figures 2-3 analogue from ``figures.scaling.scaling_table`` rows, one line per task and
+    mode: time to the target accuracy, weak-scaling efficiency (the 80 % goal dashed), and
+    per-step compute and exchange seconds with the ring model's exchange beside them."""
     plt = _pyplot()
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for run in runs:
-        groups[(run["task"], run["mode"])].append(run)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for row in rows:
+        groups[(row["task"], row["mode"])].append(row)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+
+    def value(row, key):
+        v = row.get(key)
+        return np.nan if v in (None, "") else float(v)
+
     for (task, mode), members in sorted(groups.items()):
         members.sort(key=lambda r: int(r["workers"]))
         workers = [int(r["workers"]) for r in members]
-        for ax, key in zip(axes, ("time_to_best_s", "train_seconds")):
-            ax.plot(workers, [float(r[key] or np.nan) for r in members], marker="o", label=f"{task} {mode}")
-    for ax, title in zip(axes, ("time to best validation loss", "training time (until early stop)")):
-        ax.set(xlabel="workers", ylabel="seconds", title=title)
+        label = f"{task} {mode}"
+        axes[0].plot(workers, [value(r, "time_to_target_s") for r in members], marker="o", label=label)
+        axes[1].plot(workers, [value(r, "efficiency") for r in members], marker="o", label=label)
+        line, = axes[2].plot(workers, [value(r, "exchange_s_per_step") for r in members], marker="o",
+                             label=f"{label} exchange")
+        axes[2].plot(workers, [value(r, "model_exchange_s_per_step") for r in members], ls=":",
+                     color=line.get_color(), label=f"{label} ring model")
+        axes[2].plot(workers, [value(r, "compute_s_per_step") for r in members], ls="--", marker="x",
+                     color=line.get_color(), label=f"{label} compute")
+    axes[1].axhline(0.8, color="grey", ls="--", lw=1)
+    titles = ("time to target validation accuracy", "weak-scaling efficiency", "seconds per step (median)")
+    for ax, title, ylabel in zip(axes, titles, ("seconds", "sps(N) / (N sps(1))", "seconds")):
+        ax.set(xlabel="workers (nodes)", ylabel=ylabel, title=title)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         if groups:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def step_timeline(steps: Sequence[dict], title: str, out: str | Path, max_steps: int = 40) -> None:
+    """One run's communication timeline: per rank, each step's compute (solid) and exchange
+    (hatched) as bars on a shared clock (the first ``max_steps`` steps of every rank)."""
+    plt = _pyplot()
+    ranks = sorted({int(s["rank"]) for s in steps})
+    fig, ax = plt.subplots(figsize=(12, 1 + 0.6 * max(len(ranks), 1)))
+    t0 = min((float(s["start"]) for s in steps), default=0.0)
+    for y, rank in enumerate(ranks):
+        mine = sorted((s for s in steps if int(s["rank"]) == rank), key=lambda s: (s["epoch"], s["step"]))[:max_steps]
+        compute = [(float(s["start"]) - t0, float(s["compute_s"])) for s in mine]
+        exchange = [(float(s["start"]) - t0 + float(s["compute_s"]), float(s["exchange_s"])) for s in mine]
+        ax.broken_barh(compute, (y - 0.35, 0.7), color="tab:blue", label="compute" if y == 0 else None)
+        ax.broken_barh(exchange, (y - 0.35, 0.7), color="tab:orange", hatch="//", label="exchange" if y == 0 else None)
+    ax.set_yticks(range(len(ranks)), [f"rank {r}" for r in ranks])
+    ax.set(xlabel="seconds since the first step", title=title)
+    if ranks:
+        ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

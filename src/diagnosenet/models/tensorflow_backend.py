@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from diagnosenet.models.graphs import Graph
+from diagnosenet.models.graphs import Graph, SequentialGraph
 
 
 def to_tensor(X):
@@ -56,6 +56,10 @@ class TFReplica:
         self.optimizer.build(self.variables)
         self.n_params = int(sum(np.prod(v.shape) for v in self.variables))
         self._sizes = [int(np.prod(v.shape)) for v in self.variables]
+        #: the leading weight block fed by the input (an MLP's first kernel): row i is zero in a
+        #: gradient whose batch lacks feature i (training/exchange.py); None for the ECG CNN
+        first = tuple(int(d) for d in self.variables[0].shape) if self.variables else ()
+        self.input_block = first if isinstance(graph, SequentialGraph) and first[:1] == (graph.input_size,) else None
         self._gradients = tf.function(self._gradients_fn, reduce_retracing=True)
         self._apply = tf.function(self._apply_fn, reduce_retracing=True)
         self._step = tf.function(self._step_fn, reduce_retracing=True)

@@ -9,6 +9,7 @@ worker past its last micro-batch contributes zero rows, which the row weighting 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -16,9 +17,8 @@ import numpy as np
 
 from diagnosenet.training.replica import Replica, mean_cross_entropy
 
-#: sums a vector over every worker (identity for one process); all workers receive the sum
-AllReduceSum = Callable[[np.ndarray], np.ndarray]
 #: ``(local mean gradient, local rows) -> the gradient every worker applies``
+#: (``training.exchange``: dense or sparse input rows)
 GradientReducer = Callable[[np.ndarray, int], np.ndarray]
 
 
@@ -57,22 +57,6 @@ def batch_order(n_batches: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n_batches)
 
 
-def row_weighted(allreduce_sum: AllReduceSum) -> GradientReducer:
-    """The gradient reducer of synchronous modes: ``Σ rows_i g_i / Σ rows_i`` in one all-reduce
-    (the row count rides as the buffer's last element)."""
-
-    def reduce(grads: np.ndarray, rows: int) -> np.ndarray:
-        buffer = np.empty(grads.size + 1, np.float32)
-        np.multiply(grads, np.float32(rows), out=buffer[:-1])
-        buffer[-1] = rows
-        total = allreduce_sum(buffer)
-        if total[-1] <= 0:
-            raise ValueError("a synchronous step with no rows on any worker")
-        return total[:-1] / total[-1]
-
-    return reduce
-
-
 def weighted_mean(grads: list[np.ndarray], rows: list[int]) -> np.ndarray:
     """Row-weighted mean of gradients held in one process (the asynchronous master's ``weighting``)."""
     weights = np.asarray(rows, np.float64) / float(np.sum(rows))
@@ -88,22 +72,49 @@ def train_step(replica: Replica, X, y: np.ndarray, reduce: GradientReducer | Non
     return loss, correct
 
 
+def _timed_step(replica: Replica, X, y: np.ndarray, reduce: GradientReducer | None, timeline, epoch: int,
+                step: int) -> tuple[float, int]:
+    """:func:`train_step` with its compute, exchange and apply times on ``timeline``."""
+    start, t0 = time.time(), time.perf_counter()
+    if X is None:   # a synchronous step past this worker's last micro-batch: zero rows
+        grads, loss, correct, rows = np.zeros(replica.n_params, np.float32), 0.0, 0, 0
+    else:
+        grads, loss, correct = replica.compute_gradients(X, y)
+        rows = len(y)
+    t1 = time.perf_counter()
+    update = grads if reduce is None else reduce(grads, rows)
+    t2 = time.perf_counter()
+    replica.apply_gradients(update)
+    t3 = time.perf_counter()
+    timeline.record(epoch, step, start, t1 - t0, t2 - t1, t3 - t2, rows, getattr(reduce, "payload_bytes", 0))
+    return loss, correct
+
+
 def run_epoch(replica: Replica, batches: Iterable[tuple[object, np.ndarray]], reduce: GradientReducer | None = None,
-              steps: int | None = None) -> EpochStats:
+              steps: int | None = None, *, timeline=None, epoch: int = 0) -> EpochStats:
     """Train on every ``(X_b, y_b)`` of ``batches``; with ``steps``, take part in exactly that
-    many (synchronous) steps, contributing zero rows after the last batch."""
+    many (synchronous) steps, contributing zero rows after the last batch. ``timeline``
+    (a :class:`~diagnosenet.training.timeline.StepTimeline`) gets one row per step."""
     stats = EpochStats()
     iterator: Iterator = iter(batches)
     count = 0
     for X_b, y_b in iterator:
-        stats.add(*train_step(replica, X_b, y_b, reduce), len(y_b))
+        if timeline is None:
+            stats.add(*train_step(replica, X_b, y_b, reduce), len(y_b))
+        else:
+            stats.add(*_timed_step(replica, X_b, y_b, reduce, timeline, epoch, count + 1), len(y_b))
         count += 1
     if steps is not None:
         if count > steps:
             raise ValueError(f"{count} micro-batches for {steps} synchronous steps")
         zero = np.zeros(replica.n_params, np.float32)
-        for _ in range(steps - count):
-            replica.apply_gradients(reduce(zero, 0))
+        for step in range(count + 1, steps + 1):
+            if timeline is None:
+                replica.apply_gradients(reduce(zero, 0))
+            else:
+                _timed_step(replica, None, None, reduce, timeline, epoch, step)
+    if timeline is not None:
+        timeline.flush()
     if not stats.samples and not steps:
         raise ValueError("an epoch with no training samples: the shard is empty")
     return stats

@@ -39,6 +39,8 @@ class NumpyReplica:
         sizes = [int(input_size), *map(int, hidden_units), int(n_classes)]
         self.shapes = [s for a, b in zip(sizes, sizes[1:]) for s in ((a, b), (b,))]
         self.n_params = int(sum(np.prod(s) for s in self.shapes))
+        #: the leading weight block fed by the input: row i is zero when feature i is absent (exchange.py)
+        self.input_block = self.shapes[0]
         rng = np.random.default_rng(seed)
         parts = []
         for shape in self.shapes:

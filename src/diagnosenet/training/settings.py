@@ -32,6 +32,7 @@ class TrainSettings:
     timeout_s: float = 120.0       # bound on the *silence* of a peer (heartbeats reset it)
     startup_timeout_s: float = 900.0  # bound on start-up (a slow `import tensorflow` included)
     weighting: int = 1             # MPI async: see docs/training.md
+    exchange: str = "sparse"       # MPI: "dense", or only the input rows a sparse batch touched (same gradient)
     monitor_rate_hz: float = 2.0   # 0 disables the monitor
     # MPI async re-formed after a node was lost (``diagnosenet launch-mpi``): worker id -> why;
     # those workers' ranks are gone and their shards are no longer trained
@@ -40,6 +41,8 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.exchange not in ("dense", "sparse"):
+            raise ValueError(f"exchange {self.exchange!r} is neither 'dense' nor 'sparse'")
         if self.timeout_s <= 0 or self.startup_timeout_s <= 0:
             raise ValueError("timeout_s and startup_timeout_s must be > 0")
         if self.workers < 1:

@@ -90,8 +90,10 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
     from diagnosenet.datasets.shards import load_shard
     from diagnosenet.training.checkpoint import pack_state, unpack_state
     from diagnosenet.training.grpc.common import task_from_tf_config, task_hosts
-    from diagnosenet.training.loop import EpochStats, batch_order, row_weighted, run_epoch
+    from diagnosenet.training.exchange import RowWeighted
+    from diagnosenet.training.loop import EpochStats, batch_order, run_epoch
     from diagnosenet.training.run import Run, load_worker_shard, shard_manifest, sync_steps
+    from diagnosenet.training.timeline import StepTimeline
 
     role, index = task_from_tf_config()
     if role != "worker":
@@ -117,13 +119,14 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
         replica.set_state(state)
     epoch, stop = int(meta["epoch"]), bool(meta["stop"])
 
-    reduce = row_weighted(collective.allreduce_sum)
-    exchanged = 2 * (settings.workers - 1) / settings.workers * 4 * (replica.n_params + 1) * settings.workers * steps
+    reduce = RowWeighted(collective.allreduce_sum)   # TF collectives: dense only
+    exchanged = 4 * (replica.n_params + 1) * steps * settings.workers   # handed to the all-reduce, all workers
     monitor, monitor_status = run.monitor() if chief else (_null(), "")
-    with monitor:
+    with monitor, StepTimeline(settings.out_dir, index + 1, resumed_epoch=epoch) as timeline:
         while not stop:
             epoch = run.begin_epoch() if chief else epoch + 1
-            stats = run_epoch(replica, shard.microbatches(batch_order(n_batches, settings.seed, epoch)), reduce, steps)
+            stats = run_epoch(replica, shard.microbatches(batch_order(n_batches, settings.seed, epoch)), reduce, steps,
+                              timeline=timeline, epoch=epoch)
             statistics = replica.get_statistics()
             if statistics.size:  # BatchNorm: every replica ends the epoch with the workers' mean
                 replica.set_statistics(collective.allreduce_sum(statistics) / np.float32(settings.workers))

@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from diagnosenet.training.exchange import input_block, pack_rows, unpack_rows
 from diagnosenet.training.mpi import common as mc
 from diagnosenet.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
 TAG_HEAD, TAG_GRAD, TAG_REPLY_HEAD, TAG_REPLY, TAG_EPOCH, TAG_BEAT, TAG_BYE = range(21, 28)
-HEAD_FLOATS = 4      # version used, batch mean loss, batch rows, rows right
+HEAD_FLOATS = 5      # version used, batch mean loss, batch rows, rows right, packed input-row floats (-1: dense)
 CONTINUE, STOP, DROPPED = 0, 1, 2   # the second value of every reply head
 
 
@@ -99,6 +100,8 @@ class _Master:
         meta = mc.exchange_state(comm, settings, self.replica, self.run)
         self.version = int(meta.get("version", 0))
         self.n, self.n_stats = self.replica.n_params, self.replica.get_statistics().size
+        self.block = input_block(self.replica)
+        self.message_bytes = 0   # gradient messages and replies of the epoch
         self.workers = set(range(1, comm.Get_size()))   # ranks; rank r trains worker worker_of[r]'s shard
         self.worker_of = dict(zip(range(1, comm.Get_size()), settings.worker_ids))
         self.ex = Exchange(settings.weighting, lost={int(w): why for w, why in settings.lost_workers.items()})
@@ -148,17 +151,23 @@ class _Master:
                 if tag == TAG_BEAT:
                     self.live.listen()
                 elif tag == TAG_HEAD:
-                    head, buffer = np.empty(HEAD_FLOATS), np.empty(self.n + self.n_stats, np.float32)
+                    head = np.empty(HEAD_FLOATS)
                     comm.Recv(head, source=source, tag=TAG_HEAD)
+                    packed = int(head[4])
+                    dense_head = 0 if packed < 0 else self.block[0] * self.block[1]
+                    buffer = np.empty(max(packed, 0) + self.n - dense_head + self.n_stats, np.float32)
                     self.live.wait(comm.Irecv(buffer, source=source, tag=TAG_GRAD), f"gradient from rank {source}", [source])
+                    self.message_bytes += head.nbytes + buffer.nbytes + 16 + 4 * self.n   # and the reply
                     if source not in self.workers:  # spoke again after being dropped: tell it to stop
                         self.ex.dropped_gradients += 1
                         self.live.remember(source)  # it waits for the goodbye with liveness
                         self.reply(source, DROPPED)
                         continue
-                    pending.append((source, int(head[0]), int(head[2]), buffer[:self.n]))
+                    grads = buffer[:self.n] if packed < 0 else np.concatenate(
+                        [unpack_rows([buffer[:packed]], self.block), buffer[packed:packed + self.n - dense_head]])
+                    pending.append((source, int(head[0]), int(head[2]), grads))
                     if self.n_stats:
-                        self.latest_stats[source] = buffer[self.n:].copy()
+                        self.latest_stats[source] = buffer[buffer.size - self.n_stats:].copy()
                     stats.add(head[1], head[3], int(head[2]))
                 elif tag == TAG_EPOCH:
                     comm.Recv(np.empty(1, np.int64), source=source, tag=TAG_EPOCH)
@@ -190,7 +199,6 @@ class _Master:
 def _master(settings: TrainSettings, comm, live) -> tuple[dict, bool]:
     master = _Master(settings, comm, live)
     run = master.run
-    message_bytes = 4 * (master.n + master.n_stats) + 8 * HEAD_FLOATS + 4 * master.n + 16
     monitor, monitor_status = run.monitor()
     exchanged = 0
     with monitor:
@@ -199,8 +207,9 @@ def _master(settings: TrainSettings, comm, live) -> tuple[dict, bool]:
             master.reply(worker, STOP if stop else CONTINUE)
         while not stop:
             run.begin_epoch()
+            master.message_bytes = 0
             stats, gradients = master.epoch()
-            exchanged = gradients * message_bytes
+            exchanged = master.message_bytes
             stop = run.end_epoch(stats, bytes_exchanged=exchanged, extra={"version": master.version})
             for worker in sorted(master.workers):
                 master.reply(worker, STOP if stop else CONTINUE)
@@ -222,6 +231,7 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
     from diagnosenet.training.evaluation import monitor_for
     from diagnosenet.training.loop import batch_order
     from diagnosenet.training.run import data_shape, load_worker_shard, make_replica
+    from diagnosenet.training.timeline import StepTimeline
 
     rank = comm.Get_rank()
     replica = make_replica(settings, *data_shape(settings))
@@ -230,31 +240,44 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
     shard = load_worker_shard(settings, settings.worker_ids[rank - 1] - 1)
     n_batches = len(shard.boundaries) - 1
     weights, reply_head = np.empty(replica.n_params, np.float32), np.empty(2, np.int64)
+    block = input_block(replica) if settings.exchange == "sparse" else None
+    dense_head = block[0] * block[1] if block else 0
 
     def await_reply(what: str) -> int:
         requests = [comm.Irecv(reply_head, source=0, tag=TAG_REPLY_HEAD), comm.Irecv(weights, source=0, tag=TAG_REPLY)]
         for request in requests:
             live.wait(request, what, [0])
-        replica.set_weights(weights)
         return int(reply_head[1])
 
     monitor, _ = monitor_for(settings, f"rank{rank}")
-    with monitor:
+    with monitor, StepTimeline(settings.out_dir, rank, resumed_epoch=epoch) as timeline:
         code = await_reply("start decision from the master")
+        replica.set_weights(weights)
         while code == CONTINUE:
             epoch += 1
-            for X_b, y_b in shard.microbatches(batch_order(n_batches, settings.seed, epoch)):
+            for step, (X_b, y_b) in enumerate(shard.microbatches(batch_order(n_batches, settings.seed, epoch)), 1):
+                start, t0 = time.time(), time.perf_counter()
                 grads, loss, correct = replica.compute_gradients(X_b, y_b)
-                head = np.array([reply_head[0], loss, len(y_b), correct], dtype=np.float64)
-                buffer = np.concatenate([grads, replica.get_statistics()]).astype(np.float32, copy=False)
+                t1 = time.perf_counter()
+                packed = pack_rows(grads, block) if block else None
+                parts = [grads] if packed is None else [packed, grads[dense_head:]]
+                buffer = np.concatenate([*parts, replica.get_statistics()]).astype(np.float32, copy=False)
+                head = np.array([reply_head[0], loss, len(y_b), correct, -1 if packed is None else packed.size],
+                                dtype=np.float64)
                 for request in (comm.Isend(head, dest=0, tag=TAG_HEAD), comm.Isend(buffer, dest=0, tag=TAG_GRAD)):
                     live.wait(request, "sending a gradient to the master", [0])
                 code = await_reply("weights from the master")
+                t2 = time.perf_counter()
+                replica.set_weights(weights)
+                timeline.record(epoch, step, start, t1 - t0, t2 - t1, time.perf_counter() - t2, len(y_b),
+                                head.nbytes + buffer.nbytes)
                 if code != CONTINUE:
                     break
             else:
                 live.wait(comm.Isend(np.ones(1, np.int64), dest=0, tag=TAG_EPOCH), "end of epoch", [0])
                 code = await_reply("the master's decision after the epoch")
+                replica.set_weights(weights)
+                timeline.flush()
         if code == DROPPED:
             log.warning("mpi-async rank %d: the master dropped this worker as silent; stopping", rank)
         # stay alive until the master has written the outputs (after a lost rank, any exit ends the job)

@@ -7,8 +7,8 @@ worker ``r`` trains on shard ``r - 1``.
 
 Each step, every worker computes the mean gradient of its micro-batch, and one buffer-based
 ``Iallreduce`` over a workers-only communicator sums ``rows x gradient`` and the rows: every
-worker applies the **row-weighted mean** (``loop.row_weighted``), so replicas stay
-bit-identical. An epoch is one pass over every training row: ``steps`` is the largest shard's
+worker applies the **row-weighted mean** (``training.exchange``: dense, or only the input rows
+a sparse batch touched), so replicas stay bit-identical. An epoch is one pass over every training row: ``steps`` is the largest shard's
 micro-batch count and a worker past its last micro-batch contributes zero rows. At the end of
 an epoch the workers average their BatchNorm moving statistics (identical replicas again) and
 sum their epoch statistics; worker 1 sends both and its state to the master, which validates
@@ -64,7 +64,6 @@ def _master(settings: TrainSettings, comm, _workers_comm, live, progress: dict) 
     run = Run(settings, replica, name="rank0")
     meta = mc.exchange_state(comm, settings, replica, run)
     progress["epoch"] = meta["epoch"]
-    grad_bytes = 4 * (replica.n_params + 1)
     exchanged = 0
     monitor, monitor_status = run.monitor()
     with monitor:
@@ -77,7 +76,7 @@ def _master(settings: TrainSettings, comm, _workers_comm, live, progress: dict) 
             live.wait(comm.Irecv(buffer, source=1, tag=TAG_RESULT), "state from rank 1", workers)
             state, meta = mc.unpack_state(buffer)
             replica.set_state(state)
-            exchanged = 2 * grad_bytes * steps * settings.workers + buffer.size
+            exchanged = meta["payload_bytes"] + buffer.size   # what the workers handed to the collectives
             finished = run.end_epoch(EpochStats(**meta["stats"]), bytes_exchanged=exchanged)
             progress["epoch"] = run.epoch  # checkpointed before the decision goes out
             stop = _decide(comm, live, finished, workers)
@@ -111,8 +110,10 @@ def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -
     from mpi4py import MPI
 
     from diagnosenet.training.evaluation import monitor_for
-    from diagnosenet.training.loop import EpochStats, batch_order, row_weighted, run_epoch
+    from diagnosenet.training.exchange import make_reducer
+    from diagnosenet.training.loop import EpochStats, batch_order, run_epoch
     from diagnosenet.training.run import data_shape, load_worker_shard, make_replica, shard_manifest, sync_steps
+    from diagnosenet.training.timeline import StepTimeline
 
     rank, W = comm.Get_rank(), settings.workers
     peers = [r for r in range(1, W + 1) if r != rank]
@@ -129,19 +130,32 @@ def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -
         live.wait(workers_comm.Iallreduce(send, total, op=MPI.SUM), "all-reduce among the workers", peers)
         return total
 
-    reduce = row_weighted(allreduce_sum)
+    def allgather(values: np.ndarray) -> list[np.ndarray]:
+        counts = np.empty(W, np.int64)
+        live.wait(workers_comm.Iallgather(np.array([values.size], np.int64), counts), "all-gather sizes", peers)
+        received = np.empty(int(counts.sum()), np.float32)
+        displacements = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        live.wait(workers_comm.Iallgatherv(np.ascontiguousarray(values, np.float32),
+                                           [received, (counts, displacements), MPI.FLOAT]),
+                  "all-gather of gradient rows", peers)
+        return np.split(received, np.cumsum(counts)[:-1])
+
+    reduce = make_reducer(settings.exchange, replica, allreduce_sum, allgather)
     monitor, _ = monitor_for(settings, f"rank{rank}")
-    with monitor:
+    with monitor, StepTimeline(settings.out_dir, rank, resumed_epoch=epoch) as timeline:
         stop = _decide(comm, live, False, [0])
         while not stop:
             epoch += 1
-            stats = run_epoch(replica, shard.microbatches(batch_order(n_batches, settings.seed, epoch)), reduce, steps)
+            reduce.total_bytes = 0
+            stats = run_epoch(replica, shard.microbatches(batch_order(n_batches, settings.seed, epoch)), reduce, steps,
+                              timeline=timeline, epoch=epoch)
             statistics = replica.get_statistics()
             if statistics.size:  # BatchNorm: every replica ends the epoch with the workers' mean
                 replica.set_statistics(allreduce_sum(statistics) / np.float32(W))
-            totals = EpochStats.from_array(allreduce_sum(stats.as_array()))
+            sums = allreduce_sum(np.append(stats.as_array(), float(reduce.total_bytes)))
             if rank == 1:
-                buffer = mc.pack_state(replica.get_state(), {"stats": vars(totals)})
+                buffer = mc.pack_state(replica.get_state(), {"stats": vars(EpochStats.from_array(sums[:3])),
+                                                             "payload_bytes": float(sums[3])})
                 for request in (comm.Isend(np.array([buffer.size], np.int64), dest=0, tag=TAG_SIZE),
                                 comm.Isend(buffer, dest=0, tag=TAG_RESULT)):
                     live.wait(request, "epoch result to the master", [0])
