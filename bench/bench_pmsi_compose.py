@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from diagnosenet.artifacts import ArtifactError, verify_manifest
+from diagnosenet.pmsi.synth import generator_params
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -44,7 +45,8 @@ def main() -> None:
     cli = [sys.executable, "-m", "diagnosenet"]
     base.mkdir(parents=True, exist_ok=True)
     try:
-        verify_manifest(raw, stage="synth-pmsi", params={"patients": args.patients, "seed": args.seed})
+        verify_manifest(raw, stage="synth-pmsi",
+                        params={"patients": args.patients, "seed": args.seed, **generator_params()})
         print(f"reusing {raw}")
     except ArtifactError:
         shutil.rmtree(raw, ignore_errors=True)

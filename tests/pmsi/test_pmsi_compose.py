@@ -254,3 +254,30 @@ def test_features_carry_the_generators_clinical_variables(composed, salt_file):
             expected.add(f"aetiology.ae={clinical['ae'][i]}")
         assert expected <= got, (i, expected - got)
         assert sum(name.startswith("demographics.age=") for name in got) == 1
+
+
+def test_feature_count_grows_with_stays_as_the_vocabularies_predict(composed, salt_file, tmp_path):
+    """Distinct DAS, MMP and AE columns at 300 and 1,200 stays match the generator's exact
+    expectation (within 4 s.d.), and grow sublinearly: most new columns are rare codes, which is
+    how the paper's 116,831 stays reach ~14,637 features."""
+    from diagnosenet.pmsi.synth import expected_code_features, write_dataset
+    from pmsi_lines import PATIENTS, SEED
+
+    raw = tmp_path / "raw"
+    write_dataset(raw, patients=4 * PATIENTS, seed=SEED)
+    out = tmp_path / "out"
+    compose(sorted(raw.glob("rhs_*.txt")), raw / "labels.csv", out, salt=load_or_create_salt(salt_file))
+    small, _ = composed
+    prefixes = {"das": "comorbidities.das=", "mmp": "morbidity.mmp=", "ae": "aetiology.ae="}
+    widths = {}
+    for directory, stays in ((small, PATIENTS), (out, 4 * PATIENTS)):
+        vocabulary = json.loads((directory / "vocabulary.json").read_text())
+        X = sp.load_npz(directory / "X.npz").tocsc()
+        for field, expected in expected_code_features(stays).items():
+            columns = [e["column"] for name, e in vocabulary.items() if name.startswith(prefixes[field])]
+            assert abs(len(columns) - expected) < 4 * np.sqrt(expected), (stays, field, len(columns), expected)
+            if field == "das":  # long tail: most codes are seen once, a few cover much of the matrix
+                per_code = np.sort(np.diff(X.indptr)[columns])[::-1]
+                assert (per_code == 1).mean() > 0.4 and per_code[:10].sum() > 0.25 * per_code.sum()
+        widths[stays] = len(vocabulary)
+    assert 1.5 * widths[PATIENTS] < widths[4 * PATIENTS] < 4 * widths[PATIENTS]

@@ -1,15 +1,19 @@
-"""Synthetic generator: Table 1 class mix, the noisy label model, determinism."""
+"""Synthetic generator: Table 1 class mix, the noisy label model, long-tailed vocabularies, determinism."""
 from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
 
 from diagnosenet.artifacts import verify_manifest
 from diagnosenet.pmsi import CLASSES, TABLE1_TOTALS
-from diagnosenet.pmsi.synth import PRIOR, iter_records, model, sample_clinical, write_dataset
+from diagnosenet.pmsi.rhs import _AE, _ICD10
+from diagnosenet.pmsi.synth import (
+    PRIOR, expected_code_features, iter_records, model, sample_clinical, vocabularies, write_dataset,
+)
 
 
 def test_class_mix_matches_table1_at_full_scale():
@@ -31,6 +35,45 @@ def test_bayes_accuracy_is_known_and_well_below_one():
     assert abs((posterior.argmax(axis=1) == classes).mean() - bayes) < 0.015
     # and the posterior is calibrated: mean P(true class) equals mean sum of squared posteriors
     assert abs(posterior[np.arange(len(classes)), classes].mean() - (posterior ** 2).sum(axis=1).mean()) < 0.015
+
+
+def test_vocabularies_are_long_tailed_valid_and_uninformative():
+    """Thousands of ICD-10 codes with Zipf-like skew, every code valid in its RHS field, and no tail
+    code shared with a class-dependent value (else the posterior would be wrong)."""
+    vocab = vocabularies()
+    tables = model()
+    patterns = {"das": _ICD10, "mmp": _ICD10, "ae": _AE, "ccam": r"[A-Z]{4}\d{3}",  # as rhs.py validates them
+                **{name: r"[A-Z]{3}[A-Z0-9+]" for name in vocab if name.startswith("cdarr")}}
+    for name, (codes, p) in vocab.items():
+        assert len(set(codes)) == len(codes) == len(p), name
+        np.testing.assert_allclose(p.sum(), 1.0)
+        assert (np.diff(p) <= 0).all(), name  # codes are in rank order
+        width = 7 if name == "ccam" else 4 if name.startswith("cdarr") else 8
+        assert all(re.fullmatch(patterns[name], code.ljust(width)) for code in codes), name
+    for name, (size, top_mass) in {"das": (20_000, 0.8), "mmp": (10_000, 0.7), "ae": (10_000, 0.7)}.items():
+        codes, p = vocab[name]
+        assert len(codes) >= size and p[:len(p) // 100].sum() > top_mass and p[len(p) // 2:].sum() < 0.02
+    assert not set(vocab["das"][0]) & set(tables["bernoulli"]["das"][0])
+    for name in ("mmp", "ae"):
+        assert not set(vocab[name][0]) & set(tables["categorical"][name][0])
+    # the paper's width: expected distinct DAS + MMP + AE codes at 116,831 stays plus the ~370 other
+    # features (acts, FPP, demographics, ...) within 15 % of its 14,637 features
+    expected = sum(expected_code_features(116_831).values())
+    assert 0.85 * 14_637 < expected + 370 < 1.15 * 14_637
+
+
+def test_posterior_stays_exact_with_tail_codes():
+    """Stays whose MMP comes from the tail and the others are each calibrated: the posterior
+    treats a tail code as carrying no class information, and it indeed carries none."""
+    tables = model()
+    classes, drawn, posterior = sample_clinical(30_000, np.random.default_rng(3), tables)
+    tail = drawn["mmp"] >= len(tables["categorical"]["mmp"][0])
+    assert abs(tail.mean() - tables["tails"]["mmp"][2]) < 0.02
+    for subset in (tail, ~tail):
+        p, c = posterior[subset], classes[subset]
+        assert abs((p.argmax(axis=1) == c).mean() - p.max(axis=1).mean()) < 0.02
+        assert abs(p[np.arange(len(c)), c].mean() - (p ** 2).sum(axis=1).mean()) < 0.02
+    assert posterior[tail].max(axis=1).mean() < posterior[~tail].max(axis=1).mean()  # a tail code informs less
 
 
 def test_weaker_signal_lowers_the_ceiling():

@@ -1,8 +1,8 @@
 """Synthetic SSR stays written as real RHS M05 files, with a known noisy label model.
 
 Why: the paper's PACA data set cannot leave the hospitals, yet every downstream stage needs
-RHS files with the paper's class mix and a learnable but imperfect label. The generator is a
-naive-Bayes world (docs/pmsi.md):
+RHS files with the paper's class mix, its width (14,637 first-week features at 116,831 stays)
+and a learnable but imperfect label. The generator is a naive-Bayes world (docs/pmsi.md):
 
 1. a latent Clinical Major Category ``c`` is drawn from the Table 1 class frequencies;
 2. given ``c`` the *clinical* variables are drawn independently: age band, sex,
@@ -11,8 +11,13 @@ naive-Bayes world (docs/pmsi.md):
    rehabilitation professional categories. Each class-conditional distribution is
    ``(1 - s) * shared background + s * class profile``: the shared part makes codes
    overlap between classes, so the label is noisy;
-3. everything else (institution, postcode, dates, stay length, unit transfers, later weeks,
-   noise diagnoses, CCAM acts, act codes and occurrences) is drawn independently of ``c``.
+3. the long tail of codes is drawn independently of ``c`` from fixed Zipf-like vocabularies
+   (thousands of ICD-10 codes, CCAM and CdARR acts): extra associated diagnoses, and for a
+   class-independent share of stays an MMP or AE code taken from the tail instead of the
+   class-dependent draw. Tail vocabularies exclude the informative codes, so a tail code
+   says nothing about ``c`` and the posterior stays exact;
+4. everything else (institution, postcode, dates, stay length, unit transfers, later weeks,
+   act codes and occurrences) is drawn independently of ``c``.
 
 The exact posterior ``P(c | clinical variables)`` follows from Bayes' rule; the label written
 to ``labels.csv`` is ``c`` itself, which is the same as drawing the label from that posterior.
@@ -22,8 +27,10 @@ no classifier on them can beat that number (except by chance on a finite test se
 """
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
+import functools
 import os
 from pathlib import Path
 from typing import Iterator
@@ -36,7 +43,7 @@ from diagnosenet.pmsi.rhs import format_date, format_line
 
 PRIOR = np.array(TABLE1_TOTALS) / sum(TABLE1_TOTALS)
 #: weight of the class profile against the shared background (tuned for ~78 % Bayes accuracy)
-SIGNAL = 0.37
+SIGNAL = 0.39
 K = len(CLASSES)
 
 #: ages drawn within each band (narrower than the band at the extremes)
@@ -97,7 +104,7 @@ _DAS_SIGNAL = {
     "F329": (0.1, (3, 4)), "K590": (0.1, (4,)), "E876": (0.05, (12,)), "I251": (0.08, (1,)),
     "Z950": (0.04, (1,)), "C795": (0.02, (9,)),
 }
-#: rehabilitation professional categories (CdARR): background probability, favouring classes, act codes
+#: rehabilitation professional categories (CdARR): background probability, favouring classes, most common acts
 _CDARR_CATEGORIES = {
     "21": (0.6, (6, 7, 8, 11), ("KMA+", "KMB+", "KMR+")),   # physiotherapist
     "22": (0.3, (3, 5, 7, 8), ("ERG+", "ERA+")),            # occupational therapist
@@ -112,9 +119,31 @@ _SURGERY = (0.15, (0.05, 0.25, 0.3, 0.1, 0.02, 0.15, 0.7, 0.6, 0.85, 0.05, 0.05,
 #: AE is required when MMP is a Z code; otherwise present with this class-independent probability
 AE_RATE = 0.4
 
-# --- class-independent parts ---------------------------------------------------------------------
-_NOISE_DAS = ("H269", "H919", "K219", "E039", "E785", "N40", "G473", "M199", "B182", "Z921")
-_CCAM = ("DEQP003", "ZBQK002", "HEQE002", "NEQK010")
+# --- class-independent long tails: fixed Zipf-Mandelbrot vocabularies ----------------------------
+# Real RHS carry thousands of distinct codes, most of them rare; sizes and exponents are set so
+# that the expected first-week feature count at the paper's 116,831 stays is about its 14,637
+# (``expected_code_features``). The vocabularies are part of the model, not of the seed.
+VOCABULARY_SEED = 13
+#: ICD-10 first letters and their relative share of a vocabulary's codes (SSR-like chapters; no U)
+_ICD10_LETTERS = dict(zip("ABCDEFGHIJKLMNOPQRSTVWXYZ", (2, 2, 5, 4, 6, 5, 6, 3, 9, 4, 5, 4, 10, 4, 0.3, 0.2, 1,
+                                                      6, 9, 4, 0.5, 1, 0.5, 1, 8)))
+#: field → (vocabulary size, Zipf exponent, rank offset, allowed first letters, head codes)
+_TAIL_SHAPES = {
+    # noise diagnoses: real common SSR comorbidities lead (cataract, deafness, reflux, thyroid, ...)
+    "das": (30_000, 1.6, 10.0, "ABCDEFGHIJKLMNOPQRSTVWXYZ",
+            ("H269", "H919", "K219", "E039", "E785", "N40", "G473", "M199", "B182", "Z921")),
+    "mmp": (20_000, 1.5, 10.0, "ABCDEFGHIJKLMNOPQRSTZ", ()),   # no external causes (V-Y)
+    "ae": (20_000, 1.5, 10.0, "ABCDEFGHIJKLMNOPQST", ()),      # ATIH: chapters I-XVII and XIX only
+}
+#: mean number of noise associated diagnoses per stay (Poisson)
+NOISE_DAS_MEAN = 2.3
+#: share of stays whose MMP / (present) AE comes from the tail rather than the class-dependent draw
+TAIL_RATE = {"mmp": 0.35, "ae": 0.5}
+#: CCAM medical acts: (vocabulary size, exponent, head codes); each of a line's two act slots is used with CCAM_RATE
+_CCAM_SHAPE = (3_000, 1.0, ("DEQP003", "ZBQK002", "HEQE002", "NEQK010"))
+CCAM_RATE = 0.06
+#: CdARR act codes per professional category (the category's listed acts first)
+_CDARR_ACTS_PER_CATEGORY, _CDARR_EXPONENT = 30, 1.0
 _OCCURRENCES = (1, 2, 2, 3, 3, 3, 4, 4, 5, 6, 8, 10)
 #: département of each of the 12 institutions (PACA region, like the paper's data)
 _INSTITUTIONS = ("06", "06", "06", "13", "13", "13", "13", "83", "83", "84", "04", "05")
@@ -162,6 +191,74 @@ def _bernoulli_table(spec: dict, signal: float, favoured_rate: float = 0.9) -> t
     return codes, table
 
 
+def zipf(size: int, exponent: float, offset: float = 0.0) -> np.ndarray:
+    """Zipf-Mandelbrot probabilities of ranks 1..size: ``(rank + offset) ** -exponent``, normalised."""
+    weights = (np.arange(1, size + 1) + offset) ** -exponent
+    return weights / weights.sum()
+
+
+def _unique_codes(stream: int, size: int, head: tuple, exclude: set, draw) -> tuple[str, ...]:
+    """``head`` then codes from ``draw(rng, batch)`` until ``size``, skipping repeats and ``exclude``."""
+    rng = np.random.default_rng([VOCABULARY_SEED, stream])
+    codes = dict.fromkeys(code for code in head if code not in exclude)
+    while len(codes) < size:
+        codes.update((code, None) for code in draw(rng, 2 * size) if code not in exclude)
+    return tuple(codes)[:size]
+
+
+def _icd10(letters: str):
+    """Draws of ICD-10-shaped codes: letter + 2 digits, then (70 %) one or (15 %) two more digits."""
+    weights = np.array([_ICD10_LETTERS[letter] for letter in letters])
+
+    def draw(rng, batch):
+        first = rng.choice(list(letters), size=batch, p=weights / weights.sum())
+        category, digits = rng.integers(0, 100, batch), rng.integers(0, 100, batch)
+        extra = rng.choice(3, size=batch, p=(0.15, 0.7, 0.15))
+        return [f"{a}{c:02d}" + ("", f"{d // 10}", f"{d:02d}")[e] for a, c, e, d in zip(first, category, extra, digits)]
+    return draw
+
+
+_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+
+
+def _ccam(rng, batch):
+    """CCAM-shaped codes: 4 letters + 3 digits."""
+    return ["".join(row) + f"{n:03d}" for row, n in zip(_ALPHABET[rng.integers(0, 26, (batch, 4))],
+                                                        rng.integers(0, 1000, batch))]
+
+
+def _cdarr(rng, batch):
+    """CdARR-shaped act codes: 3 letters + ``+``."""
+    return ["".join(row) + "+" for row in _ALPHABET[rng.integers(0, 26, (batch, 3))]]
+
+
+@functools.lru_cache(maxsize=None)
+def vocabularies() -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """Every class-independent vocabulary as ``(codes in rank order, probabilities)``.
+
+    Tail vocabularies exclude the codes whose class-conditional draw they stand in for, so a
+    written code tells whether it came from the tail; that keeps the posterior exact.
+    """
+    informative = {
+        "das": set(_DAS_SIGNAL),
+        "mmp": {code for profile in _CATEGORICAL["mmp"][2] if profile for code in profile},
+        "ae": {code for profile in _CATEGORICAL["ae"][2] if profile for code in profile},
+    }
+    out = {}
+    for stream, (field, (size, exponent, offset, letters, head)) in enumerate(_TAIL_SHAPES.items()):
+        out[field] = (_unique_codes(stream, size, head, informative[field], _icd10(letters)),
+                      zipf(size, exponent, offset))
+    size, exponent, head = _CCAM_SHAPE
+    out["ccam"] = (_unique_codes(len(_TAIL_SHAPES), size, head, set(), _ccam), zipf(size, exponent))
+    listed = tuple(act for *_, acts in _CDARR_CATEGORIES.values() for act in acts)
+    extra = iter(_unique_codes(len(_TAIL_SHAPES) + 1, _CDARR_ACTS_PER_CATEGORY * len(_CDARR_CATEGORIES), (),
+                               set(listed), _cdarr))
+    for category, (*_, acts) in _CDARR_CATEGORIES.items():
+        codes = acts + tuple(next(extra) for _ in range(_CDARR_ACTS_PER_CATEGORY - len(acts)))
+        out[f"cdarr{category}"] = (codes, zipf(len(codes), _CDARR_EXPONENT))
+    return out
+
+
 def model(signal: float = SIGNAL) -> dict:
     """Every class-conditional table of the generator (what the posterior is computed from)."""
     categorical = {name: _table(*spec, signal) for name, spec in _CATEGORICAL.items()}
@@ -177,7 +274,39 @@ def model(signal: float = SIGNAL) -> dict:
             "cdarr": _bernoulli_table(_CDARR_CATEGORIES, signal),
             "surgery": (("surgery",), surgery[:, None]),
         },
+        "tails": {name: (*vocabularies()[name], rate) for name, rate in TAIL_RATE.items()},
     }
+
+
+def written_values(tables: dict, name: str) -> tuple[str, ...]:
+    """Codes a categorical variable's indices point to: its class-dependent values, then its tail."""
+    values = tables["categorical"][name][0]
+    return tuple(values) + (tables["tails"][name][0] if name in tables["tails"] else ())
+
+
+def expected_code_features(n: int, signal: float = SIGNAL) -> dict[str, float]:
+    """Expected number of distinct DAS, MMP and AE codes among ``n`` stays (exact for this model).
+
+    Why: it is what sizes the vocabularies (the composed width at the paper's 116,831 stays) and
+    what tests compare composition against. Stays are independent, so a code with per-stay
+    probability ``q`` is seen with probability ``1 - (1 - q) ** n``.
+    """
+    tables = model(signal)
+    seen = lambda q: float((-np.expm1(n * np.log1p(-np.minimum(q, 1 - 1e-15)))).sum())  # noqa: E731
+    _, das_table = tables["bernoulli"]["das"]
+    _, noise = vocabularies()["das"]
+    expected = {"das": seen(PRIOR @ das_table) + float((-np.expm1(-n * NOISE_DAS_MEAN * noise)).sum())}
+    per_class = {}  # (K, written values) probability of each written code given the class
+    for name in ("mmp", "ae"):
+        table = tables["categorical"][name][1]
+        _, tail, rate = tables["tails"][name]
+        per_class[name] = np.hstack([(1 - rate) * table, rate * np.tile(tail, (K, 1))])
+    z_codes = np.char.startswith(np.array(written_values(tables, "mmp")), "Z")
+    ae_present = per_class["mmp"][:, z_codes].sum(axis=1)
+    ae_present += (1 - ae_present) * AE_RATE
+    expected["mmp"] = seen(PRIOR @ per_class["mmp"])
+    expected["ae"] = seen((PRIOR * ae_present) @ per_class["ae"])
+    return expected
 
 
 def _draw_categorical(rng: np.random.Generator, table: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -187,19 +316,26 @@ def _draw_categorical(rng: np.random.Generator, table: np.ndarray, classes: np.n
 
 
 def sample_clinical(n: int, rng: np.random.Generator, tables: dict) -> tuple[np.ndarray, dict, np.ndarray]:
-    """Classes, the class-dependent clinical variables and the exact posterior ``P(c | variables)``."""
+    """Classes, the class-dependent clinical variables and the exact posterior ``P(c | variables)``.
+
+    A categorical index points into :func:`written_values`: ``-1`` is an absent AE and an index
+    past the class-dependent values is a tail code, whose likelihood is the same for every class.
+    """
     classes = rng.choice(K, size=n, p=PRIOR)
     log_post = np.tile(np.log(PRIOR), (n, 1))
     drawn: dict[str, np.ndarray] = {}
     for name, (values, table) in tables["categorical"].items():
         index = _draw_categorical(rng, table, classes)
+        if name in tables["tails"]:
+            codes, probabilities, rate = tables["tails"][name]
+            tail = np.minimum(np.searchsorted(np.cumsum(probabilities), rng.random(n), side="right"), len(codes) - 1)
+            index = np.where(rng.random(n) < rate, len(values) + tail, index)
         if name == "ae":  # absent (class-independently) unless MMP is a Z code
-            mmp_values = np.array(tables["categorical"]["mmp"][0])
-            present = (np.char.startswith(mmp_values[drawn["mmp"]], "Z")) | (rng.random(n) < AE_RATE)
+            mmp_codes = np.array(written_values(tables, "mmp"))
+            present = (np.char.startswith(mmp_codes[drawn["mmp"]], "Z")) | (rng.random(n) < AE_RATE)
             index = np.where(present, index, -1)
-            log_post += np.where(present[:, None], np.log(table[:, index].T), 0.0)
-        else:
-            log_post += np.log(table[:, index].T)
+        informative = (index >= 0) & (index < len(values))
+        log_post += np.where(informative[:, None], np.log(table[:, np.where(informative, index, 0)].T), 0.0)
         drawn[name] = index
     for name, (_, table) in tables["bernoulli"].items():
         present = rng.random((n, table.shape[1])) < table[classes]
@@ -251,8 +387,10 @@ def iter_records(n: int, seed: int, signal: float = SIGNAL) -> tuple[dict, Itera
     tables = model(signal)
     classes, drawn, posterior = sample_clinical(n, rng, tables)
     stay_numbers = rng.choice(9_000_000, size=n, replace=False) + 1_000_000
-    clinical = {name: [values[i] if i >= 0 else "" for i in drawn[name]]
-                for name, (values, _) in tables["categorical"].items()}
+    clinical = {}
+    for name in tables["categorical"]:
+        values = written_values(tables, name)
+        clinical[name] = [values[i] if i >= 0 else "" for i in drawn[name]]
     truth = {"stay_numbers": [f"{s:07d}" for s in stay_numbers], "classes": classes, "posterior": posterior,
              "clinical": clinical}
     structure = {
@@ -271,6 +409,12 @@ def iter_records(n: int, seed: int, signal: float = SIGNAL) -> tuple[dict, Itera
         "units": rng.integers(0, 20, (n, 2)),
         "coins": rng.random((n, 7)),
     }
+    # noise diagnoses of stay i: codes[noise_start[i]:noise_start[i + 1]] (repeats dropped when written)
+    das_codes, das_probabilities = vocabularies()["das"]
+    counts = rng.poisson(NOISE_DAS_MEAN, n)
+    picks = np.searchsorted(np.cumsum(das_probabilities), rng.random(int(counts.sum())), side="right")
+    structure["noise_das"] = [das_codes[j] for j in np.minimum(picks, len(das_codes) - 1)]
+    structure["noise_start"] = np.concatenate([[0], np.cumsum(counts)]).tolist()
 
     def records() -> Iterator[tuple[int, dict]]:
         coins = _Coins(np.random.default_rng([seed, 1]))  # later weeks, acts: class-independent
@@ -294,6 +438,18 @@ class _Coins:
 
     def pick(self, options):
         return options[int(self() * len(options))]
+
+    def rank(self, vocabulary: tuple[tuple[str, ...], list[float]]) -> str:
+        """A code drawn from ``(codes, cumulative probabilities)``."""
+        codes, cumulative = vocabulary
+        return codes[min(bisect.bisect_right(cumulative, self()), len(codes) - 1)]
+
+
+@functools.lru_cache(maxsize=None)
+def _act_vocabularies() -> dict[str, tuple[tuple[str, ...], list[float]]]:
+    """CCAM and per-category CdARR vocabularies with cumulative probabilities, for :meth:`_Coins.rank`."""
+    return {name: (codes, np.cumsum(p).tolist()) for name, (codes, p) in vocabularies().items()
+            if name == "ccam" or name.startswith("cdarr")}
 
 
 def _stay_records(i, truth, drawn, structure, tables, coin: _Coins) -> Iterator[tuple[int, dict]]:
@@ -324,7 +480,9 @@ def _stay_records(i, truth, drawn, structure, tables, coin: _Coins) -> Iterator[
     surgery = format_date(entry - dt.timedelta(days=int(structure["surgery_lag"][i]))) if drawn["surgery"][i, 0] else ""
     das_codes, _ = tables["bernoulli"]["das"]
     das = [code for code, on in zip(das_codes, drawn["das"][i]) if on]
-    das += [code for code in _NOISE_DAS if coin() < 0.08]
+    start, end = structure["noise_start"][i], structure["noise_start"][i + 1]
+    das += dict.fromkeys(structure["noise_das"][start:end])  # noise codes never repeat a signal code
+    acts_vocabulary = _act_vocabularies()
     categories = [c for c, on in zip(_CDARR_CATEGORIES, drawn["cdarr"][i]) if on]
     units = [f"{institution + 1:02d}{int(u):02d}" for u in structure["units"][i]]
     transfer = None
@@ -382,9 +540,10 @@ def _stay_records(i, truth, drawn, structure, tables, coin: _Coins) -> Iterator[
                 **{item: str(level) for item, level in dependence.items()},
                 "das": tuple(das),
                 "cdarr": tuple(
-                    (c, coin.pick(_CDARR_CATEGORIES[c][2]), coin.pick(_OCCURRENCES)) for c in acts
+                    (c, coin.rank(acts_vocabulary["cdarr" + c]), coin.pick(_OCCURRENCES)) for c in acts
                 ),
-                "ccam": tuple((code, "0", "1", 1) for code in _CCAM if coin() < 0.03),
+                "ccam": tuple((code, "0", "1", 1) for code in dict.fromkeys(
+                    coin.rank(acts_vocabulary["ccam"]) for _ in range(2) if coin() < CCAM_RATE)),
             }
             yield institution, record
         first_week = False
@@ -399,6 +558,13 @@ def _final_exit(u: float) -> str:
         if u < cumulative:
             return fields
     return "9 "
+
+
+def generator_params() -> dict:
+    """What, besides patients and seed, decides the files: a manifest check on these refuses files
+    written by an earlier version of the model (e.g. the benchmark's cached data)."""
+    return {"signal": SIGNAL, "tail_rate": TAIL_RATE, "noise_das_mean": NOISE_DAS_MEAN,
+            "vocabularies": {name: len(codes) for name, (codes, _) in vocabularies().items()}}
 
 
 def write_dataset(out: str | os.PathLike, patients: int, seed: int) -> dict:
@@ -443,5 +609,5 @@ def write_dataset(out: str | os.PathLike, patients: int, seed: int) -> dict:
     }
     write_json(out / "bayes.json", bayes)
     write_manifest(out, stage="synth-pmsi", files=files + ["labels.csv", "posterior.csv", "bayes.json"],
-                   params={"patients": patients, "seed": seed, "signal": SIGNAL}, counts=counts)
+                   params={"patients": patients, "seed": seed, **generator_params()}, counts=counts)
     return bayes
