@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -141,12 +141,25 @@ class Shard:
     def n_rows(self) -> int:
         return int(len(self.y))
 
-    def microbatches(self, order: np.ndarray | None = None) -> Iterator[tuple[object, np.ndarray]]:
+    def microbatches(self, order: np.ndarray | None = None) -> "MicroBatches":
         """``(X_b, y_b)`` per micro-batch, in ``order`` (batch indices) if given."""
-        n_batches = len(self.boundaries) - 1
-        for b in (range(n_batches) if order is None else order):
-            lo, hi = self.boundaries[b], self.boundaries[b + 1]
-            yield self.X[lo:hi], self.y[lo:hi]
+        return MicroBatches(self, range(len(self.boundaries) - 1) if order is None else order)
+
+
+@dataclass
+class MicroBatches:
+    """One pass over a shard's micro-batches; sized, so the epoch loop can log "step s/S, ETA"."""
+
+    shard: Shard
+    order: Sequence[int]
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[tuple[object, np.ndarray]]:
+        bounds = self.shard.boundaries
+        for b in self.order:
+            yield self.shard.X[bounds[b]:bounds[b + 1]], self.shard.y[bounds[b]:bounds[b + 1]]
 
 
 def load_shard(shards_dir: str | Path, split: str, worker: int, *, workers: int | None = None,

@@ -26,6 +26,7 @@ from diagnosenet.pmsi.rhs import (
     write_quarantine,
 )
 from diagnosenet.privacy import PSEUDONYM_HEX_CHARS, pseudonymise
+from diagnosenet.progress_log import Progress
 
 log = logging.getLogger(__name__)
 STAGE = "compose-pmsi"
@@ -119,6 +120,20 @@ GROUPS: dict[str, Callable[[Week], dict[str, float]]] = {
 }
 
 
+def count_lines(paths: Sequence[str | os.PathLike]) -> int:
+    """Lines in ``paths`` as :func:`iter_rhs` numbers them (a last line without newline counts):
+    the total for progress lines; one block read per MiB, a fraction of parsing time."""
+    total = 0
+    for path in paths:
+        last = b"\n"
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                total += block.count(b"\n")
+                last = block[-1:]
+        total += last != b"\n"
+    return total
+
+
 def first_weeks(paths: Sequence[str | os.PathLike], strict: bool) -> tuple[dict, list[RHSFieldError], dict]:
     """``stay → (week key, first location, records of the earliest week)``, the bad lines, counts.
 
@@ -128,8 +143,10 @@ def first_weeks(paths: Sequence[str | os.PathLike], strict: bool) -> tuple[dict,
     errors: list[RHSFieldError] = []
     seen: set[str] = set()
     read = 0
+    progress = Progress(count_lines(paths), "read", "RHS lines", logger=log)
     for file, line, item in iter_rhs(paths, strict=strict):
         read += 1
+        progress.update()
         if not isinstance(item, RHSFieldError):
             week_unit = item["stay_number"] + item["week"] + item["unit"]
             if week_unit in seen:
@@ -146,6 +163,7 @@ def first_weeks(paths: Sequence[str | os.PathLike], strict: bool) -> tuple[dict,
             stays[item["stay_number"]] = [key, (file, line), [item]]
         elif key == held[0]:
             held[2].append(item)
+    progress.close()
     counts = {"lines_read": read, "lines_used": read - len(errors), "lines_quarantined": len(errors),
               "lines_first_week": sum(len(held[2]) for held in stays.values()), "stays": len(stays)}
     return stays, errors, counts
@@ -188,12 +206,15 @@ def feature_rows(weeks: Sequence[Week], groups: Sequence[str]) -> tuple[sp.csr_m
     """
     provisional: dict[str, int] = {}
     rows, cols, vals = array("q"), array("q"), array("f")
+    progress = Progress(len(weeks), "composed", "stays", logger=log)
     for i, week in enumerate(weeks):
         for group in groups:
             for name, value in GROUPS[group](week).items():
                 cols.append(provisional.setdefault(f"{group}.{name}", len(provisional)))
                 vals.append(value)
                 rows.append(i)
+        progress.update()
+    progress.close()
     names = sorted(provisional)
     renumber = np.empty(len(names), dtype=np.int64)
     renumber[[provisional[name] for name in names]] = np.arange(len(names))

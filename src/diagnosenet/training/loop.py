@@ -9,13 +9,17 @@ worker past its last micro-batch contributes zero rows, which the row weighting 
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from diagnosenet.progress_log import Progress
 from diagnosenet.training.replica import Replica, mean_cross_entropy
+
+log = logging.getLogger(__name__)
 
 #: ``(local mean gradient, local rows) -> the gradient every worker applies``
 #: (``training.exchange``: dense or sparse input rows)
@@ -90,12 +94,24 @@ def _timed_step(replica: Replica, X, y: np.ndarray, reduce: GradientReducer | No
     return loss, correct
 
 
+def _step_progress(batches, steps: int | None, timeline, epoch: int) -> Progress:
+    """"epoch E: step s/S, rows/s, ETA" at most every 10 s: a long epoch is otherwise silent
+    until ``Run.end_epoch``. One clock read per step; each worker rank logs its own line."""
+    total = steps if steps is not None else (len(batches) if hasattr(batches, "__len__") else None)
+    where = f"epoch {epoch}" if epoch else "epoch"   # callers that do not number epochs pass 0
+    rank = getattr(timeline, "rank", None)
+    if rank is not None:
+        where = f"rank {rank} {where}"
+    return Progress(total, f"{where}: step", final=False, logger=log)
+
+
 def run_epoch(replica: Replica, batches: Iterable[tuple[object, np.ndarray]], reduce: GradientReducer | None = None,
               steps: int | None = None, *, timeline=None, epoch: int = 0) -> EpochStats:
     """Train on every ``(X_b, y_b)`` of ``batches``; with ``steps``, take part in exactly that
     many (synchronous) steps, contributing zero rows after the last batch. ``timeline``
     (a :class:`~diagnosenet.training.timeline.StepTimeline`) gets one row per step."""
     stats = EpochStats()
+    progress = _step_progress(batches, steps, timeline, epoch)
     iterator: Iterator = iter(batches)
     count = 0
     for X_b, y_b in iterator:
@@ -104,6 +120,7 @@ def run_epoch(replica: Replica, batches: Iterable[tuple[object, np.ndarray]], re
         else:
             stats.add(*_timed_step(replica, X_b, y_b, reduce, timeline, epoch, count + 1), len(y_b))
         count += 1
+        progress.update(1, rows=len(y_b))
     if steps is not None:
         if count > steps:
             raise ValueError(f"{count} micro-batches for {steps} synchronous steps")
@@ -113,6 +130,8 @@ def run_epoch(replica: Replica, batches: Iterable[tuple[object, np.ndarray]], re
                 replica.apply_gradients(reduce(zero, 0))
             else:
                 _timed_step(replica, None, None, reduce, timeline, epoch, step)
+            progress.update(1, rows=0)
+    progress.close()
     if timeline is not None:
         timeline.flush()
     if not stats.samples and not steps:
