@@ -33,12 +33,23 @@ STAGE_MODULES = (
 )
 
 
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml), so bug reports name the code."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("diagnosenet")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diagnosenet",
         description="DiagnoseNET workflow stages (normally called by Snakemake rules).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
     for name in STAGE_MODULES:  # a module that fails to import is an error, never skipped
         importlib.import_module(name).register(subparsers)
