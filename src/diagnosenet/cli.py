@@ -30,6 +30,7 @@ STAGE_MODULES = (
     "diagnosenet.cluster",
     "diagnosenet.emulation",
     "diagnosenet.experiments",
+    "diagnosenet.predict.cli",
 )
 
 

@@ -1,4 +1,5 @@
 # Config validation, paths and input functions shared by every rule file.
+import glob
 import json
 import os
 import shlex
@@ -176,7 +177,35 @@ def final_outputs():
 
 AGGREGATE = f"{RESULTS}/summary"
 
+#: the report's sections (``report(category=...)``), numbered once here in reading order so that
+#: no rule numbers its own; a report lists the sections of the targets it was given
+#: (``workflow/report/workflow.rst``), so leave optional sections last
+REPORT_SECTIONS = {"data": "1. Data", "runs": "2. Training runs", "experiments": "3. Experiments",
+                   "predictions": "4. Predictions"}
+
 
 def report_item(name, caption, subcategory):
-    return report(f"{AGGREGATE}/{name}", caption=f"../report/{caption}", category="3. Training runs",
+    return report(f"{AGGREGATE}/{name}", caption=f"../report/{caption}", category=REPORT_SECTIONS["runs"],
                   subcategory=subcategory)
+
+# --- prediction ----------------------------------------------------------------
+
+
+def predict_model_input(wildcards):
+    """The model to predict with, as an input when it is a run this workflow makes (so it is
+    trained first); an export or an outside run directory is read as it is."""
+    model = Path(config["predict"]["model"])
+    metrics = model / "metrics.json"
+    return [str(metrics)] if str(model).startswith(RESULTS) and not (model / "saved_model.pb").exists() else []
+
+
+def predict_inputs(wildcards):
+    """``--records DIR`` (ECG) or ``--rhs FILES [--labels CSV]`` (PMSI) from ``predict:``."""
+    p = config["predict"]
+    if p.get("records"):
+        return f"--records {p['records']}"
+    files = sorted({f for pattern in p.get("rhs_files") or [] for f in glob.glob(pattern)})
+    if not files:
+        raise ValueError("predict: give records (ECG directory) or rhs_files matching at least one file")
+    labels = f" --labels {p['labels_file']}" if p.get("labels_file") else ""
+    return "--rhs " + " ".join(files) + labels

@@ -69,6 +69,20 @@ def _hardware() -> dict:
     return info
 
 
+def _write_test_predictions(settings: TrainSettings, out: Path, proba: np.ndarray, y: np.ndarray,
+                            classes: Sequence[str]) -> None:
+    """The test split's probabilities per row (``test_proba.npy``, what an export must reproduce)
+    and per record / stay (``test_predictions.csv``: ECG windows averaged per record, as scored;
+    PMSI stays under their pseudonyms)."""
+    from diagnosenet.datasets.materialise import load_split
+    from diagnosenet.predict.table import rows_by_group, write_predictions
+
+    np.save(out / "test_proba.npy", np.asarray(proba, np.float32))
+    groups = load_split(settings.dataset_dir, "test")[2]
+    rows, _, _ = rows_by_group(groups, y, proba, classes)
+    write_predictions(out / "test_predictions.csv", rows, classes)
+
+
 def finalise_run(settings: TrainSettings, proba_test: np.ndarray, y_test: np.ndarray, classes: Sequence[str],
                  progress_summary: dict) -> dict:
     """Write the run's metrics files and manifest; return the ``metrics.json`` content."""
@@ -86,6 +100,7 @@ def finalise_run(settings: TrainSettings, proba_test: np.ndarray, y_test: np.nda
     summary.setdefault("energy", _energy(out, int(summary.get("best_epoch", 0))))
     result = {"task": settings.task, "mode": settings.mode, "workers": settings.workers, **scores, **summary}
     write_json(out / "metrics.json", result)
+    _write_test_predictions(settings, out, proba_test, y_test, classes)
     metrics.write_per_class_csv(out / "per_class.csv", scores["per_class"])
     metrics.write_confusion_csv(out / "confusion.csv", scores["confusion"], classes)
     write_json(out / "run.json", {

@@ -1,0 +1,107 @@
+"""``diagnosenet predict`` and ``diagnosenet export`` (rule ``predict``; docs/predict.md)."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+STAGE = "predict"
+
+
+def predict(model: str | Path, out: str | Path, *, records: str | Path | None = None, rhs: list[str] | None = None,
+            labels: str | Path | None = None, salt_file: str | Path | None = None) -> dict:
+    """Write ``predictions.csv`` (+ scores when labels are known) for new ECG records or RHS files."""
+    from diagnosenet import metrics
+    from diagnosenet.artifacts import write_json, write_manifest
+    from diagnosenet.predict.model import load
+    from diagnosenet.predict.table import rows_by_group, write_predictions
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lineage, proba_of = load(model)
+    classes = lineage.classes
+    if lineage.task == "ecg":
+        if records is None:
+            raise SystemExit(f"{model} is an ECG model: give --records DIR (WFDB records, REFERENCE.csv optional)")
+        from diagnosenet.predict.ecg import decide, window_records
+
+        inputs = window_records(records, lineage.preprocessing)
+        rows, proba = decide(inputs, proba_of, classes)
+        y = np.array([-1 if i.label is None else i.label for i in inputs], np.int64)
+        reasons: dict[str, int] = {}
+        for item in inputs:
+            if item.reason:
+                reasons[item.reason.split(":")[0]] = reasons.get(item.reason.split(":")[0], 0) + 1
+        counts = {"records_in": len(inputs), "records_windowed": sum(i.samples is not None for i in inputs),
+                  "records_unclassifiable": sum(i.samples is None for i in inputs), "reasons": reasons,
+                  "records_labelled": int((y >= 0).sum())}
+    else:
+        if not rhs:
+            raise SystemExit(f"{model} is a PMSI model: give --rhs FILE... (RHS M05)")
+        from diagnosenet.predict.pmsi import compose_for, read_labels_by_pseudonym
+        from diagnosenet.privacy import DEFAULT_SALT_FILE, load_or_create_salt
+
+        salt = load_or_create_salt(salt_file or DEFAULT_SALT_FILE)
+        X, names, counts, quarantine = compose_for(rhs, lineage.vocabulary, lineage.preprocessing["groups"], salt)
+        for error in quarantine[:10]:
+            log.warning("quarantined %s", error)
+        known = read_labels_by_pseudonym(labels, salt) if labels else {}
+        y = np.array([known.get(n, -1) for n in names], np.int64)
+        rows, proba, _ = rows_by_group(names, None, proba_of(X), classes)
+        for row, label in zip(rows, y):
+            row["label"] = "" if label < 0 else classes[label]
+        counts["records_labelled"] = int((y >= 0).sum())
+        if counts["unseen_features"]:
+            log.warning("%d feature occurrences unseen in training (ignored): %s", counts["unseen_features"],
+                        counts["unseen_features_per_group"])
+    write_predictions(out / "predictions.csv", rows, classes)
+    files = ["predictions.csv", "counts.json"]
+    result = {"task": lineage.task, "model": str(model), "counts": counts}
+    labelled = y >= 0
+    if labelled.any():
+        scores = metrics.summarise(y[labelled], proba[labelled], classes, challenge=lineage.task == "ecg")
+        metrics.write_per_class_csv(out / "per_class.csv", scores.pop("per_class"))
+        metrics.write_confusion_csv(out / "confusion.csv", scores["confusion"], classes)
+        write_json(out / "scores.json", scores)
+        files += ["scores.json", "per_class.csv", "confusion.csv"]
+        result["scores"] = scores
+        log.info("%d labelled %s: accuracy %.4f, macro F1 %.4f%s", int(labelled.sum()),
+                 "records" if lineage.task == "ecg" else "stays", scores["accuracy"], scores["macro_f1"],
+                 f", challenge F1 {scores['challenge_f1']:.4f}" if "challenge_f1" in scores else "")
+    write_json(out / "counts.json", counts)
+    write_manifest(out, stage=STAGE, files=files, params={"model": str(model)}, counts=counts)
+    log.info("%d predictions in %s", len(rows), out / "predictions.csv")
+    return result
+
+
+def _predict(args: argparse.Namespace) -> int:
+    predict(args.model, args.out, records=args.records, rhs=args.rhs, labels=args.labels, salt_file=args.salt_file)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from diagnosenet.predict.export import export
+
+    card = export(args.run, args.out)
+    log.info("exported %s %s model to %s (test scores %s)", card["task"], card["training"]["mode"], args.out,
+             card["test_scores"])
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="apply a trained run (or an export) to new ECG records or RHS files")
+    p.add_argument("--model", required=True, help="a run directory (results/{task}/runs/...) or an export directory")
+    p.add_argument("--records", help="ECG: directory of WFDB records (REFERENCE.csv optional: labels → scores)")
+    p.add_argument("--rhs", nargs="+", help="PMSI: RHS M05 files")
+    p.add_argument("--labels", help="PMSI: stay_number,label CSV (optional: → scores)")
+    p.add_argument("--salt-file", help="PMSI: the hospital's pseudonym key (default: the pipeline's)")
+    p.add_argument("--out", required=True, help="output directory (predictions.csv, counts.json, scores)")
+    p.set_defaults(func=_predict)
+
+    e = subparsers.add_parser("export", help="a self-contained SavedModel + model card of a trained run")
+    e.add_argument("--run", required=True, help="run directory")
+    e.add_argument("--out", required=True, help="export directory")
+    e.set_defaults(func=_export)

@@ -1,0 +1,87 @@
+"""WFDB records → the run's R-peak windows → one decision per record.
+
+Every input record gets a row. A record that cannot be windowed (unreadable, flat, too few
+beats, ...) gets the challenge's convention for unclassifiable records, the noisy class with
+probability 1, and the quarantine reason; so the challenge score covers every record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from diagnosenet.ecg.records import FS, LABELS, REFERENCE_NAME, RecordError, load_signal, read_reference
+
+NOISY = "Noisy"
+
+
+@dataclass
+class RecordInput:
+    record: str
+    label: int | None           # None: unlabelled (no REFERENCE row, or an unknown letter)
+    samples: np.ndarray | None  # (n, sample_length) windows the model scores
+    reason: str = ""
+
+
+def list_records(directory: str | Path) -> tuple[list[str], dict[str, int | None]]:
+    """Record names (REFERENCE.csv rows first, then headers it does not list) and their labels."""
+    directory = Path(directory)
+    labels: dict[str, int | None] = {}
+    if (directory / REFERENCE_NAME).exists():
+        for entry in read_reference(directory / REFERENCE_NAME):
+            labels[entry.record] = LABELS.get(entry.label)
+    for header in sorted(directory.glob("*.hea")):
+        labels.setdefault(header.stem, None)
+    if not labels:
+        raise FileNotFoundError(f"{directory}: no WFDB header (*.hea) and no {REFERENCE_NAME}")
+    return list(labels), labels
+
+
+def window_records(directory: str | Path, preprocessing: dict) -> list[RecordInput]:
+    """The run's preprocessing (``lineage.preprocessing``) applied to every record of ``directory``."""
+    from diagnosenet.ecg.build import _detect
+    from diagnosenet.ecg.windows import Geometry, record_samples, small_sample
+
+    geometry = Geometry(int(preprocessing["window"]), int(preprocessing["per_sample"]), int(preprocessing["stride"]),
+                        preprocessing["normalisation"])
+    records, labels = list_records(directory)
+    out = []
+    for record in records:
+        try:
+            signal = load_signal(directory, record, FS)
+            beats = _detect(signal, preprocessing["detector"])
+            if beats.size < geometry.per_sample:
+                raise RecordError("few_beats", f"{beats.size} beats detected, need {geometry.per_sample}")
+            samples = record_samples(signal, beats, geometry)
+            if samples.shape[0] == 0:
+                raise RecordError("no_complete_sample", f"{beats.size} beats but no {geometry.per_sample} "
+                                  "consecutive windows inside the record")
+            if preprocessing.get("variant") == "small":   # the run was trained and scored on one sample per record
+                samples = small_sample(samples)[None, :]
+            out.append(RecordInput(record, labels[record], samples))
+        except RecordError as exc:
+            out.append(RecordInput(record, labels[record], None, f"{exc.reason}: {exc.detail}"))
+    return out
+
+
+def decide(inputs: list[RecordInput], proba_of, classes: list[str]) -> tuple[list[dict], np.ndarray]:
+    """One row per record (record, label, predicted, probabilities, windows, reason) and the
+    ``(records, classes)`` probabilities: the mean over the record's windows, as the run was scored."""
+    scored = [i for i in inputs if i.samples is not None]
+    proba = proba_of(np.concatenate([i.samples for i in scored])) if scored else np.zeros((0, len(classes)))
+    noisy = np.eye(len(classes))[classes.index(NOISY)]
+    rows, table, offset = [], [], 0
+    for item in inputs:
+        if item.samples is None:
+            p = noisy
+        else:
+            n = item.samples.shape[0]
+            p = proba[offset:offset + n].mean(axis=0)
+            offset += n
+        table.append(p)
+        rows.append({"record": item.record, "label": "" if item.label is None else classes[item.label],
+                     "predicted": classes[int(np.argmax(p))],
+                     **{f"p_{c}": float(v) for c, v in zip(classes, p)},
+                     "windows": 0 if item.samples is None else int(item.samples.shape[0]), "reason": item.reason})
+    return rows, np.asarray(table, dtype=np.float64).reshape(len(inputs), len(classes))
