@@ -125,12 +125,16 @@ def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -
     n_batches = len(shard.boundaries) - 1
 
     def allreduce_sum(values: np.ndarray) -> np.ndarray:
+        if W == 1:   # one worker: nothing to combine (a 33 MB copy per step is not an exchange)
+            return values
         send = np.ascontiguousarray(values)
         total = np.empty_like(send)
         live.wait(workers_comm.Iallreduce(send, total, op=MPI.SUM), "all-reduce among the workers", peers)
         return total
 
     def allgather(values: np.ndarray) -> list[np.ndarray]:
+        if W == 1:
+            return [values]
         counts = np.empty(W, np.int64)
         live.wait(workers_comm.Iallgather(np.array([values.size], np.int64), counts), "all-gather sizes", peers)
         received = np.empty(int(counts.sum()), np.float32)
