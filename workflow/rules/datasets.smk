@@ -10,7 +10,7 @@ rule materialise:
         table=report(
             f"{RESULTS}/{{task}}/dataset/class_table.csv",
             caption="../report/class_table.rst",
-            category="1. Data",
+            category=REPORT_SECTIONS["data"],
             subcategory="{task}",
         ),
     params:

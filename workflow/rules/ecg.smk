@@ -35,8 +35,8 @@ rule window_ecg:
         code=code("ecg/records", "ecg/peaks", "ecg/windows", "ecg/build"),
     output:
         [
-            report(f"{RESULTS}/ecg/windows/{name}", caption="../report/table2.rst", category="1. Data",
-                   subcategory="ecg")
+            report(f"{RESULTS}/ecg/windows/{name}", caption="../report/table2.rst",
+                   category=REPORT_SECTIONS["data"], subcategory="ecg")
             if name == "table2.csv" else f"{RESULTS}/ecg/windows/{name}"
             for name in ECG_WINDOW_FILES
             if name != "manifest.json"

@@ -20,7 +20,7 @@ rule table4:
         report(
             f"{RESULTS}/experiments/table4.csv",
             caption="../report/table4.rst",
-            category="4. Experiments",
+            category=REPORT_SECTIONS["experiments"],
             subcategory="Hyper-parameters",
         ),
     params:
@@ -80,7 +80,7 @@ rule hyperparameters_figure:
         report(
             f"{RESULTS}/experiments/hyperparameters.png",
             caption="../report/hyperparameters.rst",
-            category="4. Experiments",
+            category=REPORT_SECTIONS["experiments"],
             subcategory="Hyper-parameters",
         ),
     params:

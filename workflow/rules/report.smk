@@ -36,20 +36,20 @@ rule scalability_figure:
         figure=report(
             f"{RESULTS}/experiments/scalability.png",
             caption="../report/scalability.rst",
-            category="4. Experiments",
+            category=REPORT_SECTIONS["experiments"],
             subcategory="Worker scalability",
         ),
         table=f"{RESULTS}/experiments/scalability.csv",
         recommendation=report(
             f"{RESULTS}/experiments/scalability-recommendation.md",
             caption="../report/scalability_recommendation.rst",
-            category="4. Experiments",
+            category=REPORT_SECTIONS["experiments"],
             subcategory="Worker scalability",
         ),
         timeline=report(
             f"{RESULTS}/experiments/scalability-timeline.png",
             caption="../report/scalability_timeline.rst",
-            category="4. Experiments",
+            category=REPORT_SECTIONS["experiments"],
             subcategory="Worker scalability",
         ),
     params:
