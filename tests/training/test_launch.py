@@ -47,9 +47,12 @@ def test_a_launcher_without_the_lost_node_gets_its_own_hostfile(tmp_path):
     assert json.loads(json.dumps(reformed.hosts)) == [["node0", 1], ["node2", 1]]
 
 
-def test_only_a_finished_run_that_lost_workers_counts_as_finished_after_a_failed_mpirun(tmp_path):
+def test_only_a_run_finished_by_this_launch_counts_when_mpirun_fails(tmp_path):
+    import os
+    import time
+
     from diagnosenet.artifacts import write_json, write_manifest
-    from diagnosenet.training.mpi.launch import finished_despite_losses
+    from diagnosenet.training.mpi.launch import finished_since
 
     def finished_run(out, lost):
         out.mkdir()
@@ -57,9 +60,13 @@ def test_only_a_finished_run_that_lost_workers_counts_as_finished_after_a_failed
         write_manifest(out, stage="train", files=["metrics.json"], params={"mode": "mpi-async"})
         return out
 
-    assert finished_despite_losses(finished_run(tmp_path / "lost", {"2": "silent for 120 s"}))
-    assert not finished_despite_losses(finished_run(tmp_path / "none-lost", {}))
+    started = time.time() - 1
+    assert finished_since(finished_run(tmp_path / "lost", {"2": "silent for 120 s"}), started)
+    assert finished_since(finished_run(tmp_path / "torn-down", {}), started)   # mpirun died after the outputs
+    old = finished_run(tmp_path / "old", {})
+    os.utime(old / "manifest.json", (started - 3600, started - 3600))         # left by an earlier run
+    assert not finished_since(old, started)
     unfinished = finished_run(tmp_path / "unfinished", {"1": "killed"})
     (unfinished / "metrics.json").unlink()  # the master died before writing its outputs
-    assert not finished_despite_losses(unfinished)
-    assert not finished_despite_losses(tmp_path / "absent")
+    assert not finished_since(unfinished, started)
+    assert not finished_since(tmp_path / "absent", started)

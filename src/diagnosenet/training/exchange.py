@@ -80,14 +80,27 @@ class SparseInputRows:
         total = self.allreduce_sum(rest)
         if total[-1] <= 0:
             raise ValueError("a synchronous step with no rows on any worker")
-        return np.concatenate([self.unpack_sum(parts), total[:-1]]) / total[-1]
+        # one output buffer; the block's untouched rows stay calloc'ed zeros (never written)
+        out = np.zeros(grads.size, np.float32)
+        block = out[:self.head].reshape(self.inputs, self.units)
+        touched = []
+        for part in parts:
+            got = part.reshape(-1, self.units + 1)
+            index = got[:, 0].astype(np.int64)
+            block[index] += got[:, 1:]
+            touched.append(index)
+        if touched:   # divided like the dense reduction divides, so the result is the same bits
+            index = np.unique(np.concatenate(touched))
+            block[index] /= total[-1]
+        np.divide(total[:-1], total[-1], out=out[self.head:])
+        return out
 
 
 def pack_rows(grads: np.ndarray, block: tuple[int, int], scale: float = 1.0) -> np.ndarray:
     """``[index, scale × values…]`` for every non-zero row of the leading ``block``, flattened."""
     inputs, units = block
     rows = grads[:inputs * units].reshape(inputs, units)
-    present = np.flatnonzero(np.any(rows != 0, axis=1))
+    present = np.flatnonzero(rows.any(axis=1))   # no boolean temporary of the whole block
     packed = np.empty((present.size, units + 1), np.float32)
     packed[:, 0] = present           # exact in float32 below 2**24 features
     np.multiply(rows[present], np.float32(scale), out=packed[:, 1:])

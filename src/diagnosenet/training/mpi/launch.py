@@ -19,9 +19,10 @@ lives one level up, as in elastic launchers (torchrun, Horovod elastic):
    the last checkpoint without the lost node's workers, which are recorded in
    ``metrics.json`` → ``mpi.lost_workers`` like workers dropped for silence.
 
-An asynchronous run whose master dropped a silent worker finishes inside the job but leaves
-without ``MPI_Finalize``; ``mpirun`` then fails although the run is complete, which
-:func:`finished_despite_losses` recognises.
+A run can also be complete although ``mpirun`` failed: an asynchronous master that dropped a
+silent worker leaves without ``MPI_Finalize``, and Hydra was seen to die of ``SIGPIPE`` while
+tearing down a 5-node job whose outputs were all written. :func:`finished_since` accepts a run
+whose outputs verify and were written by this launch (with a warning), and nothing else.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,16 +154,15 @@ class Launcher:
 
 
 # -- the job --------------------------------------------------------------------------------
-def finished_despite_losses(out: Path) -> bool:
-    """The run's outputs verify and it recorded lost workers: an asynchronous master that
-    carried on without them (its ranks leave without ``MPI_Finalize``, so ``mpirun`` fails)."""
-    from diagnosenet.artifacts import ArtifactError, read_json, verify_manifest
+def finished_since(out: Path, started: float) -> bool:
+    """The run's outputs verify and its manifest was written after ``started`` (this launch)."""
+    from diagnosenet.artifacts import ArtifactError, verify_manifest
 
     try:
         verify_manifest(out, stage="train")
     except ArtifactError:
         return False
-    return bool(read_json(f"{out}/metrics.json").get("mpi", {}).get("lost_workers"))
+    return (out / "manifest.json").stat().st_mtime >= started
 
 
 def _settings_of(train_args: list[str]):
@@ -201,12 +202,14 @@ def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_refo
                 "--lost-workers-json", json.dumps(lost_workers)]
         log.info("launching %s", shlex.join(argv))
         sys.stdout.flush()
+        started = time.time()
         status = subprocess.call(argv, env={**os.environ, "HYDRA_LAUNCHER_EXEC": str(script)})
         if status == 0:
             return 0
-        if finished_despite_losses(out):
-            log.warning("%s: %s exited with %d, but the run finished without worker(s) %s", out, argv[0], status,
-                        ", ".join(read_lost(out)))
+        if finished_since(out, started):
+            lost = read_lost(out)
+            log.warning("%s: %s exited with %d after the run had written every output%s", out, argv[0], status,
+                        f" (without worker(s) {', '.join(lost)})" if lost else "")
             return 0
         lost = lost_host(read_exits(record))
         if lost is None:
