@@ -125,7 +125,7 @@ def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -
     n_batches = len(shard.boundaries) - 1
 
     def allreduce_sum(values: np.ndarray) -> np.ndarray:
-        if W == 1:   # one worker: nothing to combine (a 33 MB copy per step is not an exchange)
+        if W == 1:   # one worker: nothing to combine (statistics, epoch sums)
             return values
         send = np.ascontiguousarray(values)
         total = np.empty_like(send)
@@ -144,7 +144,7 @@ def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -
                   "all-gather of gradient rows", peers)
         return np.split(received, np.cumsum(counts)[:-1])
 
-    reduce = make_reducer(settings.exchange, replica, allreduce_sum, allgather)
+    reduce = make_reducer(settings.exchange, replica, allreduce_sum, allgather, workers=W)
     monitor, _ = monitor_for(settings, f"rank{rank}")
     with monitor, StepTimeline(settings.out_dir, rank, resumed_epoch=epoch) as timeline:
         stop = _decide(comm, live, False, [0])
