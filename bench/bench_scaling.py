@@ -1,0 +1,144 @@
+"""Weak scaling of the MPI modes on an emulated 1 Gbit/s cluster, one lever at a time (root).
+
+    .venv/bin/python bench/bench_scaling.py --nodes 1 2 4 --cpu 0.25 --link 1gbit \\
+        --patients 116831 --rows-per-worker 2048 --batch-sizes 64 --exchanges dense sparse \
+        --modes mpi-sync mpi-async
+
+Builds the data once with the project's own stages (``synth-pmsi``, ``compose-pmsi``): the
+paper-size feature space (all composed features), then for each worker count N a data set
+of ``N × rows-per-worker`` training rows (constant work per worker: weak scaling) plus fixed
+validation and test rows, materialised and sharded for N workers. Then, for each lever
+(exchange × micro-batch × mode), runs ``diagnosenet launch-mpi`` (rule ``train_mpi``'s
+command) on an emulated cluster of N + 1 nodes (rank 0 on node0, one worker per other node,
+``--cpu`` core and ``--link`` each; ``diagnosenet emulate-cluster``) with the paper's
+4 × 512 MLP, and finally ``diagnosenet scalability-figure`` over every run: the table
+(``scalability.csv``: per-step compute and exchange seconds, bytes, samples/s, weak-scaling
+efficiency, the ring model), the figure, the timeline and the Pareto recommendation, all
+under ``bench/out/scaling/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+BIN = Path(sys.executable).parent
+OUT = Path(__file__).resolve().parent / "out" / "scaling"
+PAPER_MLP = {"hidden_units": [512, 512, 512, 512], "dropout_keep": 0.8}
+#: the ECG residual CNN of the default configuration (config/config.yaml, models.ecg)
+ECG_CNN = {"filters": [16, 32], "blocks_per_stage": 1, "kernel_size": 16, "dropout_keep": 0.8}
+
+
+def diagnosenet(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "diagnosenet"), *args], check=True, text=True, **kw)
+
+
+def compose(patients: int) -> Path:
+    raw, composed = OUT / f"raw-{patients}", OUT / f"composed-{patients}"
+    if not (composed / "manifest.json").exists():
+        diagnosenet("synth-pmsi", "--patients", str(patients), "--seed", "2020", "--out", str(raw))
+        diagnosenet("compose-pmsi", "--rhs", str(raw / "rhs_*.txt"), "--labels", str(raw / "labels.csv"),
+                    "--out", str(composed))
+    return composed
+
+
+def weak_dataset(composed: Path, workers: int, rows_per_worker: int, held_out: int, batch_size: int) -> tuple[Path, Path]:
+    """A composed-stage subset of ``workers × rows_per_worker`` training rows + ``2 × held_out``
+    validation/test rows (every feature column kept), materialised and sharded for ``workers``."""
+    from diagnosenet.artifacts import write_json, write_manifest
+
+    task = "ecg" if (composed / "X.npy").exists() else "pmsi"
+    name = f"{task}-w{workers}-r{rows_per_worker}"
+    subset, dataset = OUT / f"composed-{name}", OUT / f"dataset-{name}"
+    shards = OUT / f"shards-{name}-b{batch_size}"
+    if not (dataset / "manifest.json").exists():
+        X = np.load(composed / "X.npy") if task == "ecg" else sp.load_npz(composed / "X.npz").tocsr()
+        y, groups = np.load(composed / "y.npy"), np.load(composed / "groups.npy", allow_pickle=False)
+        n = min(X.shape[0], workers * rows_per_worker + 2 * held_out)
+        pick = np.random.default_rng(7).permutation(X.shape[0])[:n]
+        subset.mkdir(parents=True, exist_ok=True)
+        x_name = "X.npy" if task == "ecg" else "X.npz"
+        np.save(subset / x_name, X[pick]) if task == "ecg" else sp.save_npz(subset / x_name, X[pick])
+        np.save(subset / "y.npy", y[pick])
+        np.save(subset / "groups.npy", groups[pick])
+        write_json(subset / "classes.json", json.loads((composed / "classes.json").read_text()))
+        write_manifest(subset, stage="compose", files=[x_name, "y.npy", "groups.npy", "classes.json"],
+                       params={"subset_of": str(composed), "rows": int(n)})
+        fraction = held_out / n
+        diagnosenet("materialise", "--input", str(subset), "--out", str(dataset), "--seed", "1",
+                    "--valid-fraction", f"{fraction:.6f}", "--test-fraction", f"{fraction:.6f}")
+    if not (shards / "manifest.json").exists():
+        diagnosenet("shard", "--dataset", str(dataset), "--out", str(shards), "--workers", str(workers),
+                    "--batch-size", str(batch_size), "--seed", "1")
+    return dataset, shards
+
+
+def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, dataset: Path, shards: Path,
+          epochs: int, cpu: float, link: str) -> Path:
+    out = OUT / "runs" / f"{task}-{mode}-{exchange}-b{batch_size}" / f"{mode}-w{workers}"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    nodes = workers + 1
+    diagnosenet("emulate-cluster", "down", stdout=subprocess.DEVNULL)
+    diagnosenet("emulate-cluster", "up", "--nodes", str(nodes), "--cpu", str(cpu), "--link", link)
+    try:
+        hostfile = OUT / f"hostfile-{nodes}"
+        hostfile.write_text("".join(f"node{i}:1\n" for i in range(nodes)))
+        args = ["--task", task, "--mode", mode, "--workers", str(workers), "--dataset", str(dataset),
+                "--shards", str(shards), "--out", str(out), "--model-json", json.dumps(ECG_CNN if task == "ecg" else PAPER_MLP),
+                "--max-epochs", str(epochs), "--patience", str(epochs), "--batch-size", str(batch_size),
+                "--exchange", exchange, "--monitor-rate", "1", "--timeout", "300", "--startup-timeout", "1800",
+                "--weighting", "1"]
+        command = ["env", f"PATH={BIN}:/usr/bin:/bin", "diagnosenet", "launch-mpi", "--launcher",
+                   f"mpirun -disable-auto-cleanup -f {hostfile}", "--tasks", str(nodes), "--", *args]
+        log = OUT / "logs" / f"{task}-{mode}-{exchange}-b{batch_size}-w{workers}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as handle:
+            subprocess.run([str(BIN / "diagnosenet"), "emulate-cluster", "run", "--", *command], check=True,
+                           stdout=handle, stderr=subprocess.STDOUT)
+    finally:
+        diagnosenet("emulate-cluster", "down", stdout=subprocess.DEVNULL)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4], help="worker nodes (+1 for rank 0)")
+    parser.add_argument("--cpu", type=float, default=0.25)
+    parser.add_argument("--link", default="1gbit")
+    parser.add_argument("--modes", nargs="+", default=["mpi-sync"])
+    parser.add_argument("--exchanges", nargs="+", default=["dense", "sparse"])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64])
+    parser.add_argument("--patients", type=int, default=116831)
+    parser.add_argument("--composed", type=Path, default=None,
+                        help="an existing compose-pmsi output (e.g. bench/out/pmsi-116831-2020/composed), or a "
+                             "window-ecg output (X.npy) for the ECG CNN")
+    parser.add_argument("--rows-per-worker", type=int, default=2048)
+    parser.add_argument("--held-out", type=int, default=2000, help="validation rows (and as many test rows)")
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    composed = args.composed or compose(args.patients)
+    runs = []
+    for batch_size in args.batch_sizes:
+        for workers in args.nodes:
+            dataset, shards = weak_dataset(composed, workers, args.rows_per_worker, args.held_out, batch_size)
+            for mode in args.modes:
+                for exchange in args.exchanges:
+                    task = "ecg" if (composed / "X.npy").exists() else "pmsi"
+                    runs.append(train(task, mode, workers, exchange, batch_size, dataset, shards, args.epochs,
+                                      args.cpu, args.link))
+                    print("done", runs[-1], flush=True)
+    for lever in sorted({run.parent for run in runs}):
+        mine = [run for run in runs if run.parent == lever]
+        diagnosenet("scalability-figure", "--runs", *map(str, mine), "--out", str(lever / "scalability.png"))
+        print(f"\n### {lever.name}\n")
+        print((lever / "scalability.csv").read_text())
+        print((lever / "scalability-recommendation.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
