@@ -22,7 +22,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
+# a hard kill leaves Snakemake's lock behind: stale_lock unlocks only if no Snakemake runs here
 run: install
+	$(BIN)/python -m diagnosenet.stale_lock
 	$(BIN)/snakemake --cores $(CORES) --printshellcmds
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
