@@ -7,6 +7,7 @@ shares the one run through a module-scoped fixture.
 from __future__ import annotations
 
 import base64
+import html as html_module
 import json
 import re
 from pathlib import Path
@@ -41,7 +42,9 @@ def finished_run(tmp_path_factory):
     (workdir / "config" / "config.yaml").symlink_to(REPO / "config" / "config.yaml")
     config = write_config(workdir, SMALL)
     targets = ("all", "scalability", "hyperparameters")
-    snakemake(workdir, *targets, "--cores", "2", "--configfile", str(config), timeout=1500)
+    # progress lines at every update instead of every 10 s, so that the small stages log them too
+    snakemake(workdir, *targets, "--cores", "2", "--configfile", str(config), timeout=1500,
+              env={"DIAGNOSENET_PROGRESS_S": "0"})
     # the report collects the report() outputs of the DAG of the targets it is given
     snakemake(workdir, *targets, "--report", "results/report.html", "--cores", "2", "--configfile", str(config),
               timeout=300)
@@ -90,3 +93,68 @@ def test_forcing_one_rule_reruns_it_and_its_downstream_only(finished_run):
     out = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(config),
                     "--forcerun", "materialise", "--until", "materialise").stdout
     assert set(planned_jobs(out)) == {"materialise"}
+
+
+#: "<what> done/total[ unit] (pct%), rate unit/s, ETA t" (``diagnosenet/progress_log.py``)
+PROGRESS = re.compile(r"INFO [\w.]+: (?P<what>.+?) (?P<done>[\d,]+)/(?P<total>[\d,]+)(?: (?P<unit>[\w ]+?))? "
+                      r"\([\d.]+%\), [\d,.]+ (?P<rate>[\w ]+)/s, ETA (?:\d+ s|\d+ min \d\d s|\d+ h \d\d min)$", re.M)
+
+
+def progress_lines(log: Path) -> list[re.Match]:
+    return list(PROGRESS.finditer(log.read_text()))
+
+
+@pytest.mark.timeout(1800)
+def test_long_stages_log_progress_into_their_snakemake_logs(finished_run):
+    """window-ecg (records), compose-pmsi (RHS lines, stays) and the training epochs (steps,
+    rows/s) log "done/total, rate, ETA" into the logs the README points to."""
+    workdir, _ = finished_run
+    logs = workdir / "results" / "logs"
+    windowed = [m for m in progress_lines(logs / "ecg" / "window_ecg.log") if m["what"] == "windowed"]
+    assert windowed and windowed[-1]["done"] == windowed[-1]["total"] == "40", windowed
+    assert windowed[-1]["rate"] == "records"
+    read = [m for m in progress_lines(logs / "pmsi" / "compose_pmsi.log") if m["unit"] == "RHS lines"]
+    assert read and read[-1]["done"] == read[-1]["total"] and read[-1]["rate"] == "RHS lines", read[-1:]
+    composed = [m for m in progress_lines(logs / "pmsi" / "compose_pmsi.log") if m["unit"] == "stays"]
+    assert composed and composed[-1]["done"] == composed[-1]["total"]
+    for log in (logs / "train" / "pmsi_desktop-w1.log", logs / "train" / "ecg_desktop-w1.log"):
+        steps = [m for m in progress_lines(log) if m["what"].endswith(": step")]
+        assert steps and all(m["rate"] == "rows" for m in steps), log.read_text()[-2000:]
+        assert any(m["done"] == m["total"] for m in steps)
+    mpi = progress_lines(logs / "train" / "pmsi_mpi-sync-w2.log")
+    ranks = {re.match(r"rank (\d+) epoch (\d+): step", m["what"]).group(1) for m in mpi}
+    assert ranks == {"1", "2"}, [m.group(0) for m in mpi[:4]]   # each worker rank, with its epoch
+    stays = {line.split(",")[0] for line in (workdir / "results/pmsi/raw/labels.csv").read_text().split()[1:]}
+    for log in logs.rglob("*.log"):   # no stay number (7 digits in the synthetic data) reaches a log
+        assert not stays & set(re.findall(r"\b\d{7}\b", log.read_text())), log
+
+
+def report_parts(html: str) -> tuple[str, dict, dict]:
+    """The report's global description as text, its sections and its results, from the JSON the
+    Snakemake report page renders in the browser."""
+    desc = json.loads(re.search(r"var workflow_desc = (\".*?\");\n", html).group(1))
+    categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html).group(1))
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", html).group(1))
+    text = " ".join(html_module.unescape(re.sub(r"<[^>]+>", "", desc)).split())
+    return text, categories, results
+
+
+@pytest.mark.timeout(1800)
+def test_report_cites_the_paper_and_numbers_its_sections_without_gaps(finished_run):
+    workdir, _ = finished_run
+    html = (workdir / "results" / "report.html").read_text()
+    text, categories, results = report_parts(html)
+    assert "Mendoza" not in html
+    assert ("John A. García H., Frédéric Precioso, Pascal Staccini and Michel Riveill, DiagnoseNET: Automatic "
+            "Framework to Scale Neural Networks on Heterogeneous Systems Applied to Medical Diagnosis, ICITCS 2020 - "
+            "8th International Conference on IT Convergence and Security (doi:10.1007/978-981-15-9354-3_1)") in text
+    assert sorted(categories) == ["1. Data", "2. Training runs", "3. Experiments"]
+    assert "Sections of this report: 1. Data, 2. Training runs, 3. Experiments." in text
+    numbers = sorted(int(name.split(".")[0]) for name in categories)
+    assert numbers == list(range(1, len(numbers) + 1))
+    # the configuration as tables, not Python reprs, in the description and every caption
+    assert "Training runs (train.runs) mode workers tasks desktop 1 pmsi, ecg" in text, text[:1500]
+    assert "train max_epochs 2" in text and "experiments scalability.workers 1, 2" in text
+    captions = " ".join(r["caption"] for r in results.values())
+    for where in (text, captions):
+        assert not re.search(r"\[\s*'|\{'|\[\d+, \d", where), re.search(r".{60}(\[\s*'|\{'|\[\d+, \d).{60}", where)
