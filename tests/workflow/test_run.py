@@ -78,6 +78,8 @@ def test_report_holds_every_figure_with_its_caption(finished_run):
         words = re.sub(r"\{\{.*?\}\}|[*`]", "", caption.read_text()).split()[:4]
         if caption.name == "workflow.rst":
             continue
+        if caption.name == "predictions.rst":  # only in reports of a `snakemake predict` (tests/predict)
+            continue
         phrase = " ".join(words)
         assert phrase in html or base64.b64encode(phrase.encode()).decode()[:8] in html, caption.name
 

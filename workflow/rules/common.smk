@@ -10,8 +10,8 @@ from pathlib import Path
 from snakemake.utils import validate
 
 # the rules call `diagnosenet`, installed beside the Python that runs Snakemake: `.venv/bin/snakemake`
-# works without activating the environment (jobs inherit this PATH; cluster nodes use their own)
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+# works without activating the environment (the same path on every node of a cluster profile)
+shell.prefix(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; ")
 
 
 validate(config, "../schemas/config.schema.yaml")

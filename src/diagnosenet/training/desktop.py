@@ -24,5 +24,6 @@ def train(settings: TrainSettings) -> dict:
     with monitor:
         while not run.should_stop:
             epoch = run.begin_epoch()
-            run.end_epoch(run_epoch(replica, shard.microbatches(batch_order(n_batches, settings.seed, epoch))))
+            batches = shard.microbatches(batch_order(n_batches, settings.seed, epoch))
+            run.end_epoch(run_epoch(replica, batches, epoch=epoch))
     return run.finish({"n_params": replica.n_params, "bytes_exchanged_per_epoch": 0, "monitor": monitor_status})
