@@ -9,7 +9,7 @@ paper-size feature space (all composed features), then for each worker count N a
 of ``N × rows-per-worker`` training rows (constant work per worker: weak scaling) plus fixed
 validation and test rows, materialised and sharded for N workers. Then, for each lever
 (exchange × micro-batch × mode), runs ``diagnosenet launch-mpi`` (rule ``train_mpi``'s
-command) on an emulated cluster of N + 1 nodes (rank 0 on node0, one worker per other node,
+command; ``train-grpc`` for the gRPC modes) on an emulated cluster of N + 1 nodes (rank 0 on node0, one worker per other node,
 ``--cpu`` core and ``--link`` each; ``diagnosenet emulate-cluster``) with the paper's
 4 × 512 MLP, and finally ``diagnosenet scalability-figure`` over every run: the table
 (``scalability.csv``: per-step compute and exchange seconds, bytes, samples/s, weak-scaling
@@ -93,8 +93,18 @@ def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, da
                 "--max-epochs", str(epochs), "--patience", str(epochs), "--batch-size", str(batch_size),
                 "--exchange", exchange, "--monitor-rate", "1", "--timeout", "300", "--startup-timeout", "1800",
                 "--weighting", "1"]
-        command = ["env", f"PATH={BIN}:/usr/bin:/bin", "diagnosenet", "launch-mpi", "--launcher",
-                   f"mpirun -disable-auto-cleanup -f {hostfile}", "--tasks", str(nodes), "--", *args]
+        if mode.startswith("grpc"):   # the parameter server / chief on node0, workers on node1..N
+            cluster = OUT / f"cluster-{nodes}"
+            diagnosenet("cluster-files", "--hosts", *[f"node{i}" for i in range(nodes)], "--out", str(cluster),
+                        stdout=subprocess.DEVNULL)
+            args = [a for a in args if a not in ("--exchange", "dense", "sparse")]  # TF collectives: dense
+            command = ["env", f"PATH={BIN}:/usr/bin:/bin", "diagnosenet", "train-grpc", "--mode", mode,
+                       "--workers", str(workers), "--base-port", "23450", "--timeout", "1800",
+                       "--hosts-file", str(cluster / "hosts.json"),
+                       "--remote-prefix", "/run/diagnosenet-emulated/ssh {host}", "--", *args]
+        else:
+            command = ["env", f"PATH={BIN}:/usr/bin:/bin", "diagnosenet", "launch-mpi", "--launcher",
+                       f"mpirun -disable-auto-cleanup -f {hostfile}", "--tasks", str(nodes), "--", *args]
         log = OUT / "logs" / f"{task}-{mode}-{exchange}-b{batch_size}-w{workers}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as handle:

@@ -60,11 +60,16 @@ class Adam:
             raise RuntimeError("Adam.build(variables) must be called before apply_gradients")
         if len(grads_and_vars) != len(self.m):
             raise ValueError(f"{len(grads_and_vars)} gradients for {len(self.m)} built variables")
+        # TF's fused ApplyAdam kernel under its lock: variable, m and v change together. Written as
+        # three separate assigns, two grpc-async workers updating the parameter server at once
+        # could read a new m with a still-zero v and take a step of lr * m / eps (seen: the tiny
+        # PMSI MLP's loss jumped from 1.4 to 5 in its first epoch, now and then).
         t = tf.cast(self.iterations + 1, tf.float32)
-        step = self.lr * tf.sqrt(1.0 - tf.pow(self.beta_2, t)) / (1.0 - tf.pow(self.beta_1, t))
+        beta_1_power, beta_2_power = tf.pow(self.beta_1, t), tf.pow(self.beta_2, t)
         for (grad, var), m, v in zip(grads_and_vars, self.m, self.v):
-            grad = tf.convert_to_tensor(grad)
-            m.assign(self.beta_1 * m + (1.0 - self.beta_1) * grad)
-            v.assign(self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad))
-            var.assign_sub(step * m / (tf.sqrt(v) + self.epsilon))
+            tf.raw_ops.ResourceApplyAdam(
+                var=var.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power, beta2_power=beta_2_power,
+                lr=tf.constant(self.lr, tf.float32), beta1=tf.constant(self.beta_1, tf.float32),
+                beta2=tf.constant(self.beta_2, tf.float32), epsilon=tf.constant(self.epsilon, tf.float32),
+                grad=tf.convert_to_tensor(grad, tf.float32), use_locking=True)
         self.iterations.assign_add(1)
