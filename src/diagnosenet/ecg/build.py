@@ -46,17 +46,23 @@ def window_record(directory: str, entry: Entry, geometry: Geometry, detector: st
     label = None
     try:
         label = label_of(entry)
-        signal = load_signal(directory, entry.record, FS)
-        beats = _detect(signal, detector)
-        if beats.size < geometry.per_sample:
-            raise RecordError("few_beats", f"{beats.size} beats detected, need {geometry.per_sample}")
-        samples = record_samples(signal, beats, geometry)
-        if samples.shape[0] == 0:
-            raise RecordError("no_complete_sample", f"{beats.size} beats but no {geometry.per_sample} "
-                              "consecutive windows inside the record")
+        samples = signal_samples(load_signal(directory, entry.record, FS), geometry, detector)
     except RecordError as exc:
         return Outcome(entry.record, label, reason=exc.reason, detail=exc.detail)
     return Outcome(entry.record, label, samples=samples)
+
+
+def signal_samples(signal: np.ndarray, geometry: Geometry, detector: str) -> np.ndarray:
+    """R-peak detection and windowing of one loaded signal (training and ``predict`` alike);
+    :class:`RecordError` when it yields no complete sample."""
+    beats = _detect(signal, detector)
+    if beats.size < geometry.per_sample:
+        raise RecordError("few_beats", f"{beats.size} beats detected, need {geometry.per_sample}")
+    samples = record_samples(signal, beats, geometry)
+    if samples.shape[0] == 0:
+        raise RecordError("no_complete_sample", f"{beats.size} beats but no {geometry.per_sample} "
+                          "consecutive windows inside the record")
+    return samples
 
 
 def _detect(signal: np.ndarray, detector: str) -> np.ndarray:

@@ -40,8 +40,8 @@ def list_records(directory: str | Path) -> tuple[list[str], dict[str, int | None
 
 def window_records(directory: str | Path, preprocessing: dict) -> list[RecordInput]:
     """The run's preprocessing (``lineage.preprocessing``) applied to every record of ``directory``."""
-    from diagnosenet.ecg.build import _detect
-    from diagnosenet.ecg.windows import Geometry, record_samples, small_sample
+    from diagnosenet.ecg.build import signal_samples
+    from diagnosenet.ecg.windows import Geometry, small_sample
 
     geometry = Geometry(int(preprocessing["window"]), int(preprocessing["per_sample"]), int(preprocessing["stride"]),
                         preprocessing["normalisation"])
@@ -49,14 +49,7 @@ def window_records(directory: str | Path, preprocessing: dict) -> list[RecordInp
     out = []
     for record in records:
         try:
-            signal = load_signal(directory, record, FS)
-            beats = _detect(signal, preprocessing["detector"])
-            if beats.size < geometry.per_sample:
-                raise RecordError("few_beats", f"{beats.size} beats detected, need {geometry.per_sample}")
-            samples = record_samples(signal, beats, geometry)
-            if samples.shape[0] == 0:
-                raise RecordError("no_complete_sample", f"{beats.size} beats but no {geometry.per_sample} "
-                                  "consecutive windows inside the record")
+            samples = signal_samples(load_signal(directory, record, FS), geometry, preprocessing["detector"])
             if preprocessing.get("variant") == "small":   # the run was trained and scored on one sample per record
                 samples = small_sample(samples)[None, :]
             out.append(RecordInput(record, labels[record], samples))
