@@ -97,15 +97,22 @@ def per_group(y_true: np.ndarray, proba: np.ndarray, groups: np.ndarray) -> tupl
     The challenge scores records, not windows; averaging the windows' probabilities is the
     simplest record-level rule. Refuses groups whose windows disagree on the reference label.
     """
-    names, inverse = np.unique(np.asarray(groups), return_inverse=True)
-    counts = np.bincount(inverse)
-    mean = np.zeros((len(names), proba.shape[1]))
-    np.add.at(mean, inverse, proba)
+    names, _, inverse, counts, mean = group_means(proba, groups)
     labels = np.full(len(names), -1, dtype=np.int64)
     labels[inverse] = y_true
     if np.any(labels[inverse] != y_true):
         raise ValueError("a group's rows carry different reference labels")
-    return labels, mean / counts[:, None]
+    return labels, mean
+
+
+def group_means(proba: np.ndarray, groups) -> tuple[np.ndarray, ...]:
+    """``(sorted group names, each group's first row, row -> group, rows per group, mean
+    probability per group)``: the record-level rule of the runs' scores and of ``predict``."""
+    names, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(names))
+    mean = np.zeros((len(names), proba.shape[1]))
+    np.add.at(mean, inverse, proba)
+    return names, first, inverse, counts, mean / counts[:, None]
 
 
 def score_task(task: str, y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str],

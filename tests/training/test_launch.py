@@ -5,8 +5,6 @@ emulated cluster in ``tests/workflow/test_emulated_cluster.py``.
 """
 from __future__ import annotations
 
-import json
-
 from diagnosenet.training.mpi.launch import Launcher, LauncherExit, lost_host, parse_hostfile, rank_hosts, read_exits
 
 
@@ -44,7 +42,6 @@ def test_a_launcher_without_the_lost_node_gets_its_own_hostfile(tmp_path):
     assert listed.hosts == [("a", 1), ("b", 2), ("c", 1)]
     assert listed.without("c", tmp_path / "h").hosts == [("a", 1), ("b", 2)]
     assert Launcher.parse("mpirun -disable-auto-cleanup").hosts == []   # this host only: nothing to re-form
-    assert json.loads(json.dumps(reformed.hosts)) == [["node0", 1], ["node2", 1]]
 
 
 def test_only_a_run_finished_by_this_launch_counts_when_mpirun_fails(tmp_path):

@@ -96,8 +96,12 @@ def test_the_scalability_target_runs_on_the_emulated_nodes_and_reaches_the_repor
     assert float(table[2]["bytes_per_step"]) > 0 and table[2]["exchange"] == "sparse"
     one = json.loads((workdir / "results/pmsi/runs/mpi-sync-w1/metrics.json").read_text())
     assert one["mpi"]["hosts"] == ["node0", "node1"]
-    for rank in (1, 2):   # the timeline: one row per step per worker rank
-        assert (workdir / f"results/pmsi/runs/mpi-sync-w2/timeline/rank{rank}.csv").exists()
+    from diagnosenet.training.timeline import read_timeline
+
+    steps = json.loads((workdir / "results/pmsi/runs/mpi-sync-w2/metrics.json").read_text())["steps_per_epoch"]
+    timeline = read_timeline(workdir / "results/pmsi/runs/mpi-sync-w2")   # one row per step per worker rank
+    assert sorted((r["rank"], r["epoch"], r["step"]) for r in timeline) == [
+        (rank, epoch, step) for rank in (1, 2) for epoch in (1, 2) for step in range(1, steps + 1)]
     html = (workdir / "report.html").read_text()
     for name in ("scalability.png", "scalability-timeline.png", "scalability-recommendation.md"):
         assert name in html, name

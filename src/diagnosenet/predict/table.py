@@ -13,13 +13,10 @@ def rows_by_group(groups: Sequence[str], labels: Sequence[int] | None, proba: np
                   classes: Sequence[str]) -> tuple[list[dict], np.ndarray, np.ndarray]:
     """Mean probability per group (ECG record; one row per PMSI stay), in first-seen order:
     ``(rows, group probabilities, group labels or -1)``."""
-    groups = np.asarray(groups)
-    names, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    from diagnosenet.metrics import group_means
+
+    names, first, inverse, counts, mean = group_means(proba, groups)
     order = np.argsort(first)
-    counts = np.bincount(inverse, minlength=len(names))
-    mean = np.zeros((len(names), proba.shape[1]))
-    np.add.at(mean, inverse, proba)
-    mean /= counts[:, None]
     group_labels = np.full(len(names), -1, np.int64)
     if labels is not None:
         group_labels[inverse] = np.asarray(labels)

@@ -69,22 +69,14 @@ class SparseInputRows:
         self.inputs, self.units = (int(b) for b in block)
         self.head = self.inputs * self.units
         self.payload_bytes = self.total_bytes = 0
-        self.rows_sent = 0
         self._out: np.ndarray | None = None     # reused: only the rows touched last step are cleared
         self._touched = np.zeros(0, np.int64)
 
-    def pack(self, grads: np.ndarray, rows: int) -> np.ndarray:
-        return pack_rows(grads, (self.inputs, self.units), rows)
-
-    def unpack_sum(self, parts: list[np.ndarray]) -> np.ndarray:
-        return unpack_rows(parts, (self.inputs, self.units))
-
     def __call__(self, grads: np.ndarray, rows: int) -> np.ndarray:
-        packed = self.pack(grads, rows)
+        packed = pack_rows(grads, (self.inputs, self.units), rows)
         rest = np.empty(grads.size - self.head + 1, np.float32)
         np.multiply(grads[self.head:], np.float32(rows), out=rest[:-1])
         rest[-1] = rows
-        self.rows_sent = packed.size // (self.units + 1)
         self.payload_bytes = packed.nbytes + 4 + rest.nbytes   # + the length of this worker's part
         self.total_bytes += self.payload_bytes
         parts = self.allgather(packed)

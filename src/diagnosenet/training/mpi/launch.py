@@ -27,6 +27,7 @@ whose outputs verify and were written by this launch (with a warning), and nothi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -228,7 +229,7 @@ def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_refo
                       "to resume from %s once %s is back.", mode, lost.host, how,
                       ", ".join(map(str, ranks)) or "?", where, reason, out / "checkpoint", lost.host)
             return status or 1
-        ids = [w for w in range(1, settings.workers + 1) if str(w) not in lost_workers]  # rank r: ids[r - 1]
+        ids = dataclasses.replace(settings, lost_workers=lost_workers).worker_ids  # rank r: ids[r - 1]
         gone = {str(ids[r - 1]): f"{lost.host}: node lost ({how}) {where}; the job was re-formed without it"
                 for r in ranks}
         lost_workers.update(gone)
