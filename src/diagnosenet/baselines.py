@@ -19,6 +19,34 @@ from diagnosenet.artifacts import write_json, write_manifest
 #: samples per second of the PhysioNet 2017 recordings
 FS = 300
 
+#: whole-record ECG feature models (ecg/features.py), compared by record-level CV in
+#: bench/bench_ecg_quality.py; ``gbm`` won it and is the pipeline's ECG baseline
+ECG_FEATURE_MODELS = ("logistic", "gbm", "gbm-balanced")
+
+
+def ecg_feature_model(name: str = "gbm", seed: int = 1):
+    """A scikit-learn classifier of whole-record features (NaN = undefined feature).
+
+    ``logistic``: median imputation, standardisation, multinomial logistic regression with
+    balanced class weights. ``gbm``: histogram gradient boosting (NaN handled natively), small
+    trees, shrinkage 0.05, 300 rounds, L2 1.0; ``gbm-balanced``: the same with class weights
+    inversely proportional to class frequency (AF is 9 % of the records)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if name == "logistic":
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+                             LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000, random_state=seed))
+    if name in ("gbm", "gbm-balanced"):
+        return HistGradientBoostingClassifier(learning_rate=0.05, max_iter=300, max_leaf_nodes=15, l2_regularization=1.0,
+                                              class_weight="balanced" if name == "gbm-balanced" else None,
+                                              early_stopping=False, random_state=seed)
+    raise ValueError(f"unknown ECG feature model {name!r}; choose from {ECG_FEATURE_MODELS}")
+
 
 def rr_features(X: np.ndarray, fs: int = FS) -> np.ndarray:
     """RR-interval statistics and amplitude statistics of each row (one window of 1,300 samples)."""

@@ -88,6 +88,16 @@ def _render(n: int, r_times: np.ndarray, rr: np.ndarray, waves: dict, r_amp: flo
     return signal
 
 
+def beats_at(r_times: np.ndarray, n: int, rng: np.random.Generator, *, p_waves: bool = True,
+             r_amp: float = 1.0) -> np.ndarray:
+    """Noise-free sinus-morphology beats (mV) with R peaks at ``r_times`` seconds: records with
+    known RR intervals for testing detectors and features."""
+    r_times = np.asarray(r_times, dtype=np.float64)
+    rr = np.diff(r_times, append=r_times[-1] + (r_times[-1] - r_times[-2] if r_times.size > 1 else 0.8))
+    waves = {k: v for k, v in SINUS_WAVES.items() if p_waves or k != "P"}
+    return _render(n, r_times, rr, waves, r_amp, rng)
+
+
 def _band_noise(n: int, low: float | None, high: float | None, sd: float, rng) -> np.ndarray:
     noise = rng.normal(0.0, 1.0, n)
     if low and high:
@@ -100,7 +110,7 @@ def _band_noise(n: int, low: float | None, high: float | None, sd: float, rng) -
     return sd * filtered / (filtered.std() or 1.0)
 
 
-def _fibrillatory_wave(n: int, rng) -> np.ndarray:
+def fibrillatory_wave(n: int, rng) -> np.ndarray:
     """f waves: 4-9 Hz oscillation with wandering frequency and amplitude."""
     freq = rng.uniform(5.0, 8.0) + _band_noise(n, None, 0.5, 0.7, rng)
     phase = 2 * np.pi * np.cumsum(np.clip(freq, 4.0, 9.0)) / FS
@@ -143,7 +153,7 @@ def synth_signal(letter: str, rng: np.random.Generator) -> np.ndarray:
     signal = _render(n, r_times[~ectopic], rr[~ectopic], waves, r_amp, rng, pr_scale)
     signal += _render(n, r_times[ectopic], rr[ectopic], ECTOPIC_WAVES, r_amp, rng)
     if letter == "A":
-        signal += _fibrillatory_wave(n, rng)
+        signal += fibrillatory_wave(n, rng)
     t = np.arange(n) / FS
     signal += rng.uniform(0.03, 0.15) * np.sin(2 * np.pi * rng.uniform(0.15, 0.35) * t + rng.uniform(0, 2 * np.pi))
     signal += rng.normal(0.0, rng.uniform(0.005, 0.025), n)
