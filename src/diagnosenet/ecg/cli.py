@@ -29,6 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     window.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
     window.set_defaults(func=run_window)
 
+    features = subparsers.add_parser("ecg-features", help="whole-record rhythm/morphology/spectral features of a challenge-layout directory")
+    features.add_argument("--records", required=True, help="directory with REFERENCE.csv and WFDB records")
+    features.add_argument("--out", required=True, help="output directory (features.npy, y.npy, records.npy, ...)")
+    features.add_argument("--detector", default="xqrs", choices=sorted(DETECTORS))
+    features.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
+    features.set_defaults(func=run_features)
+
 
 def run_synth(args: argparse.Namespace) -> int:
     from diagnosenet.ecg.synth import write_dataset
@@ -52,4 +59,15 @@ def run_window(args: argparse.Namespace) -> int:
         counts["records_in"], counts["rows"], counts["small_rows"], counts["records_quarantined"],
         time.perf_counter() - start, args.out,
     )
+    return 0
+
+
+def run_features(args: argparse.Namespace) -> int:
+    from diagnosenet.ecg.feature_table import feature_directory, write_features
+
+    start = time.perf_counter()
+    rows = feature_directory(args.records, args.detector, args.jobs)
+    counts = write_features(args.out, rows, {"detector": args.detector, "records_dir": str(args.records)})["counts"]
+    log.info("%d records → %d feature rows (%d features), %d quarantined, in %.1f s", counts["records_in"],
+             counts["rows"], counts["features"], counts["records_quarantined"], time.perf_counter() - start)
     return 0
