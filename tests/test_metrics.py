@@ -102,3 +102,21 @@ def test_record_level_scores_average_the_windows_of_each_record():
     assert "record_level" not in metrics.score_task("pmsi", y, proba, CLASSES, groups)
     with pytest.raises(ValueError, match="different reference labels"):
         metrics.per_group(np.array([0, 1]), proba[:2], np.array(["r", "r"]))
+
+
+def test_bootstrap_interval_brackets_the_score_and_unscored_records_count_as_noisy():
+    from diagnosenet.protocol import bootstrap_interval, complete_predictions, final_report, official_f1
+
+    classes = ["Normal", "AF", "Other", "Noisy"]
+    rng = np.random.default_rng(0)
+    y = rng.choice(4, size=300, p=[0.5, 0.15, 0.25, 0.1])
+    pred = np.where(rng.random(300) < 0.8, y, rng.integers(0, 4, size=300))
+    low, high = bootstrap_interval(y, pred, lambda t, p: official_f1(t, p, classes), n_boot=500)
+    score = official_f1(y, pred, classes)
+    assert low < score < high and high - low < 0.2
+    assert official_f1(y, y, classes) == 1.0
+    records = [f"A{i}" for i in range(4)]
+    completed = complete_predictions(records, ["A2", "A0"], np.array([2, 1]), fallback=3)
+    assert completed.tolist() == [1, 3, 2, 3]
+    report = final_report(np.array([0, 1, 2, 3]), completed, classes, n_boot=50)
+    assert report["n_test"] == 4 and report["official_f1_ci95"][0] <= report["official_f1"]

@@ -58,3 +58,35 @@ def test_materialise_dense_by_record_no_overlap(dense_stage, tmp_path):
         assert X.dtype == np.float32 and X.shape[1] == 40
         seen[split] = set(groups)
     assert not (seen["train"] & seen["test"]) and not (seen["train"] & seen["valid"])
+
+
+def test_a_fixed_test_set_is_exactly_the_listed_groups_and_the_rest_is_train_valid():
+    rng = np.random.default_rng(5)
+    groups = np.repeat([f"A{i:05d}" for i in range(200)], 3)
+    y = np.repeat(rng.integers(0, 4, size=200), 3)
+    final = [f"A{i:05d}" for i in range(0, 200, 7)] + ["A99999"]  # a listed record with no rows is ignored
+    rows = split_rows(y, groups, 0.1, 0.5, seed=1, test_groups=final)
+    assert set(groups[rows["test"]]) == set(final) - {"A99999"}
+    assert len(rows["test"]) == 3 * len(range(0, 200, 7))
+    others = 200 - len(range(0, 200, 7))
+    assert abs(len(set(groups[rows["valid"]])) - 0.1 * others) <= 4  # rounding per class
+    assert not set(groups[rows["train"]]) & set(groups[rows["valid"]])
+
+
+def test_record_folds_never_put_one_record_in_two_folds_and_stratify_by_record():
+    from diagnosenet.protocol import development_mask, record_folds
+
+    rng = np.random.default_rng(2)
+    labels_of_record = rng.choice(4, size=400, p=[0.6, 0.1, 0.25, 0.05])
+    windows = rng.integers(1, 12, size=400)
+    records = np.repeat([f"R{i}" for i in range(400)], windows)
+    y = np.repeat(labels_of_record, windows)
+    folds = record_folds(y, records, n_folds=5, seed=0)
+    for name in np.unique(records):
+        assert len(set(folds[records == name])) == 1, name
+    first = np.unique(records, return_index=True)[1]
+    for cls in range(4):
+        per_fold = np.bincount(folds[first][y[first] == cls], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 1  # each class's records spread evenly
+    keep = development_mask(records, ["R0", "R1"])
+    assert not set(records[~keep]) - {"R0", "R1"} and {"R0", "R1"} <= set(records[~keep])

@@ -103,6 +103,30 @@ def test_residual_ecg_net_shapes_and_paper_like_size():
     assert len(small.non_trainable_variables) == 2 * 6     # stem, 2 per block x 2 blocks, head
 
 
+def test_record_features_branch_reads_the_last_inputs_beside_the_windows():
+    """``record_features: true``: the last 47 inputs are whole-record features, not signal."""
+    import tensorflow as tf
+
+    from diagnosenet.ecg.features import FEATURE_NAMES
+    from diagnosenet.models.graphs import build_graph
+
+    k = len(FEATURE_NAMES)
+    config = {"filters": [4, 8], "blocks_per_stage": 0, "kernel_size": 5, "record_features": True, "feature_units": 16}
+    net = build_graph("ecg", config, 1300 + k, 4).build()
+    plain = build_graph("ecg", {key: v for key, v in config.items() if key not in ("record_features", "feature_units")}, 1300, 4)
+    assert net.input_length == 1300 and net.head.in_size == plain.head.in_size + 16
+    assert net.count_params() == plain.count_params() + 2 * k + (k * 16 + 16) + 16 * 4
+    assert net.count_params() == sum(int(np.prod(v.shape)) for v in net.trainable_variables)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 1300 + k)).astype(np.float32)
+    changed = x.copy()
+    changed[:, 1300:] += 3.0
+    before, after = net(tf.constant(x), training=False).numpy(), net(tf.constant(changed), training=False).numpy()
+    assert before.shape == (5, 4) and not np.allclose(before, after)  # the features reach the logits
+    with pytest.raises(ValueError, match="record_features"):
+        build_graph("ecg", config, 40, 4)
+
+
 def test_build_graph_rejects_unknown_keys_and_tasks():
     from diagnosenet.models.graphs import build_graph
 

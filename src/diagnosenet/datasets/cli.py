@@ -11,7 +11,8 @@ def _materialise(args: argparse.Namespace) -> int:
     from diagnosenet.datasets.materialise import materialise
 
     manifest = materialise(args.input, args.out, valid_fraction=args.valid_fraction,
-                           test_fraction=args.test_fraction, seed=args.seed, variant=args.variant)
+                           test_fraction=args.test_fraction, seed=args.seed, variant=args.variant,
+                           test_groups_file=args.test_groups)
     log.info("materialised %s: %s", args.out, manifest["rows"])
     return 0
 
@@ -35,6 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--test-fraction", type=float, default=0.10)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--variant", default="", help="array suffix, e.g. 'small' reads X_small.npy")
+    p.add_argument("--test-groups", default=None,
+                   help="file of groups (records) that form the test split, one per line or a REFERENCE.csv; "
+                        "--test-fraction is then ignored")
     p.set_defaults(func=_materialise)
 
     p = subparsers.add_parser("shard", help="write class-stratified per-worker shards with micro-batches")

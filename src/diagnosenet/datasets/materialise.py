@@ -62,14 +62,30 @@ def class_table(y_by_split: dict[str, np.ndarray], groups_by_split: dict[str, np
     return table
 
 
+def read_group_list(path: str | Path) -> list[str]:
+    """Group names, one per line (first comma-separated field; blank lines and a header-like
+    first line ``record``/``group`` skipped)."""
+    names = [line.split(",")[0].strip() for line in Path(path).read_text().splitlines()]
+    names = [n for n in names if n]
+    if names and names[0].lower() in {"record", "group", "name"}:
+        names = names[1:]
+    if not names:
+        raise ValueError(f"{path}: no group names")
+    return names
+
+
 def materialise(source_dir: str | Path, out_dir: str | Path, *, valid_fraction: float,
-                test_fraction: float, seed: int, variant: str = "") -> dict:
-    """Split ``source_dir`` by group into ``out_dir/{train,valid,test}``; return the manifest."""
+                test_fraction: float, seed: int, variant: str = "", test_groups_file: str | Path | None = None) -> dict:
+    """Split ``source_dir`` by group into ``out_dir/{train,valid,test}``; return the manifest.
+
+    ``test_groups_file``: the fixed test set, one group per line (a challenge ``REFERENCE.csv``
+    works: the first comma-separated field is taken)."""
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     source_manifest = verify_manifest(source_dir)
     X, y, groups = load_arrays(source_dir, prefix=f"_{variant}" if variant else "")
     classes = read_json(source_dir / "classes.json")
-    rows = split_rows(y, groups, valid_fraction, test_fraction, seed)
+    test_groups = read_group_list(test_groups_file) if test_groups_file else None
+    rows = split_rows(y, groups, valid_fraction, test_fraction, seed, test_groups)
     files, y_by, g_by = [], {}, {}
     for split in SPLITS:
         index = rows[split]
@@ -89,7 +105,8 @@ def materialise(source_dir: str | Path, out_dir: str | Path, *, valid_fraction: 
         stage=STAGE,
         files=files + ["class_table.csv", "classes.json"],
         params={"valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed,
-                "variant": variant},
+                "variant": variant, "test_groups_file": str(test_groups_file) if test_groups_file else None,
+                "test_groups": len(test_groups) if test_groups is not None else None},
         source={"dir": str(source_dir), "files": source_manifest.get("files", {})},
         rows={split: int(len(rows[split])) for split in SPLITS},
         n_features=int(X.shape[1]) if X.ndim == 2 else list(X.shape[1:]),

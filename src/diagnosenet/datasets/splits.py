@@ -42,10 +42,20 @@ def split_groups(
 
 
 def split_rows(
-    y: np.ndarray, groups: np.ndarray, valid_fraction: float, test_fraction: float, seed: int
+    y: np.ndarray, groups: np.ndarray, valid_fraction: float, test_fraction: float, seed: int,
+    test_groups=None,
 ) -> dict[str, np.ndarray]:
-    """Row indices (sorted) of each split; every row in exactly one split, groups never shared."""
-    _, labels, row_group = group_labels(np.asarray(y), np.asarray(groups))
-    per_group = split_groups(labels, valid_fraction, test_fraction, seed)
+    """Row indices (sorted) of each split; every row in exactly one split, groups never shared.
+
+    ``test_groups``: a fixed final test set (e.g. the 300 challenge validation records): exactly
+    these groups are the test split, ``test_fraction`` is ignored and the other groups are split
+    into train/valid (``valid_fraction`` of them to valid)."""
+    names, labels, row_group = group_labels(np.asarray(y), np.asarray(groups))
+    if test_groups is None:
+        per_group = split_groups(labels, valid_fraction, test_fraction, seed)
+    else:
+        fixed = np.isin(names, np.asarray(list(test_groups), dtype=str))
+        per_group = np.full(len(names), 2, dtype=np.int8)
+        per_group[~fixed] = split_groups(labels[~fixed], valid_fraction, 0.0, seed)
     per_row = per_group[row_group]
     return {name: np.flatnonzero(per_row == code) for code, name in enumerate(SPLITS)}

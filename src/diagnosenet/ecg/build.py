@@ -18,6 +18,7 @@ import numpy as np
 
 from diagnosenet import artifacts
 from diagnosenet.ecg import peaks as peak_detection
+from diagnosenet.ecg.features import network_inputs, record_features
 from diagnosenet.ecg.records import CLASSES, FS, Entry, RecordError, label_of, list_entries, load_signal
 from diagnosenet.ecg.windows import Geometry, record_samples, small_sample
 from diagnosenet.progress_log import Progress
@@ -62,6 +63,9 @@ def signal_samples(signal: np.ndarray, geometry: Geometry, detector: str) -> np.
     if samples.shape[0] == 0:
         raise RecordError("no_complete_sample", f"{beats.size} beats but no {geometry.per_sample} "
                           "consecutive windows inside the record")
+    if geometry.record_features:
+        whole = network_inputs(record_features(signal, beats, FS))
+        samples = np.concatenate([samples, np.broadcast_to(whole, (samples.shape[0], whole.size))], axis=1)
     return samples
 
 

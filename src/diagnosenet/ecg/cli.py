@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     window.add_argument("--windows-per-sample", type=int, default=5)
     window.add_argument("--stride", type=int, default=5, help="windows between sample starts (= windows-per-sample: no overlap)")
     window.add_argument("--normalisation", default="zscore", choices=NORMALISATIONS)
+    window.add_argument("--record-features", action="store_true",
+                        help="append the record's whole-record features to every sample (models.ecg.record_features)")
     window.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
     window.set_defaults(func=run_window)
 
@@ -49,7 +51,8 @@ def run_window(args: argparse.Namespace) -> int:
     from diagnosenet.ecg.build import window_directory, write_windows
     from diagnosenet.ecg.windows import Geometry
 
-    geometry = Geometry(args.window, args.windows_per_sample, args.stride, args.normalisation)
+    geometry = Geometry(args.window, args.windows_per_sample, args.stride, args.normalisation,
+                        record_features=args.record_features)
     start = time.perf_counter()
     outcomes = window_directory(args.records, geometry, args.detector, args.jobs)
     manifest = write_windows(args.out, outcomes, geometry, {"detector": args.detector, "records_dir": str(args.records)})

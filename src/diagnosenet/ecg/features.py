@@ -191,6 +191,14 @@ def spectral_features(signal: np.ndarray, residual: np.ndarray, fs: float = FS) 
     return out
 
 
+def network_inputs(values: np.ndarray) -> np.ndarray:
+    """Features as a network reads them: signed ``log1p`` (counts, kurtosis and ratios span
+    orders of magnitude; a fixed transform needs no statistics from the training split) and
+    undefined values as 0, float32."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.nan_to_num(np.sign(values) * np.log1p(np.abs(values)), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
 def record_features(signal: np.ndarray, beats: np.ndarray, fs: float = FS) -> np.ndarray:
     """Every feature of one record, in :data:`FEATURE_NAMES` order (float64, NaN where undefined).
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diagnosenet.ecg.features import FEATURE_NAMES
+
 NORMALISATIONS = ("zscore", "none")
 
 
@@ -19,6 +21,9 @@ class Geometry:
     per_sample: int = 5
     stride: int = 5
     normalisation: str = "zscore"
+    #: append the record's whole-record features (ecg/features.py) to every sample, so that a
+    #: network sees the rhythm of the whole record beside its five windows
+    record_features: bool = False
 
     def __post_init__(self) -> None:
         if self.window < 2 or self.per_sample < 1 or self.stride < 1:
@@ -28,7 +33,7 @@ class Geometry:
 
     @property
     def sample_length(self) -> int:
-        return self.window * self.per_sample
+        return self.window * self.per_sample + (len(FEATURE_NAMES) if self.record_features else 0)
 
 
 def normalise(signal: np.ndarray, how: str) -> np.ndarray:
@@ -60,7 +65,7 @@ def record_samples(signal: np.ndarray, peaks: np.ndarray, geometry: Geometry) ->
     scaled = normalise(np.asarray(signal, dtype=np.float64), geometry.normalisation)
     windows = centred_windows(scaled, peaks, geometry.window)
     samples = group_windows(windows, geometry.per_sample, geometry.stride)
-    return samples.astype(np.float32).reshape(-1, geometry.sample_length)
+    return samples.astype(np.float32).reshape(-1, geometry.window * geometry.per_sample)
 
 
 def small_sample(samples: np.ndarray) -> np.ndarray:

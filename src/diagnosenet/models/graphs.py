@@ -13,6 +13,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from diagnosenet.ecg.features import FEATURE_NAMES
 from diagnosenet.models.layers import BatchNorm, Conv1D, Dense, Layer, Linear, Relu, dropout, max_pool
 from diagnosenet.models.optim import Adam, CrossEntropy
 
@@ -141,15 +142,24 @@ class ResidualECGNet(Graph):
     Each stage: one sub-sampling block (halves the length, sets the stage's filters) and
     ``blocks_per_stage`` identity blocks. Head: BN -> ReLU -> flatten -> dense logits.
     With ``filters=(64, 128)`` the length goes 1300 -> 650 -> 325 -> 163.
+
+    ``record_features = K > 0``: the last K inputs of a sample are the record's whole-record
+    features (``window-ecg --record-features``); they go through BN -> dense ReLU
+    (``feature_units``) -> dropout and join the flattened convolution output before the logits,
+    so the net sees the rhythm of the whole record beside its windows.
     """
 
     def __init__(self, input_length: int = 1300, n_classes: int = 4, filters: Sequence[int] = (64, 128),
                  blocks_per_stage: int = 1, kernel_size: int = 16, dropout: float = 0.8, seed: int = 1,
-                 loss=CrossEntropy, optimizer: Adam | None = None, batch_norm_momentum: float = 0.99):
+                 loss=CrossEntropy, optimizer: Adam | None = None, batch_norm_momentum: float = 0.99,
+                 record_features: int = 0, feature_units: int = 64):
         super().__init__(loss=loss, optimizer=optimizer, dropout=dropout, seed=seed, name="residual_ecg_net")
         if not filters:
             raise ValueError("filters must name at least one stage")
-        self.input_length, self.n_classes = int(input_length), int(n_classes)
+        self.record_features = int(record_features)
+        if self.record_features < 0 or self.record_features >= int(input_length):
+            raise ValueError(f"record_features must be in [0, {input_length}), got {record_features}")
+        self.input_length, self.n_classes = int(input_length) - self.record_features, int(n_classes)
         f0 = filters[0]
         if not 0.0 <= batch_norm_momentum < 1.0:
             raise ValueError(f"batch_norm_momentum must be in [0, 1), got {batch_norm_momentum}")
@@ -166,11 +176,14 @@ class ResidualECGNet(Graph):
         for _ in range(1 + len(filters)):
             length = math.ceil(length / 2)
         self.head_bn = BatchNorm(cin, momentum)
-        self.head = Linear(length * cin, self.n_classes)
+        self.feature_layers = []
+        if self.record_features:
+            self.feature_layers = [BatchNorm(self.record_features, momentum), Relu(self.record_features, int(feature_units))]
+        self.head = Linear(length * cin + (int(feature_units) if self.record_features else 0), self.n_classes)
 
     def layers_in_order(self):
         block_layers = [layer for block in self.blocks for layer in block.layers()]
-        return [self.stem_conv, self.stem_bn, self.stem_down, *block_layers, self.head_bn, self.head]
+        return [self.stem_conv, self.stem_bn, self.stem_down, *block_layers, self.head_bn, *self.feature_layers, self.head]
 
     def __call__(self, x, training: bool = False):
         seeds = self._dropout_seeds(training)
@@ -179,13 +192,20 @@ class ResidualECGNet(Graph):
         def drop(h):
             return self._drop(h, seeds, next(sites))
 
+        if self.record_features:
+            x, features = x[:, : self.input_length], x[:, self.input_length:]
         x = tf.reshape(x, [-1, self.input_length, 1])
         h = tf.nn.relu(self.stem_bn(self.stem_conv(x), training))
         h = self.stem_down(drop(h)) + max_pool(h)
         for block in self.blocks:
             h = block(h, training, drop)
         h = tf.nn.relu(self.head_bn(h, training))
-        return self.head(tf.reshape(h, [tf.shape(h)[0], -1]))
+        h = tf.reshape(h, [tf.shape(h)[0], -1])
+        if self.record_features:
+            norm, dense = self.feature_layers
+            f = norm(tf.reshape(features, [-1, 1, self.record_features]), training)
+            h = tf.concat([h, drop(dense(tf.reshape(f, [-1, self.record_features])))], axis=1)
+        return self.head(h)
 
 
 #: ``models.ecg`` presets: paper-like (Appendix D; ~1.36 M parameters, the size the original
@@ -209,7 +229,9 @@ def build_graph(task: str, model_config: dict, input_size: int, n_classes: int, 
             filters=[int(f) for f in config.pop("filters", ECG_SMALL["filters"])],
             blocks_per_stage=int(config.pop("blocks_per_stage", ECG_SMALL["blocks_per_stage"])),
             kernel_size=int(config.pop("kernel_size", ECG_SMALL["kernel_size"])), dropout=keep, seed=seed,
-            batch_norm_momentum=float(config.pop("batch_norm_momentum", 0.99)))
+            batch_norm_momentum=float(config.pop("batch_norm_momentum", 0.99)),
+            record_features=len(FEATURE_NAMES) if config.pop("record_features", False) else 0,
+            feature_units=int(config.pop("feature_units", 64)))
     else:
         raise ValueError(f"task must be 'pmsi' or 'ecg', got {task!r}")
     if config:

@@ -44,7 +44,7 @@ def window_records(directory: str | Path, preprocessing: dict) -> list[RecordInp
     from diagnosenet.ecg.windows import Geometry, small_sample
 
     geometry = Geometry(int(preprocessing["window"]), int(preprocessing["per_sample"]), int(preprocessing["stride"]),
-                        preprocessing["normalisation"])
+                        preprocessing["normalisation"], record_features=bool(preprocessing.get("record_features")))
     records, labels = list_records(directory)
     out = []
     for record in records:

@@ -62,6 +62,7 @@ def from_run(run_dir: str | Path) -> Lineage:
     task = settings["task"]
     if task == "ecg":
         preprocessing = {key: params[key] for key in ("detector", "window", "per_sample", "stride", "normalisation")}
+        preprocessing["record_features"] = bool(params.get("record_features", False))
         preprocessing["variant"] = (manifest.get("params") or {}).get("variant", "")
         vocabulary = {}
     else:
