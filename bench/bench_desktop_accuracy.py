@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--bayes", type=Path, help="bayes.json of synth-pmsi")
+    parser.add_argument("--features", type=Path, help="ECG: ecg-features directory of the same records (the baseline's input)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from diagnosenet.training.desktop import train
@@ -48,7 +49,7 @@ def main() -> None:
                              max_epochs=args.max_epochs, patience=args.patience, learning_rate=args.lr,
                              batch_size=args.batch_size, monitor_rate_hz=0)
     net = train(settings)
-    base = run_baseline(args.task, args.root / "dataset", args.root / "baseline")
+    base = run_baseline(args.task, args.root / "dataset", args.root / "baseline", features_dir=args.features)
     report = {"net": pick(net), "baseline": pick(base),
               "baseline_model": base["model"], "n_params": net["n_params"], "best_epoch": net["best_epoch"],
               "epochs_run": net["epochs_run"], "train_seconds": net["train_seconds"], "n_test": net["n_test"]}

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from diagnosenet.artifacts import verify_manifest
-from diagnosenet.baselines import FS, rr_features
 from diagnosenet.cli import main
 
 
@@ -19,20 +18,33 @@ def test_pmsi_baseline_cli_writes_scored_metrics(tiny_inputs, tmp_path):
     verify_manifest(tmp_path / "b", stage="baseline")
 
 
-def test_ecg_baseline_reports_the_challenge_score(tiny_inputs, tmp_path):
+def test_ecg_baseline_scores_each_test_record_once_from_its_whole_record_features(tiny_inputs, tmp_path):
+    """The feature model is fitted on the records of train+valid and scores the test split's
+    records (one decision per record, whatever their number of windows)."""
+    from diagnosenet.datasets.materialise import load_split
+    from diagnosenet.ecg.feature_table import FeatureRow, write_features
+    from diagnosenet.ecg.features import FEATURE_NAMES
+
     inputs = tiny_inputs("ecg")
-    assert main(["baseline", "--task", "ecg", "--dataset", str(inputs.dataset), "--out", str(tmp_path / "b")]) == 0
+    rng = np.random.default_rng(0)
+    records, labels = [], []
+    for split in ("train", "valid", "test"):
+        _, y, groups = load_split(inputs.dataset, split)
+        records += groups.tolist()
+        labels += y.tolist()
+    rows = []
+    for record, label in zip(records, labels):
+        values = rng.normal(size=len(FEATURE_NAMES))
+        values[FEATURE_NAMES.index("irregular_frac")] = label + 0.1 * rng.normal()  # learnable
+        rows.append(FeatureRow(record, label, values))
+    rows.append(FeatureRow("unreadable-one", None, reason="unreadable", detail="test"))
+    write_features(tmp_path / "features", rows, {"detector": "xqrs"})
+    assert main(["baseline", "--task", "ecg", "--dataset", str(inputs.dataset), "--out", str(tmp_path / "b"),
+                 "--features", str(tmp_path / "features")]) == 0
     result = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert 0.0 <= result["challenge_f1"] <= 1.0 and "f1_Noisy" in result
-
-
-def test_rr_features_measure_regular_and_irregular_rhythms():
-    regular = np.zeros(1300)
-    regular[50::FS] = 1.0  # one beat per second
-    irregular = np.zeros(1300)
-    irregular[[50, 250, 600, 700, 1100]] = 1.0
-    features = rr_features(np.stack([regular, irregular]))
-    n_peaks, rr_mean, rr_std = features[:, 0], features[:, 1], features[:, 2]
-    assert n_peaks.tolist() == [5, 5]
-    assert rr_mean[0] == pytest.approx(1.0) and rr_std[0] == pytest.approx(0.0)
-    assert rr_std[1] > 0.3
+    test_records = np.unique(load_split(inputs.dataset, "test")[2])
+    assert result["n_test"] == len(test_records) == result["record_level"]["n_test"]
+    assert result["model"] == "whole-record features + gradient boosting"
+    assert result["challenge_f1"] > 0.8 and "f1_Noisy" in result
+    with pytest.raises(ValueError, match="--features"):
+        main(["baseline", "--task", "ecg", "--dataset", str(inputs.dataset), "--out", str(tmp_path / "c")])

@@ -1,9 +1,15 @@
 # Stage 3-4 (paper: data manager): leakage-free splits and per-worker shards.
 
 
+def fixed_test_groups(task):
+    """The file of groups forming the task's fixed test split (datasets.test_groups), or None."""
+    return (config["datasets"].get("test_groups") or {}).get(task)
+
+
 rule materialise:
     input:
         stage=lambda wc: f"{STAGE_DIR[wc.task]}/manifest.json",
+        test_groups=lambda wc: fixed_test_groups(wc.task) or [],
         code=code("datasets/splits", "datasets/materialise"),
     output:
         manifest=f"{RESULTS}/{{task}}/dataset/manifest.json",
@@ -19,6 +25,7 @@ rule materialise:
         valid=config["datasets"]["valid_fraction"],
         test=config["datasets"]["test_fraction"],
         seed=config["datasets"]["seed"],
+        test_groups=lambda wc: f"--test-groups {fixed_test_groups(wc.task)}" if fixed_test_groups(wc.task) else "",
     conda:
         ENV
     log:
@@ -27,7 +34,7 @@ rule materialise:
         f"{RESULTS}/benchmarks/datasets/materialise_{{task}}.tsv"
     shell:
         "diagnosenet materialise --input {params.source} --out {params.out}"
-        " --valid-fraction {params.valid} --test-fraction {params.test} --seed {params.seed}"
+        " --valid-fraction {params.valid} --test-fraction {params.test} --seed {params.seed} {params.test_groups}"
         " > {log} 2>&1"
 
 

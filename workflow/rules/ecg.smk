@@ -32,7 +32,7 @@ if ECG["source"] == "synthetic":
 rule window_ecg:
     input:
         records=ECG_RECORDS if ECG["source"] == "synthetic" else f"{ECG_RECORDS}/REFERENCE.csv",
-        code=code("ecg/records", "ecg/peaks", "ecg/windows", "ecg/build"),
+        code=code("ecg/records", "ecg/peaks", "ecg/windows", "ecg/build", "ecg/features"),
     output:
         [
             report(f"{RESULTS}/ecg/windows/{name}", caption="../report/table2.rst",
@@ -51,6 +51,7 @@ rule window_ecg:
         per_sample=ECG["windows_per_sample"],
         stride=ECG["stride"],
         normalisation=ECG["normalisation"],
+        record_features="--record-features" if ECG.get("record_features") else "",
         jobs=lambda wildcards, threads: ECG["jobs"] or threads,
     threads: workflow.cores
     conda:
@@ -62,4 +63,28 @@ rule window_ecg:
     shell:
         "diagnosenet window-ecg --records {params.records} --out {params.out} --detector {params.detector}"
         " --window {params.window} --windows-per-sample {params.per_sample} --stride {params.stride}"
-        " --normalisation {params.normalisation} --jobs {params.jobs} > {log} 2>&1"
+        " --normalisation {params.normalisation} {params.record_features} --jobs {params.jobs} > {log} 2>&1"
+
+
+rule ecg_features:
+    """Whole-record rhythm, morphology and spectral features: the ECG baseline's input."""
+    input:
+        records=ECG_RECORDS if ECG["source"] == "synthetic" else f"{ECG_RECORDS}/REFERENCE.csv",
+        code=code("ecg/records", "ecg/peaks", "ecg/features", "ecg/feature_table", "ecg/pool"),
+    output:
+        manifest=f"{RESULTS}/ecg/features/manifest.json",
+    params:
+        records=(lambda wildcards, input: input.records) if ECG["source"] == "synthetic" else parent("input.records"),
+        out=parent("output.manifest"),
+        detector=ECG["detector"],
+        jobs=lambda wildcards, threads: ECG["jobs"] or threads,
+    threads: workflow.cores
+    conda:
+        ENV
+    log:
+        f"{RESULTS}/logs/ecg/ecg_features.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ecg/ecg_features.tsv"
+    shell:
+        "diagnosenet ecg-features --records {params.records} --out {params.out} --detector {params.detector}"
+        " --jobs {params.jobs} > {log} 2>&1"

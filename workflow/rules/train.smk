@@ -106,12 +106,15 @@ rule train_grpc:
 rule baseline:
     input:
         dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
-        code=code("baselines", "metrics"),
+        # ECG: whole-record features of the same records (rule ecg_features)
+        features=lambda wc: [f"{RESULTS}/ecg/features/manifest.json"] if wc.task == "ecg" else [],
+        code=code("baselines", "metrics", "ecg/feature_table"),
     output:
         metrics=f"{RESULTS}/{{task}}/baseline/metrics.json",
     params:
         dataset=parent("input.dataset"),
         out=parent("output.metrics"),
+        features=lambda wc, input: f"--features {Path(input.features[0]).parent}" if input.features else "",
     conda:
         ENV
     log:
@@ -119,4 +122,5 @@ rule baseline:
     benchmark:
         f"{RESULTS}/benchmarks/train/{{task}}_baseline.tsv"
     shell:
-        "diagnosenet baseline --task {wildcards.task} --dataset {params.dataset} --out {params.out} > {log} 2>&1"
+        "diagnosenet baseline --task {wildcards.task} --dataset {params.dataset} --out {params.out} {params.features}"
+        " > {log} 2>&1"
