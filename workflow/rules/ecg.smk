@@ -51,6 +51,7 @@ rule window_ecg:
         per_sample=ECG["windows_per_sample"],
         stride=ECG["stride"],
         normalisation=ECG["normalisation"],
+        sample_rule=ECG.get("sample_rule", "all-peaks"),
         record_features="--record-features" if ECG.get("record_features") else "",
         jobs=lambda wildcards, threads: ECG["jobs"] or threads,
     threads: workflow.cores
@@ -63,7 +64,8 @@ rule window_ecg:
     shell:
         "diagnosenet window-ecg --records {params.records} --out {params.out} --detector {params.detector}"
         " --window {params.window} --windows-per-sample {params.per_sample} --stride {params.stride}"
-        " --normalisation {params.normalisation} {params.record_features} --jobs {params.jobs} > {log} 2>&1"
+        " --normalisation {params.normalisation} --sample-rule {params.sample_rule} {params.record_features}"
+        " --jobs {params.jobs} > {log} 2>&1"
 
 
 rule ecg_features:

@@ -59,10 +59,10 @@ def signal_samples(signal: np.ndarray, geometry: Geometry, detector: str) -> np.
     beats = _detect(signal, detector)
     if beats.size < geometry.per_sample:
         raise RecordError("few_beats", f"{beats.size} beats detected, need {geometry.per_sample}")
-    samples = record_samples(signal, beats, geometry)
+    samples = record_samples(signal, beats, geometry, FS)
     if samples.shape[0] == 0:
         raise RecordError("no_complete_sample", f"{beats.size} beats but no {geometry.per_sample} "
-                          "consecutive windows inside the record")
+                          f"consecutive windows inside the record (sample rule {geometry.sample_rule})")
     if geometry.record_features:
         whole = network_inputs(record_features(signal, beats, FS))
         samples = np.concatenate([samples, np.broadcast_to(whole, (samples.shape[0], whole.size))], axis=1)

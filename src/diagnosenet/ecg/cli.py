@@ -10,7 +10,7 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from diagnosenet.ecg.peaks import DETECTORS
-    from diagnosenet.ecg.windows import NORMALISATIONS
+    from diagnosenet.ecg.windows import NORMALISATIONS, SAMPLE_RULES
 
     synth = subparsers.add_parser("synth-ecg", help="write synthetic PhysioNet 2017-layout ECG records")
     synth.add_argument("--records", type=int, required=True, help="number of records")
@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     window.add_argument("--windows-per-sample", type=int, default=5)
     window.add_argument("--stride", type=int, default=5, help="windows between sample starts (= windows-per-sample: no overlap)")
     window.add_argument("--normalisation", default="zscore", choices=NORMALISATIONS)
+    window.add_argument("--sample-rule", default="all-peaks", choices=SAMPLE_RULES,
+                        help="all-peaks: every peak whose window fits; paper: edge beats dropped and samples "
+                             "never across an implausible RR interval (the paper's Table 2 ratios; docs/ecg.md)")
     window.add_argument("--record-features", action="store_true",
                         help="append the record's whole-record features to every sample (models.ecg.record_features)")
     window.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
@@ -52,7 +55,7 @@ def run_window(args: argparse.Namespace) -> int:
     from diagnosenet.ecg.windows import Geometry
 
     geometry = Geometry(args.window, args.windows_per_sample, args.stride, args.normalisation,
-                        record_features=args.record_features)
+                        record_features=args.record_features, sample_rule=args.sample_rule)
     start = time.perf_counter()
     outcomes = window_directory(args.records, geometry, args.detector, args.jobs)
     manifest = write_windows(args.out, outcomes, geometry, {"detector": args.detector, "records_dir": str(args.records)})

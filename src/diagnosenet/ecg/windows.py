@@ -3,6 +3,7 @@
 A window is ``window`` samples with its R peak at index ``window // 2``; a sample is
 ``per_sample`` consecutive windows concatenated (5 × 260 = 1300 by default). Groups start
 every ``stride`` windows, so ``stride == per_sample`` gives non-overlapping samples.
+``sample_rule`` says which R peaks get a window and where a group may not cross (docs/ecg.md).
 """
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ import numpy as np
 from diagnosenet.ecg.features import FEATURE_NAMES
 
 NORMALISATIONS = ("zscore", "none")
+#: ``all-peaks``: every peak whose window fits in the record; ``paper``: the first and last
+#: detected peaks dropped and groups never crossing an implausible RR interval, which
+#: reproduces the paper's Table 2 samples per record (docs/benchmarks.md)
+SAMPLE_RULES = ("all-peaks", "paper")
+#: seconds: RR intervals outside this range (above 240 or below 30 bpm) break a run of beats
+PLAUSIBLE_RR_S = (0.25, 2.0)
 
 
 @dataclass(frozen=True)
@@ -24,12 +31,16 @@ class Geometry:
     #: append the record's whole-record features (ecg/features.py) to every sample, so that a
     #: network sees the rhythm of the whole record beside its five windows
     record_features: bool = False
+    #: which peaks get windows and which windows may share a sample (SAMPLE_RULES)
+    sample_rule: str = "all-peaks"
 
     def __post_init__(self) -> None:
         if self.window < 2 or self.per_sample < 1 or self.stride < 1:
             raise ValueError(f"window/per_sample/stride must be positive: {self}")
         if self.normalisation not in NORMALISATIONS:
             raise ValueError(f"normalisation {self.normalisation!r} not in {NORMALISATIONS}")
+        if self.sample_rule not in SAMPLE_RULES:
+            raise ValueError(f"sample_rule {self.sample_rule!r} not in {SAMPLE_RULES}")
 
     @property
     def sample_length(self) -> int:
@@ -60,11 +71,35 @@ def group_windows(windows: np.ndarray, per_sample: int, stride: int) -> np.ndarr
     return windows[index].reshape(starts.size, per_sample * windows.shape[1])
 
 
-def record_samples(signal: np.ndarray, peaks: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """float32 samples of one record (possibly zero rows)."""
+def peak_runs(peaks: np.ndarray, size: int, window: int, rule: str = "all-peaks", fs: float = 300.0) -> list[np.ndarray]:
+    """Runs of consecutive peaks that get a window; a sample's windows come from one run.
+
+    ``all-peaks``: one run, every peak whose window fits inside the ``size``-sample signal.
+    ``paper``: the record's first and last detected peaks are dropped (edge beats, without a
+    complete RR interval on both sides), then the peaks whose window fits are split into runs
+    wherever an RR interval lies outside :data:`PLAUSIBLE_RR_S` (a missed or spurious beat).
+    """
+    if rule not in SAMPLE_RULES:
+        raise ValueError(f"sample_rule {rule!r} not in {SAMPLE_RULES}")
+    peaks = np.asarray(peaks, dtype=np.int64)
+    if rule == "paper":
+        peaks = peaks[1:-1]
+    half = window // 2
+    peaks = peaks[(peaks - half >= 0) & (peaks - half + window <= size)]
+    if rule == "all-peaks" or peaks.size < 2:
+        return [peaks]
+    rr = np.diff(peaks) / fs
+    breaks = np.flatnonzero((rr < PLAUSIBLE_RR_S[0]) | (rr > PLAUSIBLE_RR_S[1])) + 1
+    return np.split(peaks, breaks)
+
+
+def record_samples(signal: np.ndarray, peaks: np.ndarray, geometry: Geometry, fs: float = 300.0) -> np.ndarray:
+    """float32 samples of one record (possibly zero rows); ``fs`` only matters for RR rules."""
     scaled = normalise(np.asarray(signal, dtype=np.float64), geometry.normalisation)
-    windows = centred_windows(scaled, peaks, geometry.window)
-    samples = group_windows(windows, geometry.per_sample, geometry.stride)
+    runs = peak_runs(peaks, scaled.size, geometry.window, geometry.sample_rule, fs)
+    parts = [group_windows(centred_windows(scaled, run, geometry.window), geometry.per_sample, geometry.stride)
+             for run in runs]
+    samples = np.concatenate(parts)
     return samples.astype(np.float32).reshape(-1, geometry.window * geometry.per_sample)
 
 
