@@ -10,9 +10,35 @@ pytestmark = pytest.mark.snakemake
 def test_default_dry_run_plans_every_stage(workdir):
     jobs = planned_jobs(snakemake(workdir, "-n", "--cores", "2").stdout)
     for rule in ("synth_pmsi", "compose_pmsi", "synth_ecg", "window_ecg", "materialise", "shard",
-                 "train_desktop", "train_mpi", "train_grpc", "baseline", "aggregate"):
+                 "train_desktop", "train_mpi", "train_grpc", "baseline", "aggregate", "ecg_features"):
         assert jobs.get(rule, 0) >= 1, (rule, jobs)
     assert jobs["materialise"] == 2 and jobs["train_desktop"] == 2 and jobs["train_mpi"] == 2
+
+
+def test_paper_config_plans_the_fixed_final_test_split_and_the_whole_record_net(workdir):
+    """config/paper.yaml: the final records form the ECG test split, samples carry the record
+    features, the ECG baseline reads the feature table."""
+    import yaml
+
+    records = workdir / "records"
+    records.mkdir()
+    (records / "REFERENCE.csv").write_text("A00001,N\n")
+    final = workdir / "final.csv"
+    final.write_text("A00001,N\n")
+    (workdir / "local.yaml").write_text(yaml.safe_dump(
+        {"ecg": {"records_dir": str(records)}, "datasets": {"test_groups": {"ecg": str(final)}}}))
+    out = snakemake(workdir, "-n", "-p", "--cores", "2", "--configfile", "config/config.yaml", "config/paper.yaml",
+                    "local.yaml").stdout
+    commands = [line.strip().removeprefix("Shell command: ") for line in out.splitlines() if "diagnosenet " in line]
+    window = [c for c in commands if c.startswith("diagnosenet window-ecg")]
+    assert window and "--record-features" in window[0]
+    ecg_split = [c for c in commands if c.startswith("diagnosenet materialise") and "/ecg/" in c]
+    assert ecg_split and f"--test-groups {final}" in ecg_split[0]
+    pmsi_split = [c for c in commands if c.startswith("diagnosenet materialise") and "/pmsi/" in c]
+    assert pmsi_split and "--test-groups" not in pmsi_split[0]
+    assert any(c.startswith("diagnosenet baseline --task ecg") and "--features results-paper/ecg/features" in c
+               for c in commands)
+    assert any(c.startswith("diagnosenet ecg-features") for c in commands)
 
 
 def test_lint_is_clean(workdir):

@@ -37,6 +37,11 @@ def code(*modules):
     return files
 
 
+def fixed_test_groups(task):
+    """The file of groups forming the task's fixed test split (datasets.test_groups), or None."""
+    return (config["datasets"].get("test_groups") or {}).get(task)
+
+
 def training_runs():
     """(task, mode, workers) of every configured run, in config order."""
     return [

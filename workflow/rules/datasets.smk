@@ -1,11 +1,6 @@
 # Stage 3-4 (paper: data manager): leakage-free splits and per-worker shards.
 
 
-def fixed_test_groups(task):
-    """The file of groups forming the task's fixed test split (datasets.test_groups), or None."""
-    return (config["datasets"].get("test_groups") or {}).get(task)
-
-
 rule materialise:
     input:
         stage=lambda wc: f"{STAGE_DIR[wc.task]}/manifest.json",
