@@ -14,6 +14,10 @@
    with a 95 % bootstrap interval over records — the choice was made before this step.
 4. Time and CPU-seconds to reach official F1 0.70/0.75/0.80 on the final records, from a
    gradient-boosting model grown 25 rounds at a time (reported, never used for a choice).
+5. Nets (``--net NAME PREDICTIONS RUN``): a training run whose test split is the final records
+   (``materialise --test-groups``; its epochs chosen on its valid split of development records)
+   and ``diagnosenet predict`` of it over the final records' directory (every record scored,
+   unwindowable ones as Noisy): the same final report, with the run's training time.
 """
 from __future__ import annotations
 
@@ -67,6 +71,21 @@ def time_to_targets(X, y, X_final, final_records, y_final, all_final, seed: int,
     return {"reached": reached, "curve": curve}
 
 
+def net_report(predictions: Path, run: Path, all_final: list[str], y_final: np.ndarray, seed: int) -> dict:
+    """The final report of a net from ``diagnosenet predict``'s table (a record it did not list
+    counts as Noisy, as one it could not window)."""
+    import csv
+
+    with open(predictions, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    predicted = np.array([CLASSES.index(r["predicted"]) for r in rows])
+    pred = protocol.complete_predictions(all_final, [r["record"] for r in rows], predicted, NOISY)
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {"final": protocol.final_report(y_final, pred, CLASSES, seed=seed),
+            "unwindowable": sum(1 for r in rows if r.get("reason")),
+            **{k: metrics.get(k) for k in ("train_seconds", "time_to_best_s", "best_epoch", "epochs_run", "n_params")}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--development", type=Path, required=True, help="ecg-features directory of the development records")
@@ -76,6 +95,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(ECG_FEATURE_MODELS), choices=ECG_FEATURE_MODELS)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--net", nargs=3, action="append", default=[], metavar=("NAME", "PREDICTIONS", "RUN"),
+                        help="a net's predictions.csv over the final records and its run directory")
+    parser.add_argument("--skip-features", action="store_true", help="only the nets (the feature models take ~1 min)")
     parser.add_argument("--out", type=Path, required=True, help="JSON file of every number")
     args = parser.parse_args()
 
@@ -92,7 +114,7 @@ def main() -> None:
               "final_records": len(all_final), "final_records_without_features": len(set(all_final) - set(rec_fin)),
               "folds": args.folds, "models": {}}
     print(f"development {keep.sum()} records ({(~keep).sum()} final records removed), final {len(all_final)}")
-    for name in args.models:
+    for name in [] if args.skip_features else args.models:
         row = cross_validate(name, X_dev, y_dev, rec_dev, folds, args.seed)
         model = ecg_feature_model(name, args.seed)
         row["fit_seconds"], row["fit_cpu_seconds"] = timed_fit(model, X_dev, y_dev)
@@ -104,9 +126,17 @@ def main() -> None:
               f"[{f['official_f1_ci95'][0]:.3f}, {f['official_f1_ci95'][1]:.3f}] N {f['f1_N']:.3f} AF {f['f1_AF']:.3f} "
               f"O {f['f1_Other']:.3f} ~ {f['f1_Noisy']:.3f} | fit {row['fit_seconds']:.1f} s, {row['fit_cpu_seconds']:.1f} CPU-s",
               flush=True)
-    result["chosen"] = max(result["models"], key=lambda n: result["models"][n]["cv_f1_mean"])
-    result["time_to_target"] = time_to_targets(X_dev, y_dev, X_fin, rec_fin, y_final, all_final, args.seed)
-    print("chosen by CV:", result["chosen"], "| time to F1 targets (gbm):", result["time_to_target"]["reached"])
+    if not args.skip_features:
+        result["chosen"] = max(result["models"], key=lambda n: result["models"][n]["cv_f1_mean"])
+        result["time_to_target"] = time_to_targets(X_dev, y_dev, X_fin, rec_fin, y_final, all_final, args.seed)
+        print("chosen by CV:", result["chosen"], "| time to F1 targets (gbm):", result["time_to_target"]["reached"])
+    result["nets"] = {name: net_report(Path(predictions), Path(run), all_final, y_final, args.seed)
+                      for name, predictions, run in args.net}
+    for name, row in result["nets"].items():
+        f = row["final"]
+        print(f"{name:14s} final {f['official_f1']:.3f} [{f['official_f1_ci95'][0]:.3f}, {f['official_f1_ci95'][1]:.3f}] "
+              f"N {f['f1_N']:.3f} AF {f['f1_AF']:.3f} O {f['f1_Other']:.3f} ~ {f['f1_Noisy']:.3f} | "
+              f"train {row['train_seconds']:.0f} s, best epoch {row['best_epoch']} at {row['time_to_best_s']:.0f} s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
 
