@@ -129,19 +129,22 @@ RULES = [
 ]
 
 
-def ratios(data: dict, rule) -> dict[str, tuple[int, int]]:
-    """(samples, records) per class; records with an unknown label are left out."""
-    totals = {name: [0, 0] for name in CLASSES}
+def per_record(data: dict, rule) -> dict[str, np.ndarray]:
+    """Samples of every record per class; records with an unknown label are left out."""
+    out: dict[str, list[int]] = {name: [] for name in CLASSES}
     offsets = data["offsets"]
     for i, (label, n) in enumerate(zip(data["labels"], data["lengths"])):
         if label < 0:
             continue
         p = data["peaks"][offsets[i]:offsets[i + 1]]
         # as the stage: fewer peaks than a sample's windows quarantines the record (few_beats)
-        samples = rule(p, int(n)) if p.size >= PER_SAMPLE else 0
-        totals[CLASSES[label]][0] += samples
-        totals[CLASSES[label]][1] += 1
-    return {name: (s, r) for name, (s, r) in totals.items()}
+        out[CLASSES[label]].append(rule(p, int(n)) if p.size >= PER_SAMPLE else 0)
+    return {name: np.array(values) for name, values in out.items()}
+
+
+def ratios(data: dict, rule) -> dict[str, tuple[int, int]]:
+    """(samples, records) per class."""
+    return {name: (int(values.sum()), values.size) for name, values in per_record(data, rule).items()}
 
 
 def table(detector: str, data: dict) -> None:
@@ -157,8 +160,11 @@ def table(detector: str, data: dict) -> None:
         cells = " | ".join(f"{ratio[c]:.2f} ({dev[c]:+.1f} %)" for c in CLASSES)
         print(f"| {name} | {cells} | {worst:.1f} % |", flush=True)
     for rule in ("all-peaks", "paper"):
-        counts = ratios(data, _stage(rule))
-        print(f"\n{detector} {rule}: " + ", ".join(f"{c} {s:,} / {r:,}" for c, (s, r) in counts.items()))
+        values = per_record(data, _stage(rule))
+        # standard error of a class mean over half of the training set (finite-population factor √½)
+        print(f"\n{detector} {rule}: " + ", ".join(
+            f"{c} {v.sum():,} / {v.size:,} (s.e. {100 * v.std(ddof=1) / np.sqrt(2 * v.size) / v.mean():.1f} %)"
+            for c, v in values.items()))
 
 
 def main() -> None:
