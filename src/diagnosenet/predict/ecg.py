@@ -44,7 +44,8 @@ def window_records(directory: str | Path, preprocessing: dict) -> list[RecordInp
     from diagnosenet.ecg.windows import Geometry, small_sample
 
     geometry = Geometry(int(preprocessing["window"]), int(preprocessing["per_sample"]), int(preprocessing["stride"]),
-                        preprocessing["normalisation"], record_features=bool(preprocessing.get("record_features")))
+                        preprocessing["normalisation"], record_features=bool(preprocessing.get("record_features")),
+                        sample_rule=preprocessing.get("sample_rule", "all-peaks"))
     records, labels = list_records(directory)
     out = []
     for record in records:

@@ -20,7 +20,7 @@ class Lineage:
     classes: list[str]
     input_size: int
     model: dict
-    #: ECG: detector, window, per_sample, stride, normalisation, variant; PMSI: groups
+    #: ECG: detector, window, per_sample, stride, normalisation, record_features, sample_rule, variant; PMSI: groups
     preprocessing: dict
     #: PMSI: feature name -> column
     vocabulary: dict[str, int] = field(default_factory=dict)
@@ -63,6 +63,7 @@ def from_run(run_dir: str | Path) -> Lineage:
     if task == "ecg":
         preprocessing = {key: params[key] for key in ("detector", "window", "per_sample", "stride", "normalisation")}
         preprocessing["record_features"] = bool(params.get("record_features", False))
+        preprocessing["sample_rule"] = params.get("sample_rule", "all-peaks")
         preprocessing["variant"] = (manifest.get("params") or {}).get("variant", "")
         vocabulary = {}
     else:
