@@ -116,6 +116,32 @@ def run_baseline(task: str, dataset_dir: str | Path, out_dir: str | Path, *, see
     write_json(out_dir / "metrics.json", result)
     metrics.write_per_class_csv(out_dir / "per_class.csv", result["per_class"])
     metrics.write_confusion_csv(out_dir / "confusion.csv", result["confusion"], classes)
-    write_manifest(out_dir, stage="baseline", files=["metrics.json", "per_class.csv", "confusion.csv"],
+    files = ["metrics.json", "per_class.csv", "confusion.csv"]
+    if task == "ecg":  # the best ECG model so far: keep it usable by `diagnosenet predict`
+        files += save_feature_model(out_dir, model, name, classes, Path(features_dir), dataset_dir)
+    write_manifest(out_dir, stage="baseline", files=files,
                    params={"task": task, "seed": seed, "features_dir": str(features_dir) if features_dir else None})
     return result
+
+
+#: the fitted feature model and what ``predict`` needs to rebuild its input
+FEATURE_MODEL_FILE, FEATURE_LINEAGE_FILE = "model.joblib", "lineage.json"
+
+
+def save_feature_model(out_dir: Path, model, name: str, classes: list[str], features_dir: Path,
+                       dataset_dir: Path) -> list[str]:
+    """``model.joblib`` + ``lineage.json`` (input: the record features of the same detector)."""
+    import joblib
+
+    from diagnosenet.artifacts import read_json
+    from diagnosenet.ecg.features import FEATURE_NAMES
+    from diagnosenet.predict.lineage import Lineage
+
+    params = read_json(features_dir / "manifest.json").get("params") or {}
+    joblib.dump(model, out_dir / FEATURE_MODEL_FILE)
+    lineage = Lineage(task="ecg", classes=list(classes), input_size=len(FEATURE_NAMES), model={"kind": name},
+                      preprocessing={"input": "record-features", "detector": params.get("detector", "xqrs"),
+                                     "features": list(FEATURE_NAMES)},
+                      data={"dataset_dir": str(dataset_dir), "features_dir": str(features_dir)})
+    write_json(out_dir / FEATURE_LINEAGE_FILE, lineage.to_json())
+    return [FEATURE_MODEL_FILE, FEATURE_LINEAGE_FILE]

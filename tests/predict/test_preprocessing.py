@@ -28,3 +28,28 @@ def test_predict_windows_records_exactly_as_the_training_stage_did(tmp_path, opt
             continue
         np.testing.assert_array_equal(item.samples, X[groups == item.record])
     assert X.shape[1] == 1300 + (47 if "--record-features" in options else 0)
+
+
+def test_the_feature_baseline_predicts_new_records_with_its_own_detector(tmp_path):
+    """The ECG baseline keeps its model: ``predict --model results/ecg/baseline`` scores every
+    record of a directory from its whole-record features (no TensorFlow), unreadable ones as Noisy."""
+    import csv
+
+    records = tmp_path / "records"
+    write_dataset(records, records=40, seed=6)
+    (records / "A09999.hea").write_text("A09999 1 300 9000\nA09999.mat 16+24 1000/mV 16 0 0 0 0 ECG\n")  # no signal file
+    for stage, args in (("window-ecg", ["--out", str(tmp_path / "windows")]),
+                        ("ecg-features", ["--out", str(tmp_path / "features")])):
+        assert main([stage, "--records", str(records), "--detector", "pantompkins", "--jobs", "1", *args]) == 0
+    assert main(["materialise", "--input", str(tmp_path / "windows"), "--out", str(tmp_path / "dataset"),
+                 "--valid-fraction", "0.1", "--test-fraction", "0.3"]) == 0
+    assert main(["baseline", "--task", "ecg", "--dataset", str(tmp_path / "dataset"), "--out", str(tmp_path / "baseline"),
+                 "--features", str(tmp_path / "features")]) == 0
+    assert main(["predict", "--model", str(tmp_path / "baseline"), "--records", str(records),
+                 "--out", str(tmp_path / "predicted")]) == 0
+    with open(tmp_path / "predicted" / "predictions.csv", newline="") as handle:
+        rows = {row["record"]: row for row in csv.DictReader(handle)}
+    assert len(rows) == 41 and rows["A09999"]["predicted"] == "Noisy" and rows["A09999"]["reason"].startswith("unreadable")
+    scored = [row for name, row in rows.items() if name != "A09999"]
+    assert all(row["windows"] == "1" and not row["reason"] for row in scored)
+    assert abs(sum(float(scored[0][f"p_{c}"]) for c in ("Normal", "AF", "Other", "Noisy")) - 1) < 1e-6

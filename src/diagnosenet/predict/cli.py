@@ -26,9 +26,10 @@ def predict(model: str | Path, out: str | Path, *, records: str | Path | None = 
     if lineage.task == "ecg":
         if records is None:
             raise SystemExit(f"{model} is an ECG model: give --records DIR (WFDB records, REFERENCE.csv optional)")
-        from diagnosenet.predict.ecg import decide, window_records
+        from diagnosenet.predict.ecg import decide, feature_records, window_records
 
-        inputs = window_records(records, lineage.preprocessing)
+        by_record = lineage.preprocessing.get("input") == "record-features"  # the baseline's feature model
+        inputs = (feature_records if by_record else window_records)(records, lineage.preprocessing)
         rows, proba = decide(inputs, proba_of, classes)
         y = np.array([-1 if i.label is None else i.label for i in inputs], np.int64)
         reasons: dict[str, int] = {}

@@ -59,6 +59,25 @@ def window_records(directory: str | Path, preprocessing: dict) -> list[RecordInp
     return out
 
 
+def feature_records(directory: str | Path, preprocessing: dict) -> list[RecordInput]:
+    """One row of whole-record features per record (the feature model's input), with the
+    model's detector; an unreadable record gets its reason instead."""
+    from diagnosenet.ecg.feature_table import signal_features
+    from diagnosenet.ecg.features import FEATURE_NAMES
+
+    if list(preprocessing.get("features", FEATURE_NAMES)) != list(FEATURE_NAMES):
+        raise ValueError("the model was trained on another feature set than this version computes; retrain it")
+    records, labels = list_records(directory)
+    out = []
+    for record in records:
+        try:
+            row = signal_features(load_signal(directory, record, FS), preprocessing["detector"])[None, :]
+            out.append(RecordInput(record, labels[record], row))
+        except RecordError as exc:
+            out.append(RecordInput(record, labels[record], None, f"{exc.reason}: {exc.detail}"))
+    return out
+
+
 def decide(inputs: list[RecordInput], proba_of, classes: list[str]) -> tuple[list[dict], np.ndarray]:
     """One row per record (record, label, predicted, probabilities, windows, reason) and the
     ``(records, classes)`` probabilities: the mean over the record's windows, as the run was scored."""

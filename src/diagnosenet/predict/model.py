@@ -40,8 +40,23 @@ def run_replica(run_dir: str | Path, lineage: Lineage | None = None):
 
 
 def load(source: str | Path) -> tuple[Lineage, ProbaFn]:
-    """``(lineage, X -> probabilities)`` of a run directory or an export directory."""
+    """``(lineage, X -> probabilities)`` of a run directory, an export directory or the ECG
+    feature model of a baseline directory (``model.joblib``: load only models you trust, a
+    pickle runs code)."""
     source = Path(source)
+    if (source / "model.joblib").exists() and (source / LINEAGE_FILE).exists():
+        import joblib
+
+        lineage = Lineage.from_json(read_json(source / LINEAGE_FILE))
+        model = joblib.load(source / "model.joblib")
+
+        def feature_proba(X) -> np.ndarray:
+            out = np.zeros((X.shape[0], len(lineage.classes)))
+            if X.shape[0]:
+                out[:, model.classes_] = model.predict_proba(X)
+            return out
+
+        return lineage, feature_proba
     if is_export(source):
         import tensorflow as tf
 
