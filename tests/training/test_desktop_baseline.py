@@ -36,7 +36,7 @@ def test_ecg_baseline_scores_each_test_record_once_from_its_whole_record_feature
     for record, label in zip(records, labels):
         values = rng.normal(size=len(FEATURE_NAMES))
         values[FEATURE_NAMES.index("irregular_frac")] = label + 0.1 * rng.normal()  # learnable
-        rows.append(FeatureRow(record, label, values))
+        rows.append(FeatureRow(record, label, values[None, :]))
     rows.append(FeatureRow("unreadable-one", None, reason="unreadable", detail="test"))
     write_features(tmp_path / "features", rows, {"detector": "xqrs"})
     assert main(["baseline", "--task", "ecg", "--dataset", str(inputs.dataset), "--out", str(tmp_path / "b"),

@@ -5,12 +5,10 @@ samples or a quarantine reason, and the parent writes arrays, tables and the man
 """
 from __future__ import annotations
 
-import contextlib
 import csv
+import functools
 import logging
-import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,9 +17,9 @@ import numpy as np
 from diagnosenet import artifacts
 from diagnosenet.ecg import peaks as peak_detection
 from diagnosenet.ecg.features import network_inputs, record_features
-from diagnosenet.ecg.records import CLASSES, FS, Entry, RecordError, label_of, list_entries, load_signal
+from diagnosenet.ecg.pool import map_records
+from diagnosenet.ecg.records import CLASSES, FS, Entry, RecordError, label_of, load_signal
 from diagnosenet.ecg.windows import Geometry, record_samples, small_sample
-from diagnosenet.progress_log import Progress
 
 log = logging.getLogger(__name__)
 STAGE = "window-ecg"
@@ -77,29 +75,12 @@ def _detect(signal: np.ndarray, detector: str) -> np.ndarray:
         raise RecordError("detector_error", f"{detector}: {type(exc).__name__}: {exc}") from None
 
 
-def _window_chunk(args: tuple) -> list[Outcome]:
-    directory, entries, geometry, detector = args
-    return [window_record(directory, entry, geometry, detector) for entry in entries]
-
-
 def window_directory(directory: str | Path, geometry: Geometry, detector: str, jobs: int | None = None) -> list[Outcome]:
     """Outcomes for every record of ``directory``, in reference order (deterministic for any ``jobs``)."""
     if detector not in peak_detection.DETECTORS:  # fail before starting workers on a typo
         raise ValueError(f"unknown R-peak detector {detector!r}; choose from {sorted(peak_detection.DETECTORS)}")
-    entries = list_entries(directory)
-    jobs = max(1, jobs or os.cpu_count() or 1)
-    chunk = max(1, min(64, len(entries) // (4 * jobs)))  # ~4 chunks per worker balances load
-    tasks = [(str(directory), entries[i : i + chunk], geometry, detector) for i in range(0, len(entries), chunk)]
-    # the 8,528 challenge records take minutes: a "done/total, rate, ETA" line every 10 s
-    progress = Progress(len(entries), "windowed", "records", logger=log)
-    parts = []
-    with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(ProcessPoolExecutor(max_workers=jobs)) if jobs > 1 else None
-        for part in (map if pool is None else pool.map)(_window_chunk, tasks):  # in order
-            parts.append(part)
-            progress.update(len(part))
-    progress.close()
-    return [outcome for part in parts for outcome in part]
+    return map_records(directory, functools.partial(window_record, geometry=geometry, detector=detector), jobs,
+                       verb="windowed")
 
 
 def _stack(outcomes: list[Outcome], geometry: Geometry, small: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

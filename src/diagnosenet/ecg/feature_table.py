@@ -11,13 +11,13 @@ import csv
 import functools
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from diagnosenet import artifacts
 from diagnosenet.ecg import peaks as peak_detection
+from diagnosenet.ecg.build import Outcome
 from diagnosenet.ecg.features import FEATURE_NAMES, record_features
 from diagnosenet.ecg.pool import map_records
 from diagnosenet.ecg.records import CLASSES, FS, Entry, RecordError, label_of, load_signal
@@ -28,15 +28,8 @@ OUTPUT_FILES = ["features.npy", "y.npy", "records.npy", "feature_names.json", "c
                 "quarantine.csv", "counts.json"]
 
 
-@dataclass(frozen=True)
-class FeatureRow:
-    """One record's features, or the reason it was quarantined."""
-
-    record: str
-    label: int | None
-    features: np.ndarray | None = None
-    reason: str = ""
-    detail: str = ""
+#: one record's features (a 1 × 47 row in ``samples``), or the reason it was quarantined
+FeatureRow = Outcome
 
 
 def signal_features(signal: np.ndarray, detector: str) -> np.ndarray:
@@ -50,11 +43,11 @@ def signal_features(signal: np.ndarray, detector: str) -> np.ndarray:
     return record_features(signal, beats, FS)
 
 
-def feature_record(detector: str, directory: str, entry: Entry) -> FeatureRow:
+def feature_record(directory: str, entry: Entry, detector: str) -> FeatureRow:
     label = None
     try:
         label = label_of(entry)
-        return FeatureRow(entry.record, label, signal_features(load_signal(directory, entry.record, FS), detector))
+        return FeatureRow(entry.record, label, signal_features(load_signal(directory, entry.record, FS), detector)[None, :])
     except RecordError as exc:
         return FeatureRow(entry.record, label, reason=exc.reason, detail=exc.detail)
 
@@ -62,16 +55,16 @@ def feature_record(detector: str, directory: str, entry: Entry) -> FeatureRow:
 def feature_directory(directory: str | Path, detector: str = "xqrs", jobs: int | None = None) -> list[FeatureRow]:
     if detector not in peak_detection.DETECTORS:  # fail before starting workers on a typo
         raise ValueError(f"unknown R-peak detector {detector!r}; choose from {sorted(peak_detection.DETECTORS)}")
-    return map_records(directory, functools.partial(feature_record, detector), jobs, verb="featurised")
+    return map_records(directory, functools.partial(feature_record, detector=detector), jobs, verb="featurised")
 
 
 def write_features(out: str | Path, rows: list[FeatureRow], params: dict) -> dict:
     """Write the ``ecg/features/`` contract, manifest last."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    used = [r for r in rows if r.features is not None]
-    quarantined = [r for r in rows if r.features is None]
-    X = np.stack([r.features for r in used]) if used else np.zeros((0, len(FEATURE_NAMES)))
+    used = [r for r in rows if r.samples is not None]
+    quarantined = [r for r in rows if r.samples is None]
+    X = np.concatenate([r.samples for r in used]) if used else np.zeros((0, len(FEATURE_NAMES)))
     np.save(out / "features.npy", X.astype(np.float64))
     np.save(out / "y.npy", np.array([r.label for r in used], dtype=np.int64))
     np.save(out / "records.npy", np.array([r.record for r in used], dtype=str))
