@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 BIN = Path(sys.executable).parent
 OUT = Path(__file__).resolve().parent / "out" / "scaling"
+CPU_PERIOD_MS = 100.0  # set from --cpu-period-ms
 PAPER_MLP = {"hidden_units": [512, 512, 512, 512], "dropout_keep": 0.8}
 #: the ECG residual CNN of the default configuration (config/config.yaml, models.ecg)
 ECG_CNN = {"filters": [16, 32], "blocks_per_stage": 1, "kernel_size": 16, "dropout_keep": 0.8}
@@ -84,7 +85,8 @@ def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, da
     subprocess.run(["rm", "-rf", str(out)], check=True)
     nodes = workers + 1
     diagnosenet("emulate-cluster", "down", stdout=subprocess.DEVNULL)
-    diagnosenet("emulate-cluster", "up", "--nodes", str(nodes), "--cpu", str(cpu), "--link", link)
+    diagnosenet("emulate-cluster", "up", "--nodes", str(nodes), "--cpu", str(cpu), "--link", link,
+                "--cpu-period-ms", str(CPU_PERIOD_MS))
     try:
         hostfile = OUT / f"hostfile-{nodes}"
         hostfile.write_text("".join(f"node{i}:1\n" for i in range(nodes)))
@@ -119,6 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4], help="worker nodes (+1 for rank 0)")
     parser.add_argument("--cpu", type=float, default=0.25)
+    parser.add_argument("--cpu-period-ms", type=float, default=100.0, help="CFS period of each node's CPU quota")
+    parser.add_argument("--out", type=Path, default=None, help="output root (default bench/out/scaling)")
     parser.add_argument("--link", default="1gbit")
     parser.add_argument("--modes", nargs="+", default=["mpi-sync"])
     parser.add_argument("--exchanges", nargs="+", default=["dense", "sparse"])
@@ -131,6 +135,8 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=2000, help="validation rows (and as many test rows)")
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
+    global OUT, CPU_PERIOD_MS
+    OUT, CPU_PERIOD_MS = (args.out or OUT).resolve(), args.cpu_period_ms
     composed = args.composed or compose(args.patients)
     runs = []
     for batch_size in args.batch_sizes:

@@ -78,8 +78,14 @@ def describe(nodes: int) -> dict:
             "grpc": {"host": "0.0.0.0"}}
 
 
-def up(nodes: int, link: str = "1gbit", cpu: float = 0.25) -> dict:
-    """Create the cluster; on any failure remove what was created and re-raise."""
+def up(nodes: int, link: str = "1gbit", cpu: float = 0.25, cpu_period_ms: float = 100.0) -> dict:
+    """Create the cluster; on any failure remove what was created and re-raise.
+
+    ``cpu`` cores per node are a CFS quota of ``cpu × cpu_period_ms`` per ``cpu_period_ms``: a
+    shorter period makes a node behave more like a slower core (a process that never waits
+    is throttled in short slices instead of long pauses; docs/cluster-emulation.md)."""
+    if not 1.0 <= cpu_period_ms <= 1000.0:
+        raise ValueError(f"--cpu-period-ms must be in 1..1000, got {cpu_period_ms}")
     if os.geteuid() != 0:
         raise PermissionError("emulate-cluster needs root (network namespaces, tc, cgroups)")
     if STATE.exists():
@@ -87,7 +93,7 @@ def up(nodes: int, link: str = "1gbit", cpu: float = 0.25) -> dict:
     if not 1 <= nodes <= 200:
         raise ValueError(f"--nodes must be in 1..200, got {nodes}")
     names = [HEAD, *node_names(nodes)]
-    state: dict = {"nodes": names, "link": link, "cpu": cpu, "namespaces": [], "links": [], "cgroups": [],
+    state: dict = {"nodes": names, "link": link, "cpu": cpu, "cpu_period_ms": cpu_period_ms, "namespaces": [], "links": [], "cgroups": [],
                    "netns_dirs": [], "bridge": None}
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     try:
@@ -115,7 +121,9 @@ def up(nodes: int, link: str = "1gbit", cpu: float = 0.25) -> dict:
                 cgroup = CGROUP_CPU / ns
                 cgroup.mkdir()
                 state["cgroups"].append(str(cgroup))
-                (cgroup / "cpu.cfs_quota_us").write_text(str(int(cpu * 100_000)))
+                period_us = int(cpu_period_ms * 1000)
+                (cgroup / "cpu.cfs_period_us").write_text(str(period_us))
+                (cgroup / "cpu.cfs_quota_us").write_text(str(max(1000, int(cpu * period_us))))
             netns_dir = Path("/etc/netns") / ns
             netns_dir.mkdir(parents=True, exist_ok=True)
             state["netns_dirs"].append(str(netns_dir))
@@ -196,7 +204,7 @@ def head_command(command: list[str]) -> list[str]:
 
 
 def _up(args) -> int:
-    up(args.nodes, args.link, args.cpu)
+    up(args.nodes, args.link, args.cpu, args.cpu_period_ms)
     if args.describe:
         import yaml
 
@@ -225,6 +233,8 @@ def register(subparsers) -> None:
     u.add_argument("--nodes", type=int, default=3)
     u.add_argument("--link", default="1gbit", help="tc rate of every node's link, e.g. 1gbit, 100mbit")
     u.add_argument("--cpu", type=float, default=0.25, help="CPU share of every node, in cores")
+    u.add_argument("--cpu-period-ms", type=float, default=100.0,
+                   help="CFS period of the CPU quota (shorter: closer to a slower core; default the kernel's 100 ms)")
     u.add_argument("--describe", help="also write the cluster description (config keys) to this YAML file")
     u.set_defaults(func=_up)
     d = actions.add_parser("down", help="remove everything `up` created, processes included")
