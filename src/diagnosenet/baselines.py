@@ -63,33 +63,31 @@ def _pmsi_inputs(dataset_dir: Path):
 
 
 def _ecg_record_inputs(dataset_dir: Path, features_dir: Path):
-    """Feature rows of the records of train+valid (fit) and of test: the nets' record-level splits.
+    """Feature rows for fitting and for the test split's records (the nets' test records).
 
-    A test record without a feature row (quarantined by ``ecg-features`` only) is kept with NaN
-    features, so it is still scored."""
+    The fit uses every featurised record outside the test split: those of train+valid, and
+    also those the windowing stage could not use (too few beats: mostly noisy records, which
+    the feature model can still learn from). A test record without a feature row (quarantined
+    by ``ecg-features`` only) is kept with NaN features, so it is still scored."""
     from diagnosenet.datasets.materialise import load_split
     from diagnosenet.datasets.splits import group_labels
     from diagnosenet.ecg.feature_table import load_features
 
-    features, _, records = load_features(features_dir)
+    features, labels, records = load_features(features_dir)
+    _, y_test_rows, groups_test = load_split(dataset_dir, "test")
+    test_names, y_test, _ = group_labels(y_test_rows, groups_test)
     row_of = {name: k for k, name in enumerate(records.tolist())}
-
-    def pick(splits):
-        y = np.concatenate([load_split(dataset_dir, s)[1] for s in splits])
-        groups = np.concatenate([load_split(dataset_dir, s)[2] for s in splits])
-        names, labels, _ = group_labels(y, groups)
-        X = np.full((len(names), features.shape[1]), np.nan)
-        found = [k for k, name in enumerate(names) if name in row_of]
-        X[found] = features[[row_of[names[k]] for k in found]]
-        return X, labels, names
-
-    X_train, y_train, _ = pick(("train", "valid"))
-    return X_train, y_train, *pick(("test",))
+    X_test = np.full((len(test_names), features.shape[1]), np.nan)
+    found = [k for k, name in enumerate(test_names) if name in row_of]
+    X_test[found] = features[[row_of[test_names[k]] for k in found]]
+    fit = ~np.isin(records, test_names)
+    return features[fit], labels[fit], X_test, y_test, test_names
 
 
 def run_baseline(task: str, dataset_dir: str | Path, out_dir: str | Path, *, seed: int = 1,
                  features_dir: str | Path | None = None) -> dict:
-    """Fit on train+valid, score on test; write metrics.json, per_class.csv, confusion.csv.
+    """Fit on everything outside the test split, score on test; write metrics.json,
+    per_class.csv, confusion.csv.
 
     ECG needs ``features_dir`` (an ``ecg-features`` directory of the same records)."""
     from diagnosenet.datasets.materialise import load_classes

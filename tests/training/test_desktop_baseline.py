@@ -19,8 +19,9 @@ def test_pmsi_baseline_cli_writes_scored_metrics(tiny_inputs, tmp_path):
 
 
 def test_ecg_baseline_scores_each_test_record_once_from_its_whole_record_features(tiny_inputs, tmp_path):
-    """The feature model is fitted on the records of train+valid and scores the test split's
-    records (one decision per record, whatever their number of windows)."""
+    """The feature model is fitted on every featurised record outside the test split (train,
+    valid, and records the windowing could not use) and scores the test split's records, one
+    decision per record whatever their number of windows."""
     from diagnosenet.datasets.materialise import load_split
     from diagnosenet.ecg.feature_table import FeatureRow, write_features
     from diagnosenet.ecg.features import FEATURE_NAMES
@@ -37,6 +38,7 @@ def test_ecg_baseline_scores_each_test_record_once_from_its_whole_record_feature
         values = rng.normal(size=len(FEATURE_NAMES))
         values[FEATURE_NAMES.index("irregular_frac")] = label + 0.1 * rng.normal()  # learnable
         rows.append(FeatureRow(record, label, values[None, :]))
+    rows.append(FeatureRow("not-windowed", 1, np.r_[rng.normal(size=len(FEATURE_NAMES) - 1), 1.0][None, :]))
     rows.append(FeatureRow("unreadable-one", None, reason="unreadable", detail="test"))
     write_features(tmp_path / "features", rows, {"detector": "xqrs"})
     assert main(["baseline", "--task", "ecg", "--dataset", str(inputs.dataset), "--out", str(tmp_path / "b"),
@@ -45,6 +47,7 @@ def test_ecg_baseline_scores_each_test_record_once_from_its_whole_record_feature
     test_records = np.unique(load_split(inputs.dataset, "test")[2])
     assert result["n_test"] == len(test_records) == result["record_level"]["n_test"]
     assert result["model"] == "whole-record features + gradient boosting"
+    assert result["n_train"] == len(records) - len(test_records) + 1  # + the record windowing could not use
     assert result["challenge_f1"] > 0.8 and "f1_Noisy" in result
     with pytest.raises(ValueError, match="--features"):
         main(["baseline", "--task", "ecg", "--dataset", str(inputs.dataset), "--out", str(tmp_path / "c")])
