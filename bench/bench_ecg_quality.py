@@ -43,7 +43,7 @@ def timed_fit(model, X, y):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def cross_validate(name: str, X, y, records, folds: np.ndarray, seed: int) -> dict:
+def cross_validate(name: str, X, y, folds: np.ndarray, seed: int) -> dict:
     scores = []
     for fold in range(folds.max() + 1):
         train, held = folds != fold, folds == fold
@@ -115,7 +115,7 @@ def main() -> None:
               "folds": args.folds, "models": {}}
     print(f"development {keep.sum()} records ({(~keep).sum()} final records removed), final {len(all_final)}")
     for name in [] if args.skip_features else args.models:
-        row = cross_validate(name, X_dev, y_dev, rec_dev, folds, args.seed)
+        row = cross_validate(name, X_dev, y_dev, folds, args.seed)
         model = ecg_feature_model(name, args.seed)
         row["fit_seconds"], row["fit_cpu_seconds"] = timed_fit(model, X_dev, y_dev)
         pred = protocol.complete_predictions(all_final, rec_fin, model.predict(X_fin), NOISY)
