@@ -93,13 +93,16 @@ def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, da
         args = ["--task", task, "--mode", mode, "--workers", str(workers), "--dataset", str(dataset),
                 "--shards", str(shards), "--out", str(out), "--model-json", json.dumps(ECG_CNN if task == "ecg" else PAPER_MLP),
                 "--max-epochs", str(epochs), "--patience", str(epochs), "--batch-size", str(batch_size),
-                "--exchange", exchange, "--monitor-rate", "1", "--timeout", "300", "--startup-timeout", "1800",
+                "--exchange", exchange.removesuffix("-bf16"),
+                "--exchange-precision", "bfloat16" if exchange.endswith("-bf16") else "float32", "--monitor-rate", "1", "--timeout", "300", "--startup-timeout", "1800",
                 "--weighting", "1"]
         if mode.startswith("grpc"):   # the parameter server / chief on node0, workers on node1..N
             cluster = OUT / f"cluster-{nodes}"
             diagnosenet("cluster-files", "--hosts", *[f"node{i}" for i in range(nodes)], "--out", str(cluster),
                         stdout=subprocess.DEVNULL)
-            args = [a for a in args if a not in ("--exchange", "dense", "sparse")]  # TF collectives: dense
+            drop = {args.index("--exchange"), args.index("--exchange") + 1,   # TF collectives: dense, float32
+                    args.index("--exchange-precision"), args.index("--exchange-precision") + 1}
+            args = [a for i, a in enumerate(args) if i not in drop]
             command = ["env", f"PATH={BIN}:/usr/bin:/bin", "diagnosenet", "train-grpc", "--mode", mode,
                        "--workers", str(workers), "--base-port", "23450", "--timeout", "1800",
                        "--hosts-file", str(cluster / "hosts.json"),
@@ -125,7 +128,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="output root (default bench/out/scaling)")
     parser.add_argument("--link", default="1gbit")
     parser.add_argument("--modes", nargs="+", default=["mpi-sync"])
-    parser.add_argument("--exchanges", nargs="+", default=["dense", "sparse"])
+    parser.add_argument("--exchanges", nargs="+", default=["dense", "sparse"],
+                        choices=("dense", "sparse", "dense-bf16", "sparse-bf16"),
+                        help="mpi.exchange; -bf16: with mpi.exchange_precision bfloat16")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64])
     parser.add_argument("--patients", type=int, default=116831)
     parser.add_argument("--composed", type=Path, default=None,

@@ -409,6 +409,36 @@ def test_sparse_exchange_gives_the_dense_weights_and_records_its_bytes_per_step(
     assert int(track["sparse"][0]["bytes_exchanged"]) < int(track["dense"][0]["bytes_exchanged"])
 
 
+@pytest.mark.timeout(240)
+def test_bfloat16_exchange_halves_the_all_reduce_keeps_replicas_identical_and_near_float32(tiny_inputs, tmp_path):
+    from diagnosenet.training.exchange import payload_formula
+    from diagnosenet.training.run import sync_steps
+    from diagnosenet.training.timeline import read_timeline
+
+    workers = 3
+    inputs = tiny_inputs("pmsi", workers=workers, batch_size=16)
+    runs = {}
+    for exchange, precision in (("sparse", "float32"), ("sparse", "bfloat16"), ("dense", "bfloat16")):
+        runs[exchange, precision] = out = tmp_path / f"{exchange}-{precision}"
+        proc = run(train_command(inputs, out, "mpi-sync", workers=workers, max_epochs=3, exchange=exchange,
+                                 exchange_precision=precision), timeout=200)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert metrics(out)["mpi"]["replicas_identical"]   # every rank decoded the same bits
+    exact = _final_state(runs["sparse", "float32"])["weights"]
+    for key in (("sparse", "bfloat16"), ("dense", "bfloat16")):
+        weights = _final_state(runs[key])["weights"]
+        change = np.linalg.norm(weights - exact) / np.linalg.norm(exact)
+        assert 0 < change < 0.01, (key, change)   # not the float32 step, but close (1e-4 measured)
+    n_params, block = NumpyReplica(60, 4, [16]).n_params, (60, 16)
+    steps = sync_steps(read_json(inputs.shards / "manifest.json"))
+    dense_rows = read_timeline(runs["dense", "bfloat16"])
+    assert len(dense_rows) == 3 * steps * workers
+    assert {r["payload_bytes"] for r in dense_rows} == {payload_formula(n_params, None, None, "bfloat16")}
+    half, full = read_timeline(runs["sparse", "bfloat16"]), read_timeline(runs["sparse", "float32"])
+    saved = {f["payload_bytes"] - h["payload_bytes"] for h, f in zip(half, full)}
+    assert saved == {payload_formula(n_params, block, 0) - payload_formula(n_params, block, 0, "bfloat16")}
+
+
 @pytest.mark.timeout(120)
 def test_async_sparse_gradient_messages_give_the_dense_update(tiny_inputs, tmp_path):
     inputs = tiny_inputs("pmsi", workers=1, batch_size=16)

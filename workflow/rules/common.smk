@@ -83,6 +83,7 @@ def train_args(task, mode, workers, *, out=None, model=None, batch_size=None, ma
         f"--lr {t['learning_rate']} --batch-size {batch_size}",
         f"--timeout {t['timeout_s']} --startup-timeout {t['startup_timeout_s']}",
         f"--weighting {config['mpi']['weighting']} --exchange {config['mpi']['exchange']}",
+        f"--exchange-precision {config['mpi']['exchange_precision']}",
         f"--monitor-rate {config['monitor']['rate_hz']}",
     ]
     return " ".join(args)

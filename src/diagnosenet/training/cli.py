@@ -41,6 +41,8 @@ def add_train_arguments(p: argparse.ArgumentParser, modes: tuple[str, ...]) -> N
     p.add_argument("--weighting", type=int, default=defaults.weighting)
     p.add_argument("--exchange", choices=("dense", "sparse"), default=defaults.exchange,
                    help="MPI: gradients all-reduced dense, or the first layer's non-zero input rows only")
+    p.add_argument("--exchange-precision", choices=("float32", "bfloat16"), default=defaults.exchange_precision,
+                   help="MPI sync: the all-reduced gradient travels as float32, or as bfloat16 (half the bytes)")
     p.add_argument("--monitor-rate", type=float, default=defaults.monitor_rate_hz, help="Hz; 0 disables")
 
 
@@ -53,7 +55,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         task=args.task, mode=args.mode, workers=args.workers, dataset_dir=args.dataset, shards_dir=args.shards,
         out_dir=args.out, model=model, seed=args.seed, max_epochs=args.max_epochs, patience=args.patience,
         learning_rate=args.lr, batch_size=args.batch_size, timeout_s=args.timeout,
-        startup_timeout_s=args.startup_timeout, weighting=args.weighting, exchange=args.exchange, monitor_rate_hz=args.monitor_rate,
+        startup_timeout_s=args.startup_timeout, weighting=args.weighting, exchange=args.exchange,
+        exchange_precision=args.exchange_precision, monitor_rate_hz=args.monitor_rate,
         lost_workers=json.loads(getattr(args, "lost_workers_json", None) or "{}"))
 
 

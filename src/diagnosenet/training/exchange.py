@@ -15,6 +15,15 @@ step does not depend on the choice; they differ in what travels:
   bytes for ``k`` non-zero rows. With 14,637 PMSI features and a micro-batch touching a few
   hundred of them, that is ~30× less than the dense 33 MB of the paper-size MLP.
 
+**Precision** (``mpi.precision``): ``float32`` (default) reduces exactly as above;
+``bfloat16`` hands the all-reduced part (every parameter for ``dense``, the parameters after the
+first layer for ``sparse``) to the all-reduce as bfloat16 (round to nearest even) and sums
+it in float32 at every hop (:func:`sum_bfloat16`, an MPI user operation), so half the bytes
+travel; the row count and the gathered sparse rows stay exact (float32). The step is then
+no longer bit-identical to the dense one: its accuracy parity is measured
+(``docs/benchmarks.md``), and the decoded gradient is within bfloat16's relative error
+(2⁻⁸ per rounding) of the exact one (tested).
+
 ``payload_bytes`` holds what the last call handed to the collectives on this worker; the
 wire traffic of a ring all-reduce is ``2 (W − 1) / W`` times the all-reduced payload, and an
 all-gather moves every other worker's rows to each worker (``bench/bench_scaling.py``'s cost
@@ -24,13 +33,33 @@ from __future__ import annotations
 
 from typing import Callable
 
+import ml_dtypes
 import numpy as np
 
 #: sums a vector over every worker (identity for one process); all workers receive the sum
 AllReduceSum = Callable[[np.ndarray], np.ndarray]
 #: every worker's float32 vector (lengths may differ), in worker order, on every worker
 AllGather = Callable[[np.ndarray], list[np.ndarray]]
+#: sums a bfloat16 vector (``uint16`` bit patterns) over every worker, in float32 at each hop
+AllReduceHalf = Callable[[np.ndarray], np.ndarray]
 EXCHANGES = ("dense", "sparse")
+PRECISIONS = ("float32", "bfloat16")
+
+
+def to_bfloat16(values: np.ndarray) -> np.ndarray:
+    """float32 → bfloat16 bit patterns (``uint16``), rounded to nearest even (``ml_dtypes``)."""
+    return np.asarray(values, np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
+
+
+def from_bfloat16(half: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (``uint16``) → float32 (exact)."""
+    return np.asarray(half, np.uint16).view(ml_dtypes.bfloat16).astype(np.float32)
+
+
+def sum_bfloat16(incoming: np.ndarray, inout: np.ndarray) -> None:
+    """``inout ← bf16(f32(incoming) + f32(inout))``: one hop of a bfloat16 reduction (the body
+    of the MPI user operation; symmetric in its arguments, so every rank gets the same bits)."""
+    inout[:] = to_bfloat16(from_bfloat16(incoming) + from_bfloat16(inout))
 
 
 class Alone:
@@ -43,13 +72,23 @@ class Alone:
 
 
 class RowWeighted:
-    """Dense reduction: ``rows × gradient`` and the rows in one all-reduce."""
+    """Dense reduction: ``rows × gradient`` and the rows in one all-reduce (bfloat16: the
+    gradient in one, the exact row count in a second, 4-byte all-reduce)."""
 
-    def __init__(self, allreduce_sum: AllReduceSum):
-        self.allreduce_sum = allreduce_sum
+    def __init__(self, allreduce_sum: AllReduceSum, allreduce_half: AllReduceHalf | None = None):
+        self.allreduce_sum, self.allreduce_half = allreduce_sum, allreduce_half
         self.payload_bytes = self.total_bytes = 0
 
     def __call__(self, grads: np.ndarray, rows: int) -> np.ndarray:
+        if self.allreduce_half is not None:
+            half = to_bfloat16(grads * np.float32(rows))
+            self.payload_bytes = half.nbytes + 4
+            self.total_bytes += self.payload_bytes
+            summed = self.allreduce_half(half)
+            total_rows = self.allreduce_sum(np.array([rows], np.float32))[0]
+            if total_rows <= 0:
+                raise ValueError("a synchronous step with no rows on any worker")
+            return from_bfloat16(summed) / total_rows
         buffer = np.empty(grads.size + 1, np.float32)
         np.multiply(grads, np.float32(rows), out=buffer[:-1])
         buffer[-1] = rows
@@ -64,8 +103,9 @@ class RowWeighted:
 class SparseInputRows:
     """Sparse reduction of the leading ``(inputs, units)`` block (see the module docstring)."""
 
-    def __init__(self, allreduce_sum: AllReduceSum, allgather: AllGather, block: tuple[int, int]):
-        self.allreduce_sum, self.allgather = allreduce_sum, allgather
+    def __init__(self, allreduce_sum: AllReduceSum, allgather: AllGather, block: tuple[int, int],
+                 allreduce_half: AllReduceHalf | None = None):
+        self.allreduce_sum, self.allgather, self.allreduce_half = allreduce_sum, allgather, allreduce_half
         self.inputs, self.units = (int(b) for b in block)
         self.head = self.inputs * self.units
         self.payload_bytes = self.total_bytes = 0
@@ -74,13 +114,23 @@ class SparseInputRows:
 
     def __call__(self, grads: np.ndarray, rows: int) -> np.ndarray:
         packed = pack_rows(grads, (self.inputs, self.units), rows)
-        rest = np.empty(grads.size - self.head + 1, np.float32)
-        np.multiply(grads[self.head:], np.float32(rows), out=rest[:-1])
-        rest[-1] = rows
-        self.payload_bytes = packed.nbytes + 4 + rest.nbytes   # + the length of this worker's part
+        if self.allreduce_half is not None:   # the row count rides, exact, at the end of the gathered part
+            packed = np.append(packed, np.float32(rows))
+            half = to_bfloat16(grads[self.head:] * np.float32(rows))
+            self.payload_bytes = packed.nbytes + 4 + half.nbytes
+            parts = self.allgather(packed)
+            summed = self.allreduce_half(half)
+            rest_total = np.float32(sum(float(part[-1]) for part in parts))
+            parts = [part[:-1] for part in parts]
+            total = np.append(from_bfloat16(summed), rest_total)
+        else:
+            rest = np.empty(grads.size - self.head + 1, np.float32)
+            np.multiply(grads[self.head:], np.float32(rows), out=rest[:-1])
+            rest[-1] = rows
+            self.payload_bytes = packed.nbytes + 4 + rest.nbytes   # + the length of this worker's part
+            parts = self.allgather(packed)
+            total = self.allreduce_sum(rest)
         self.total_bytes += self.payload_bytes
-        parts = self.allgather(packed)
-        total = self.allreduce_sum(rest)
         if total[-1] <= 0:
             raise ValueError("a synchronous step with no rows on any worker")
         # one output buffer for every step: untouched block rows stay zero, so only the rows the
@@ -130,22 +180,29 @@ def input_block(replica) -> tuple[int, int] | None:
 
 
 def make_reducer(exchange: str, replica, allreduce_sum: AllReduceSum, allgather: AllGather | None = None, *,
-                 workers: int = 2):
+                 workers: int = 2, allreduce_half: AllReduceHalf | None = None):
     """The reducer for ``mpi.exchange`` among ``workers``; ``sparse`` on a model without an
-    input block (the ECG CNN) is the dense one; one worker exchanges nothing."""
+    input block (the ECG CNN) is the dense one; one worker exchanges nothing. With
+    ``allreduce_half`` (``mpi.precision: bfloat16``) the all-reduced part travels as bfloat16."""
     if exchange not in EXCHANGES:
         raise ValueError(f"exchange {exchange!r} is not one of {', '.join(EXCHANGES)}")
     if workers == 1:
         return Alone()
     block = input_block(replica)
     if exchange == "sparse" and block is not None and allgather is not None:
-        return SparseInputRows(allreduce_sum, allgather, block)
-    return RowWeighted(allreduce_sum)
+        return SparseInputRows(allreduce_sum, allgather, block, allreduce_half)
+    return RowWeighted(allreduce_sum, allreduce_half)
 
 
-def payload_formula(n_params: int, block: tuple[int, int] | None, rows_sent: int | None) -> int:
+def payload_formula(n_params: int, block: tuple[int, int] | None, rows_sent: int | None,
+                    precision: str = "float32") -> int:
     """Bytes one worker hands to the collectives in one step (dense when ``rows_sent`` is None)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    half = precision == "bfloat16"
     if rows_sent is None or block is None:
-        return 4 * (n_params + 1)
+        return 2 * n_params + 4 if half else 4 * (n_params + 1)
     inputs, units = block
-    return 4 * rows_sent * (units + 1) + 4 + 4 * (n_params - inputs * units + 1)
+    rest = n_params - inputs * units
+    gathered = 4 * rows_sent * (units + 1) + 4   # rows + this worker's length
+    return gathered + 4 + 2 * rest if half else gathered + 4 * (rest + 1)

@@ -33,6 +33,7 @@ class TrainSettings:
     startup_timeout_s: float = 900.0  # bound on start-up (a slow `import tensorflow` included)
     weighting: int = 1             # MPI async: see docs/training.md
     exchange: str = "sparse"       # MPI: "dense", or only the input rows a sparse batch touched (same gradient)
+    exchange_precision: str = "float32"  # MPI sync: "bfloat16" halves the all-reduced bytes (not bit-exact)
     monitor_rate_hz: float = 2.0   # 0 disables the monitor
     # MPI async re-formed after a node was lost (``diagnosenet launch-mpi``): worker id -> why;
     # those workers' ranks are gone and their shards are no longer trained
@@ -43,6 +44,8 @@ class TrainSettings:
             raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.exchange not in ("dense", "sparse"):
             raise ValueError(f"exchange {self.exchange!r} is neither 'dense' nor 'sparse'")
+        if self.exchange_precision not in ("float32", "bfloat16"):
+            raise ValueError(f"exchange_precision {self.exchange_precision!r} is neither 'float32' nor 'bfloat16'")
         if self.timeout_s <= 0 or self.startup_timeout_s <= 0:
             raise ValueError("timeout_s and startup_timeout_s must be > 0")
         if self.workers < 1:

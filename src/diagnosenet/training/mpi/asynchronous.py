@@ -51,6 +51,9 @@ def train(settings: TrainSettings) -> dict | None:
     comm = MPI.COMM_WORLD
     hosts = mc.start_up(comm, settings)
     rank = comm.Get_rank()
+    if rank == 0 and settings.exchange_precision != "float32":   # no all-reduce here: messages stay exact
+        log.warning("exchange_precision %s applies to mpi-sync only; mpi-async exchanges float32",
+                    settings.exchange_precision)
     peers = range(1, comm.Get_size()) if rank == 0 else [0]
     live = mc.Liveness(comm, peers, settings.timeout_s, TAG_BEAT, hosts)
 

@@ -106,6 +106,13 @@ def _gather_hashes(comm, live, replica, peers):
     return digests
 
 
+def _sum_bfloat16_op(incoming, inout, _datatype) -> None:
+    """MPI user operation over ``MPI.UINT16_T`` buffers holding bfloat16 bit patterns."""
+    from diagnosenet.training.exchange import sum_bfloat16
+
+    sum_bfloat16(np.frombuffer(incoming, np.uint16), np.frombuffer(inout, np.uint16))
+
+
 def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -> None:
     from mpi4py import MPI
 
@@ -144,7 +151,16 @@ def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -
                   "all-gather of gradient rows", peers)
         return np.split(received, np.cumsum(counts)[:-1])
 
-    reduce = make_reducer(settings.exchange, replica, allreduce_sum, allgather, workers=W)
+    def allreduce_half(values: np.ndarray) -> np.ndarray:
+        total = np.empty_like(values)
+        live.wait(workers_comm.Iallreduce(np.ascontiguousarray(values), total, op=sum_half),
+                  "bfloat16 all-reduce among the workers", peers)
+        return total
+
+    half = settings.exchange_precision == "bfloat16" and W > 1
+    sum_half = MPI.Op.Create(_sum_bfloat16_op, commute=True) if half else None
+    reduce = make_reducer(settings.exchange, replica, allreduce_sum, allgather, workers=W,
+                          allreduce_half=allreduce_half if half else None)
     monitor, _ = monitor_for(settings, f"rank{rank}")
     with monitor, StepTimeline(settings.out_dir, rank, resumed_epoch=epoch) as timeline:
         stop = _decide(comm, live, False, [0])
@@ -166,4 +182,6 @@ def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -
             stop = _decide(comm, live, False, [0])
             progress["epoch"] = epoch
     _gather_hashes(comm, live, replica, [0])
+    if sum_half is not None:
+        sum_half.Free()
 

@@ -1,0 +1,138 @@
+"""The reducers of ``training/exchange.py`` on simulated workers (no MPI): what each returns
+and what it hands to the collectives; ``test_mpi.py`` runs them under a real ``mpirun``."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from diagnosenet.training.exchange import (
+    RowWeighted, SparseInputRows, from_bfloat16, pack_rows, payload_formula, sum_bfloat16, to_bfloat16,
+)
+
+BLOCK = (40, 8)          # a first layer of 40 sparse inputs × 8 units
+REST = 8 * 3 + 3 + 8     # then a dense 8 → 3 layer and biases
+N_PARAMS = BLOCK[0] * BLOCK[1] + REST
+
+
+class Collective:
+    """``workers`` threads meeting at a barrier: each collective call returns what MPI's would
+    (sums in worker order; the bfloat16 sum one bfloat16 hop per worker)."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.barrier = threading.Barrier(workers)
+        self.slots: list = [None] * workers
+
+    def _meet(self, rank: int, values: np.ndarray, combine):
+        self.slots[rank] = np.array(values)
+        self.barrier.wait()
+        result = combine(list(self.slots))
+        self.barrier.wait()
+        return result
+
+    def _sum_half(self, parts):
+        total = parts[0].copy()
+        for part in parts[1:]:
+            sum_bfloat16(part, total)
+        return total
+
+    def run(self, make_reducer, grads: list[np.ndarray], rows: list[int]) -> tuple[list[np.ndarray], list[int]]:
+        """Each worker's reduced gradient and the bytes it handed to the collectives."""
+        outs, sent = [None] * self.workers, [0] * self.workers
+
+        def worker(rank):
+            reducer = make_reducer(lambda v: self._meet(rank, v, lambda p: np.sum(p, axis=0, dtype=np.float32)),
+                                   lambda v: self._meet(rank, v, list),
+                                   lambda v: self._meet(rank, v, self._sum_half))
+            outs[rank] = reducer(grads[rank], rows[rank])
+            sent[rank] = reducer.payload_bytes
+
+        threads = [threading.Thread(target=worker, args=(rank,)) for rank in range(self.workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return outs, sent
+
+
+def _worker_grads(rng, workers: int) -> tuple[list[np.ndarray], list[int]]:
+    grads, rows = [], []
+    for w in range(workers):
+        g = rng.normal(size=N_PARAMS).astype(np.float32)
+        block = g[:BLOCK[0] * BLOCK[1]].reshape(BLOCK)
+        block[rng.random(BLOCK[0]) < 0.7] = 0.0       # features absent from this micro-batch
+        grads.append(g)
+        rows.append(int(rng.integers(5, 17)))
+    return grads, rows
+
+
+def _exact_mean(grads, rows) -> np.ndarray:
+    return sum(g.astype(np.float64) * r for g, r in zip(grads, rows)) / sum(rows)
+
+
+def test_bfloat16_codec_rounds_to_nearest_even_and_round_trips():
+    values = np.array([1.0, 1 + 2**-8, 1 + 3 * 2**-8, -2.5, 0.0, np.inf], np.float32)
+    half = to_bfloat16(values)
+    assert half.dtype == np.uint16
+    # 1 + 2^-8 is half-way between 1 and 1 + 2^-7: ties go to the even mantissa (1); 1 + 3·2^-8 to 1 + 2^-6
+    np.testing.assert_array_equal(from_bfloat16(half), np.array([1.0, 1.0, 1 + 2**-6, -2.5, 0.0, np.inf], np.float32))
+    assert np.isnan(from_bfloat16(to_bfloat16(np.float32([np.nan])))[0])
+    a, b = to_bfloat16(np.float32([1.0, -3.0])), to_bfloat16(np.float32([0.5, 1.0]))
+    sum_bfloat16(a, b)
+    np.testing.assert_array_equal(from_bfloat16(b), [1.5, -2.0])
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_bfloat16_reducers_give_the_row_weighted_mean_within_bfloat16_error(sparse, workers):
+    rng = np.random.default_rng(workers)
+    grads, rows = _worker_grads(rng, workers)
+    exact = _exact_mean(grads, rows)
+
+    def make(allreduce_sum, allgather, allreduce_half):
+        if sparse:
+            return SparseInputRows(allreduce_sum, allgather, BLOCK, allreduce_half)
+        return RowWeighted(allreduce_sum, allreduce_half)
+
+    def make_f32(allreduce_sum, allgather, _half):
+        return SparseInputRows(allreduce_sum, allgather, BLOCK) if sparse else RowWeighted(allreduce_sum)
+
+    halves, sent_bytes = Collective(workers).run(make, grads, rows)
+    for out in halves[1:]:   # every worker steps with the same bits
+        np.testing.assert_array_equal(out, halves[0])
+    head = BLOCK[0] * BLOCK[1]
+    bound = 2.0 ** -8 * workers   # one rounding per operand and per hop, relative to the largest term
+    scale = max(np.abs(g * r).max() for g, r in zip(grads, rows)) / sum(rows)
+    if sparse:   # the gathered rows stay float32: exact but for float32 rounding
+        np.testing.assert_allclose(halves[0][:head], exact[:head], rtol=1e-5, atol=1e-6)
+        error = np.abs(halves[0][head:] - exact[head:]).max()
+    else:
+        error = np.abs(halves[0] - exact).max()
+    assert 0 < error <= bound * scale    # not exact, and within bfloat16's error
+    exact_f32 = Collective(workers).run(make_f32, grads, rows)[0][0]
+    np.testing.assert_allclose(exact_f32, exact, rtol=1e-5, atol=1e-6)
+    # the bytes handed to the collectives: the formula, half of the float32 all-reduce
+    for g, sent in zip(grads, sent_bytes):
+        present = int((g[:head].reshape(BLOCK) != 0).any(axis=1).sum()) if sparse else None
+        block = BLOCK if sparse else None
+        assert sent == payload_formula(N_PARAMS, block, present, "bfloat16")
+        assert sent < payload_formula(N_PARAMS, block, present)
+
+
+def test_payload_formula_by_precision():
+    assert payload_formula(1000, None, None) == 4 * 1001
+    assert payload_formula(1000, None, None, "bfloat16") == 2 * 1000 + 4
+    # 3 rows of 8 units gathered (+ index each, + length) and 1000 − 320 parameters all-reduced
+    assert payload_formula(1000, (40, 8), 3) == 4 * 3 * 9 + 4 + 4 * 681
+    assert payload_formula(1000, (40, 8), 3, "bfloat16") == 4 * 3 * 9 + 4 + 4 + 2 * 680
+    with pytest.raises(ValueError, match="precision"):
+        payload_formula(1000, None, None, "float16")
+
+
+def test_pack_rows_ships_only_the_present_rows():
+    grads = np.zeros(N_PARAMS, np.float32)
+    grads[3 * 8 + 1] = 2.0
+    packed = pack_rows(grads, BLOCK, 2.0).reshape(-1, 9)
+    assert packed.shape == (1, 9) and packed[0, 0] == 3 and packed[0, 2] == 4.0
