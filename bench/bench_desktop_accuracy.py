@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--class-weight", choices=("none", "balanced"), default="none")
     parser.add_argument("--bayes", type=Path, help="bayes.json of synth-pmsi")
     parser.add_argument("--features", type=Path, help="ECG: ecg-features directory of the same records (the baseline's input)")
     args = parser.parse_args()
@@ -47,7 +48,7 @@ def main() -> None:
     settings = TrainSettings(task=args.task, mode="desktop", workers=1, dataset_dir=args.root / "dataset",
                              shards_dir=args.root / "shards", out_dir=args.root / "run", model=json.loads(args.model_json),
                              max_epochs=args.max_epochs, patience=args.patience, learning_rate=args.lr,
-                             batch_size=args.batch_size, monitor_rate_hz=0)
+                             batch_size=args.batch_size, class_weight=args.class_weight, monitor_rate_hz=0)
     net = train(settings)
     base = run_baseline(args.task, args.root / "dataset", args.root / "baseline", features_dir=args.features)
     report = {"net": pick(net), "baseline": pick(base),

@@ -80,7 +80,7 @@ def train_args(task, mode, workers, *, out=None, model=None, batch_size=None, ma
         f"--out {out or run_dir(task, mode, workers)}",
         f"--model-json '{json.dumps(model, sort_keys=True)}'",
         f"--seed {t['seed']} --max-epochs {max_epochs or t['max_epochs']} --patience {t['patience']}",
-        f"--lr {t['learning_rate']} --batch-size {batch_size}",
+        f"--lr {t['learning_rate']} --batch-size {batch_size} --class-weight {t['class_weight']}",
         f"--timeout {t['timeout_s']} --startup-timeout {t['startup_timeout_s']}",
         f"--weighting {config['mpi']['weighting']} --exchange {config['mpi']['exchange']}",
         f"--exchange-precision {config['mpi']['exchange_precision']}",

@@ -10,11 +10,21 @@ import tensorflow as tf
 
 
 class CrossEntropy:
-    """Mean softmax cross-entropy of logits against integer class labels."""
+    """Mean softmax cross-entropy of logits against integer class labels; with
+    ``class_weights`` each row's term is multiplied by its class's weight (the mean is still
+    over rows, as Keras's ``class_weight`` does, so the workers' row-weighted mean of
+    gradients stays the gradient of the whole batch's loss)."""
+
+    def __init__(self, class_weights=None):
+        self.class_weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
+
+    def per_row(self, logits, labels):
+        labels = tf.cast(labels, tf.int64)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        return losses if self.class_weights is None else losses * tf.gather(self.class_weights, labels)
 
     def __call__(self, logits, labels):
-        labels = tf.cast(labels, tf.int64)
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        return tf.reduce_mean(self.per_row(logits, labels))
 
 
 class Adam:

@@ -170,11 +170,13 @@ def assign_graph_state(graph: Graph, optimizer, state: dict[str, np.ndarray]) ->
 
 
 def tensorflow_replica(task: str, model_config: dict, input_size: int, n_classes: int, *, seed: int,
-                 learning_rate: float) -> TFReplica:
-    """The replica every mode trains: graph from the config, Adam at the run's learning rate."""
+                 learning_rate: float, class_weights=None) -> TFReplica:
+    """The replica every mode trains: graph from the config, Adam at the run's learning rate,
+    cross-entropy weighted by ``class_weights`` (one per class) when given."""
     from diagnosenet.models.graphs import build_graph
-    from diagnosenet.models.optim import Adam
+    from diagnosenet.models.optim import Adam, CrossEntropy
 
     tf.random.set_seed(seed)
     graph = build_graph(task, model_config, input_size, n_classes, seed=seed)
+    graph.loss = CrossEntropy(class_weights)
     return TFReplica(graph, Adam(lr=learning_rate))

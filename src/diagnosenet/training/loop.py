@@ -139,7 +139,11 @@ def run_epoch(replica: Replica, batches: Iterable[tuple[object, np.ndarray]], re
     return stats
 
 
-def evaluate(replica: Replica, X, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float, np.ndarray]:
-    """``(mean cross-entropy, accuracy, probabilities)`` of a whole split in inference mode."""
+def evaluate(replica: Replica, X, y: np.ndarray, batch_size: int = 1024, *,
+             class_weights: np.ndarray | None = None) -> tuple[float, float, np.ndarray]:
+    """``(mean cross-entropy, accuracy, probabilities)`` of a whole split in inference mode;
+    the loss weighted like the training loss (``class_weights``), so early stopping watches
+    the objective being trained."""
     proba = replica.predict_proba(X, batch_size=batch_size)
-    return mean_cross_entropy(proba, y), float(np.mean(np.argmax(proba, axis=1) == y)), proba
+    loss = mean_cross_entropy(proba, y, weights=class_weights)
+    return loss, float(np.mean(np.argmax(proba, axis=1) == y)), proba

@@ -35,7 +35,8 @@ class NumpyReplica:
 
     def __init__(self, input_size: int, n_classes: int, hidden_units: Sequence[int] = (), *, seed: int = 1,
                  learning_rate: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-7,
-                 delay_s: float = 0.0):
+                 delay_s: float = 0.0, class_weights=None):
+        self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float32)
         sizes = [int(input_size), *map(int, hidden_units), int(n_classes)]
         self.shapes = [s for a, b in zip(sizes, sizes[1:]) for s in ((a, b), (b,))]
         self.n_params = int(sum(np.prod(s) for s in self.shapes))
@@ -90,6 +91,8 @@ class NumpyReplica:
         params = self._layers(self._w)
         delta = proba.copy()
         delta[np.arange(len(y)), y] -= 1.0
+        if self.class_weights is not None:   # the gradient of the class-weighted mean (CrossEntropy's)
+            delta *= self.class_weights[y][:, None]
         delta /= len(y)
         grads: list[np.ndarray] = []
         for i in range(len(params) - 2, -1, -2):
@@ -99,7 +102,7 @@ class NumpyReplica:
             if i:
                 delta = (delta @ params[i].T) * (activations[i // 2] > 0)
         flat = np.concatenate([g.ravel() for g in grads]).astype(np.float32)
-        return flat, mean_cross_entropy(proba, y), int(np.sum(np.argmax(proba, axis=1) == y))
+        return flat, mean_cross_entropy(proba, y, weights=self.class_weights), int(np.sum(np.argmax(proba, axis=1) == y))
 
     def apply_gradients(self, flat_grads: np.ndarray) -> None:
         g = np.asarray(flat_grads, dtype=np.float32)

@@ -53,7 +53,12 @@ class Replica(Protocol):
         """Restore a state produced by :meth:`get_state` (same architecture)."""
 
 
-def mean_cross_entropy(proba: np.ndarray, y: np.ndarray, eps: float = 1e-7) -> float:
-    """Mean categorical cross-entropy of predicted probabilities against class indices."""
+def mean_cross_entropy(proba: np.ndarray, y: np.ndarray, eps: float = 1e-7,
+                       weights: np.ndarray | None = None) -> float:
+    """Mean categorical cross-entropy of predicted probabilities against class indices, each
+    row's term times its class's weight when ``weights`` is given (as ``CrossEntropy``)."""
     picked = proba[np.arange(len(y)), y]
-    return float(-np.mean(np.log(np.clip(picked, eps, 1.0))))
+    terms = -np.log(np.clip(picked, eps, 1.0))
+    if weights is not None:
+        terms = terms * np.asarray(weights)[y]
+    return float(np.mean(terms))

@@ -15,9 +15,11 @@ The master model is anything with ``predict_proba``, ``get_state`` and ``set_sta
 """
 from __future__ import annotations
 
+import csv
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,7 +44,8 @@ def make_replica(settings: TrainSettings, input_size: int, n_classes: int):
         from diagnosenet.training.numpy_backend import NumpyReplica
 
         return NumpyReplica(input_size, n_classes, model.get("hidden_units", ()), seed=settings.seed,
-                            learning_rate=settings.learning_rate, delay_s=model.get("delay_s", 0.0))
+                            learning_rate=settings.learning_rate, delay_s=model.get("delay_s", 0.0),
+                            class_weights=class_weights(settings))
     if backend != "tensorflow":
         raise ValueError(f"model backend {backend!r} is neither 'tensorflow' nor 'numpy'")
     import tensorflow as tf
@@ -51,7 +54,22 @@ def make_replica(settings: TrainSettings, input_size: int, n_classes: int):
 
     tf.config.experimental.enable_op_determinism()
     return tensorflow_replica(settings.task, model, input_size, n_classes, seed=settings.seed,
-                           learning_rate=settings.learning_rate)
+                           learning_rate=settings.learning_rate, class_weights=class_weights(settings))
+
+
+def class_weights(settings: TrainSettings) -> np.ndarray | None:
+    """Per-class loss weights of ``train.class_weight``: ``None`` for ``none``; for ``balanced``
+    ``n / (k × n_c)`` over the **training split's** rows (scikit-learn's ``balanced``; the
+    materialise stage's ``class_table.csv``, so no other split informs them), 1 for a class
+    absent from training."""
+    if settings.class_weight == "none":
+        return None
+    with open(Path(settings.dataset_dir) / "class_table.csv", newline="") as handle:
+        counts = np.array([int(row["train_rows"]) for row in csv.DictReader(handle)], np.float64)
+    present = counts > 0
+    weights = np.ones(len(counts), np.float32)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
 
 
 def data_shape(settings: TrainSettings) -> tuple[int, int]:
@@ -175,7 +193,8 @@ class Run:
         from diagnosenet.training.progress import TrackRow
 
         if validation is None:
-            valid_loss, valid_metric, _ = evaluate(self.model, *self._validation())
+            valid_loss, valid_metric, _ = evaluate(self.model, *self._validation(),
+                                                   class_weights=class_weights(self.settings))
         else:
             valid_loss, valid_metric = (float(v) for v in validation)
         self.epoch += 1

@@ -28,6 +28,7 @@ class TrainSettings:
     max_epochs: int = 20
     patience: int = 3              # early stopping on validation loss
     learning_rate: float = 1e-3
+    class_weight: str = "none"     # "balanced": cross-entropy weighted n / (k n_c) over the training split
     batch_size: int = 128          # micro-batch size; must match the shards' manifest
     timeout_s: float = 120.0       # bound on the *silence* of a peer (heartbeats reset it)
     startup_timeout_s: float = 900.0  # bound on start-up (a slow `import tensorflow` included)
@@ -44,6 +45,8 @@ class TrainSettings:
             raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.exchange not in ("dense", "sparse"):
             raise ValueError(f"exchange {self.exchange!r} is neither 'dense' nor 'sparse'")
+        if self.class_weight not in ("none", "balanced"):
+            raise ValueError(f"class_weight {self.class_weight!r} is neither 'none' nor 'balanced'")
         if self.exchange_precision not in ("float32", "bfloat16"):
             raise ValueError(f"exchange_precision {self.exchange_precision!r} is neither 'float32' nor 'bfloat16'")
         if self.timeout_s <= 0 or self.startup_timeout_s <= 0:

@@ -22,11 +22,13 @@ def build_model(settings: TrainSettings, input_size: int, n_classes: int, graph=
     import tensorflow as tf
 
     from diagnosenet.models.graphs import build_graph
-    from diagnosenet.models.optim import Adam
+    from diagnosenet.models.optim import Adam, CrossEntropy
+    from diagnosenet.training.run import class_weights
 
     tf.random.set_seed(settings.seed)
-    if graph is None:  # the workflow's graph, at the run's learning rate
+    if graph is None:  # the workflow's graph, at the run's learning rate and class weights
         graph = build_graph(settings.task, settings.model, input_size, n_classes, seed=settings.seed)
+        graph.loss = CrossEntropy(class_weights(settings))
         optimizer = Adam(lr=settings.learning_rate)
     else:  # the paper's API: the graph carries its optimizer
         optimizer = graph.optimizer
@@ -44,7 +46,7 @@ def batch_sums(graph, x, y, training: bool):
     import tensorflow as tf
 
     logits = graph(x, training=training)
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+    losses = graph.loss.per_row(logits, y)   # the graph's loss: class weights included
     correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1), y), tf.float32))
     return tf.stack([tf.reduce_sum(losses), correct, tf.cast(tf.size(y), tf.float32)])
 

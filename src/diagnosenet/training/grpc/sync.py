@@ -74,13 +74,13 @@ def _replica(settings: TrainSettings, graph):
     return TFReplica(graph)
 
 
-def _validation_sums(replica, valid) -> np.ndarray:
+def _validation_sums(replica, valid, class_weights=None) -> np.ndarray:
     """``[loss sum, rows right, rows]`` of this worker's validation shard (inference mode)."""
     from diagnosenet.training.loop import evaluate
 
     if not valid.n_rows:
         return np.zeros(3)
-    loss, accuracy, _ = evaluate(replica, valid.X, valid.y)
+    loss, accuracy, _ = evaluate(replica, valid.X, valid.y, class_weights=class_weights)
     return np.array([loss * valid.n_rows, accuracy * valid.n_rows, valid.n_rows], np.float64)
 
 
@@ -92,7 +92,7 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
     from diagnosenet.training.grpc.common import task_from_tf_config, task_hosts
     from diagnosenet.training.exchange import RowWeighted
     from diagnosenet.training.loop import EpochStats, batch_order, run_epoch
-    from diagnosenet.training.run import Run, load_worker_shard, shard_manifest, sync_steps
+    from diagnosenet.training.run import Run, class_weights, load_worker_shard, shard_manifest, sync_steps
     from diagnosenet.training.timeline import StepTimeline
 
     role, index = task_from_tf_config()
@@ -105,6 +105,7 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
     chief = index == 0
     steps = sync_steps(shard_manifest(settings))
     replica = _replica(settings, graph)
+    weights = class_weights(settings)
     shard = load_worker_shard(settings, index)
     valid = load_shard(settings.shards_dir, "valid", index, workers=settings.workers, batch_size=settings.batch_size)
     n_batches = len(shard.boundaries) - 1
@@ -131,7 +132,7 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
             if statistics.size:  # BatchNorm: every replica ends the epoch with the workers' mean
                 replica.set_statistics(collective.allreduce_sum(statistics) / np.float32(settings.workers))
             totals = EpochStats.from_array(collective.allreduce_sum(stats.as_array()))
-            loss_sum, correct, rows = collective.allreduce_sum(_validation_sums(replica, valid))
+            loss_sum, correct, rows = collective.allreduce_sum(_validation_sums(replica, valid, weights))
             flag = np.zeros(1, np.int64)
             if chief:
                 flag[0] = run.end_epoch(totals, bytes_exchanged=exchanged, validation=(loss_sum / rows, correct / rows))

@@ -1,0 +1,194 @@
+"""Record-level 5-fold cross-validation of an ECG net on the development records, on the
+feature model's folds, with out-of-fold probabilities and the net + feature-model blend chosen on them.
+
+    B=bench/out/ecg-quality
+    .venv/bin/python bench/bench_ecg_net_cv.py --windows $B/windows-rf --features $B/features-train-a \\
+        --final $B/features-validation --out $B/cv-small \\
+        --model-json '{"filters": [8, 16], "blocks_per_stage": 1, "kernel_size": 16, "dropout_keep": 0.8,
+                       "record_features": true, "feature_units": 128}' --lr 0.001
+    # then, once a net trained on every development record has scored the final records
+    # (bench_desktop_accuracy.py + diagnosenet predict, docs/benchmarks.md):
+    .venv/bin/python bench/bench_ecg_net_cv.py ... --final-predictions $B/small/predict-final/predictions.csv
+
+The protocol of ``bench_ecg_quality.py`` (``docs/ecg-quality.md``): the final records are
+removed first; the folds are ``protocol.record_folds`` over the **feature table's**
+development records (the same seed, so the net's folds are the gradient boosting's and the
+two are compared fold by fold); for each fold the project's own stages build the data set
+(``materialise`` with the fold as its fixed test split, 10 % of the other records as the
+valid split for early stopping; ``shard``) and ``desktop.train`` trains the net. Every
+development record of the fold is scored (a record the windowing could not use counts as
+Noisy), so the CV F1 is the feature model's, record for record.
+
+The blend ``w × p_net + (1 − w) × p_gbm`` (the gradient boosting alone where the net has no
+windows) is chosen on the out-of-fold probabilities only (``w`` in 0, 0.1, …, 1, best mean
+fold F1); ``--final-predictions`` then scores the chosen ``w`` once on the final records.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from diagnosenet import protocol
+from diagnosenet.baselines import ecg_feature_model
+from diagnosenet.ecg.feature_table import load_features
+from diagnosenet.ecg.records import CLASSES, LABELS, list_entries
+
+NOISY = CLASSES.index("Noisy")
+BIN = Path(sys.executable).parent
+WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)
+
+
+def development_source(windows: Path, development: set[str], out: Path) -> Path:
+    """The window-ecg arrays of the development records only (a composed-stage directory)."""
+    from diagnosenet.artifacts import write_json, write_manifest
+    from diagnosenet.datasets.materialise import load_arrays
+
+    if (out / "manifest.json").exists():
+        return out
+    X, y, groups = load_arrays(windows)
+    keep = np.flatnonzero(np.isin(groups.astype(str), sorted(development)))
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "X.npy", np.asarray(X[keep], np.float32))
+    np.save(out / "y.npy", y[keep])
+    np.save(out / "groups.npy", groups[keep])
+    write_json(out / "classes.json", json.loads((windows / "classes.json").read_text()))
+    write_manifest(out, stage="window-ecg", files=["X.npy", "y.npy", "groups.npy", "classes.json"],
+                   params={"subset_of": str(windows), "development_records": len(development)})
+    return out
+
+
+def read_probabilities(path: Path) -> dict[str, np.ndarray]:
+    """Record → class probabilities of a ``test_predictions.csv`` / ``predictions.csv``
+    (records without probabilities, e.g. unwindowable ones, are left out)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {r["record"]: np.array([float(r[f"p_{c}"]) for c in CLASSES]) for r in rows
+            if all(r.get(f"p_{c}") not in (None, "") for c in CLASSES)}
+
+
+def train_fold(args, source: Path, fold_dir: Path, test_records: list[str]) -> dict:
+    """Materialise, shard and train one fold (skipped when its run finished earlier)."""
+    from diagnosenet.datasets.materialise import materialise
+    from diagnosenet.training.desktop import train
+    from diagnosenet.training.settings import TrainSettings
+
+    run = fold_dir / "run"
+    timing = fold_dir / "timing.json"
+    if (run / "metrics.json").exists() and timing.exists():
+        return json.loads(timing.read_text())
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    (fold_dir / "test_records.txt").write_text("\n".join(test_records) + "\n")
+    materialise(source, fold_dir / "dataset", valid_fraction=args.valid_fraction, test_fraction=0.0, seed=1,
+                test_groups_file=fold_dir / "test_records.txt")
+    subprocess.run([str(BIN / "diagnosenet"), "shard", "--dataset", str(fold_dir / "dataset"), "--out",
+                    str(fold_dir / "shards"), "--workers", "1", "--batch-size", str(args.batch_size), "--seed", "1"],
+                   check=True, stdout=subprocess.DEVNULL)
+    settings = TrainSettings(task="ecg", mode="desktop", workers=1, dataset_dir=fold_dir / "dataset",
+                             shards_dir=fold_dir / "shards", out_dir=run, model=json.loads(args.model_json),
+                             max_epochs=args.max_epochs, patience=args.patience, learning_rate=args.lr,
+                             batch_size=args.batch_size, class_weight=args.class_weight, monitor_rate_hz=0)
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = train(settings)
+    spent = {"train_seconds": time.perf_counter() - wall, "train_cpu_seconds": time.process_time() - cpu,
+             "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"]}
+    timing.write_text(json.dumps(spent))
+    return spent
+
+
+def fold_f1(records: list[str], y: np.ndarray, proba: dict[str, np.ndarray]) -> float:
+    """Official F1 over ``records`` (all of them; one without probabilities counts as Noisy)."""
+    scored = [r for r in records if r in proba]
+    predicted = np.array([int(np.argmax(proba[r])) for r in scored], np.int64)
+    return protocol.official_f1(y, protocol.complete_predictions(records, scored, predicted, NOISY), CLASSES)
+
+
+def blend(net: dict[str, np.ndarray], gbm: dict[str, np.ndarray], w: float) -> dict[str, np.ndarray]:
+    """``w × net + (1 − w) × gbm`` per record; the gbm alone where the net scored nothing."""
+    return {r: (w * net[r] + (1 - w) * p) if r in net else p for r, p in gbm.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", type=Path, required=True, help="window-ecg output of the development records")
+    parser.add_argument("--features", type=Path, required=True, help="ecg-features output of the same records")
+    parser.add_argument("--final", type=Path, required=True, help="ecg-features output of the final records")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model-json", required=True)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-epochs", type=int, default=15)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--class-weight", choices=("none", "balanced"), default="none")
+    parser.add_argument("--valid-fraction", type=float, default=0.1)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1, help="the folds' seed (bench_ecg_quality.py's default)")
+    parser.add_argument("--final-predictions", type=Path, default=None,
+                        help="predict's predictions.csv of the net trained on the development records, over the final records")
+    args = parser.parse_args()
+
+    X_dev, y_dev, rec_dev = load_features(args.features)
+    X_fin, _, rec_fin = load_features(args.final)
+    final_dir = Path(json.loads((args.final / "manifest.json").read_text())["params"]["records_dir"])
+    entries = [e for e in list_entries(final_dir) if e.label in LABELS]
+    all_final, y_final = [e.record for e in entries], np.array([LABELS[e.label] for e in entries])
+    keep = protocol.development_mask(rec_dev, all_final)
+    X_dev, y_dev, rec_dev = X_dev[keep], y_dev[keep], np.asarray(rec_dev)[keep].astype(str)
+    folds = protocol.record_folds(y_dev, rec_dev, args.folds, seed=args.seed)
+    source = development_source(args.windows, set(rec_dev.tolist()), args.out / "development-windows")
+
+    net_oof, gbm_oof, per_fold = {}, {}, []
+    for fold in range(args.folds):
+        held = folds == fold
+        records = rec_dev[held].tolist()
+        spent = train_fold(args, source, args.out / f"fold{fold}", records)
+        net = read_probabilities(args.out / f"fold{fold}" / "run" / "test_predictions.csv")
+        net_oof.update(net)
+        gbm = ecg_feature_model("gbm", args.seed).fit(X_dev[~held], y_dev[~held])
+        gbm_oof.update(dict(zip(records, gbm.predict_proba(X_dev[held]))))
+        per_fold.append({"fold": fold, "records": len(records), "windowed": sum(r in net for r in records),
+                         "net_f1": fold_f1(records, y_dev[held], net),
+                         "gbm_f1": fold_f1(records, y_dev[held], {r: gbm_oof[r] for r in records}), **spent})
+        print(json.dumps(per_fold[-1]), flush=True)
+
+    def cv(proba: dict[str, np.ndarray]) -> list[float]:
+        return [fold_f1(rec_dev[folds == k].tolist(), y_dev[folds == k], proba) for k in range(args.folds)]
+
+    curve = {float(w): cv(blend(net_oof, gbm_oof, w)) for w in WEIGHTS}
+    chosen = max(curve, key=lambda w: (np.mean(curve[w]), -abs(w - 0.5)))
+    summary = {
+        "model": json.loads(args.model_json), "lr": args.lr, "class_weight": args.class_weight,
+        "development_records": int(len(rec_dev)), "folds": per_fold,
+        "net_cv": [float(np.mean([f["net_f1"] for f in per_fold])), float(np.std([f["net_f1"] for f in per_fold], ddof=1))],
+        "gbm_cv": [float(np.mean([f["gbm_f1"] for f in per_fold])), float(np.std([f["gbm_f1"] for f in per_fold], ddof=1))],
+        "blend_cv_by_weight": {str(w): [float(np.mean(s)), float(np.std(s, ddof=1))] for w, s in curve.items()},
+        "blend_weight_chosen": chosen,
+        "train_seconds": float(sum(f["train_seconds"] for f in per_fold)),
+        "train_cpu_seconds": float(sum(f["train_cpu_seconds"] for f in per_fold)),
+    }
+    print(f"net CV {summary['net_cv'][0]:.3f} ± {summary['net_cv'][1]:.3f} | gbm CV {summary['gbm_cv'][0]:.3f} ± "
+          f"{summary['gbm_cv'][1]:.3f} | blend w={chosen}: CV {np.mean(curve[chosen]):.3f} ± {np.std(curve[chosen], ddof=1):.3f}")
+    if args.final_predictions:
+        gbm = ecg_feature_model("gbm", args.seed).fit(X_dev, y_dev)
+        gbm_final = dict(zip(np.asarray(rec_fin).astype(str).tolist(), gbm.predict_proba(X_fin)))
+        net_final = read_probabilities(args.final_predictions)
+        summary["final"] = {}
+        for name, proba in (("net", net_final), ("gbm", gbm_final), (f"blend w={chosen}", blend(net_final, gbm_final, chosen))):
+            scored = [r for r in all_final if r in proba]
+            predicted = np.array([int(np.argmax(proba[r])) for r in scored], np.int64)
+            pred = protocol.complete_predictions(all_final, scored, predicted, NOISY)
+            report = summary["final"][name] = protocol.final_report(y_final, pred, CLASSES, seed=args.seed)
+            print(f"final {name:12s} {report['official_f1']:.3f} [{report['official_f1_ci95'][0]:.3f}, "
+                  f"{report['official_f1_ci95'][1]:.3f}] N {report['f1_N']:.3f} AF {report['f1_AF']:.3f} "
+                  f"O {report['f1_Other']:.3f} ~ {report['f1_Noisy']:.3f}")
+    (args.out / "cv.json").write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
