@@ -53,3 +53,57 @@ def test_the_feature_baseline_predicts_new_records_with_its_own_detector(tmp_pat
     scored = [row for name, row in rows.items() if name != "A09999"]
     assert all(row["windows"] == "1" and not row["reason"] for row in scored)
     assert abs(sum(float(scored[0][f"p_{c}"]) for c in ("Normal", "AF", "Other", "Noisy")) - 1) < 1e-6
+
+
+def test_predict_blends_a_net_with_the_feature_model_record_by_record(tmp_path):
+    """``predict --blend-with``: each record's probabilities are ``w × net + (1 − w) × feature
+    model``; a record too short to window is scored by the feature model alone; one neither
+    can read stays Noisy with its reason. (The net is the NumPy model: no TensorFlow.)"""
+    import csv
+
+    from diagnosenet.ecg.records import load_signal, write_record
+
+    records = tmp_path / "records"
+    write_dataset(records, records=40, seed=6)
+    first = sorted(p.stem for p in records.glob("*.hea"))[0]
+    write_record(records, "A09998", load_signal(records, first, 300)[:900])           # 3 s: too few beats to window
+    (records / "A09999.hea").write_text("A09999 1 300 9000\nA09999.mat 16+24 1000/mV 16 0 0 0 0 ECG\n")  # no signal
+    for stage, args in (("window-ecg", ["--out", str(tmp_path / "windows")]),
+                        ("ecg-features", ["--out", str(tmp_path / "features")])):
+        assert main([stage, "--records", str(records), "--detector", "pantompkins", "--jobs", "1", *args]) == 0
+    assert main(["materialise", "--input", str(tmp_path / "windows"), "--out", str(tmp_path / "dataset"),
+                 "--valid-fraction", "0.1", "--test-fraction", "0.3"]) == 0
+    assert main(["shard", "--dataset", str(tmp_path / "dataset"), "--out", str(tmp_path / "shards"), "--workers", "1",
+                 "--batch-size", "16"]) == 0
+    assert main(["train-desktop", "--task", "ecg", "--dataset", str(tmp_path / "dataset"), "--shards", str(tmp_path / "shards"),
+                 "--out", str(tmp_path / "net"), "--model-json", json.dumps({"backend": "numpy", "hidden_units": [8]}),
+                 "--max-epochs", "2", "--batch-size", "16", "--monitor-rate", "0"]) == 0
+    assert main(["baseline", "--task", "ecg", "--dataset", str(tmp_path / "dataset"), "--out", str(tmp_path / "baseline"),
+                 "--features", str(tmp_path / "features")]) == 0
+
+    def predicted(name, *args):
+        assert main(["predict", "--records", str(records), "--out", str(tmp_path / name), *args]) == 0
+        with open(tmp_path / name / "predictions.csv", newline="") as handle:
+            return {row["record"]: row for row in csv.DictReader(handle)}
+
+    classes = ("Normal", "AF", "Other", "Noisy")
+    net = predicted("net", "--model", str(tmp_path / "net"))
+    features = predicted("features", "--model", str(tmp_path / "baseline"))
+    blended = predicted("blend", "--model", str(tmp_path / "net"), "--blend-with", str(tmp_path / "baseline"),
+                        "--blend-weight", "0.3")
+    assert set(blended) == set(net) == set(features) and len(blended) == 42
+    assert net["A09998"]["reason"] and not features["A09998"]["reason"]   # the case the blend is for
+    for name, row in blended.items():
+        p = np.array([float(row[f"p_{c}"]) for c in classes])
+        p_net = np.array([float(net[name][f"p_{c}"]) for c in classes])
+        p_features = np.array([float(features[name][f"p_{c}"]) for c in classes])
+        if name == "A09999":
+            assert row["predicted"] == "Noisy" and row["reason"].startswith("unreadable")
+        elif name == "A09998":
+            np.testing.assert_allclose(p, p_features)
+            assert not row["reason"]
+        else:
+            np.testing.assert_allclose(p, 0.3 * p_net + 0.7 * p_features, rtol=1e-6)
+        assert row["predicted"] == classes[int(np.argmax(p))]
+    counts = json.loads((tmp_path / "blend" / "counts.json").read_text())
+    assert counts["blend"]["records_by_blend_with_only"] == 1 and counts["records_unclassifiable"] == 1

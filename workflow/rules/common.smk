@@ -202,11 +202,17 @@ def report_item(name, caption, subcategory):
 
 
 def predict_model_input(wildcards):
-    """The model to predict with, as an input when it is a run this workflow makes (so it is
-    trained first); an export or an outside run directory is read as it is."""
-    model = Path(config["predict"]["model"])
-    metrics = model / "metrics.json"
-    return [str(metrics)] if str(model).startswith(RESULTS) and not (model / "saved_model.pb").exists() else []
+    """The model(s) to predict with, as inputs when they are runs this workflow makes (so they
+    are trained first); an export or an outside run directory is read as it is."""
+    models = [config["predict"]["model"], config["predict"].get("blend_with")]
+    return [str(Path(m) / "metrics.json") for m in models
+            if m and str(m).startswith(RESULTS) and not (Path(m) / "saved_model.pb").exists()]
+
+
+def predict_blend(wildcards):
+    """``--blend-with MODEL --blend-weight W`` when ``predict.blend_with`` names a second model."""
+    p = config["predict"]
+    return f"--blend-with {p['blend_with']} --blend-weight {p['blend_weight']}" if p.get("blend_with") else ""
 
 
 def predict_inputs(wildcards):

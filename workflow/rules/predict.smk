@@ -19,6 +19,7 @@ rule predict:
     params:
         model=config["predict"]["model"],
         inputs=predict_inputs,
+        blend=predict_blend,
         out=parent("output.predictions"),
     conda:
         ENV
@@ -27,7 +28,7 @@ rule predict:
     benchmark:
         f"{RESULTS}/benchmarks/predict/{config['predict']['name']}.tsv"
     shell:
-        "diagnosenet predict --model {params.model} {params.inputs} --out {params.out} > {log} 2>&1"
+        "diagnosenet predict --model {params.model} {params.inputs} {params.blend} --out {params.out} > {log} 2>&1"
 
 
 rule export:

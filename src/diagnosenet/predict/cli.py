@@ -12,8 +12,12 @@ STAGE = "predict"
 
 
 def predict(model: str | Path, out: str | Path, *, records: str | Path | None = None, rhs: list[str] | None = None,
-            labels: str | Path | None = None, salt_file: str | Path | None = None) -> dict:
-    """Write ``predictions.csv`` (+ scores when labels are known) for new ECG records or RHS files."""
+            labels: str | Path | None = None, salt_file: str | Path | None = None,
+            blend_with: str | Path | None = None, blend_weight: float = 0.5) -> dict:
+    """Write ``predictions.csv`` (+ scores when labels are known) for new ECG records or RHS files.
+
+    ``blend_with`` (ECG): a second model (e.g. the baseline's feature model); each record's
+    probabilities are ``blend_weight × model + (1 − blend_weight) × blend_with``."""
     from diagnosenet import metrics
     from diagnosenet.artifacts import write_json, write_manifest
     from diagnosenet.predict.model import load
@@ -26,20 +30,34 @@ def predict(model: str | Path, out: str | Path, *, records: str | Path | None = 
     if lineage.task == "ecg":
         if records is None:
             raise SystemExit(f"{model} is an ECG model: give --records DIR (WFDB records, REFERENCE.csv optional)")
-        from diagnosenet.predict.ecg import decide, feature_records, window_records
+        from diagnosenet.predict.ecg import blend, decide, feature_records, window_records
 
-        by_record = lineage.preprocessing.get("input") == "record-features"  # the baseline's feature model
-        inputs = (feature_records if by_record else window_records)(records, lineage.preprocessing)
-        rows, proba = decide(inputs, proba_of, classes)
+        def scored(lineage_, proba_of_):
+            by_record = lineage_.preprocessing.get("input") == "record-features"  # the baseline's feature model
+            inputs_ = (feature_records if by_record else window_records)(records, lineage_.preprocessing)
+            return inputs_, decide(inputs_, proba_of_, classes)
+
+        inputs, (rows, proba) = scored(lineage, proba_of)
+        if blend_with is not None:
+            other, other_proba_of = load(blend_with)
+            if other.task != "ecg" or other.classes != classes:
+                raise SystemExit(f"--blend-with {blend_with}: not an ECG model over the classes {classes}")
+            rows, proba = blend((rows, proba), scored(other, other_proba_of)[1], blend_weight, classes)
         y = np.array([-1 if i.label is None else i.label for i in inputs], np.int64)
         reasons: dict[str, int] = {}
         for item in inputs:
             if item.reason:
                 reasons[item.reason.split(":")[0]] = reasons.get(item.reason.split(":")[0], 0) + 1
         counts = {"records_in": len(inputs), "records_windowed": sum(i.samples is not None for i in inputs),
-                  "records_unclassifiable": sum(i.samples is None for i in inputs), "reasons": reasons,
+                  "records_unclassifiable": sum(1 for r in rows if r["reason"]), "reasons": reasons,
                   "records_labelled": int((y >= 0).sum())}
+        if blend_with is not None:   # records the first model could not use, scored by the second alone
+            counts["blend"] = {"with": str(blend_with), "weight": blend_weight,
+                               "records_by_blend_with_only": sum(1 for i, r in zip(inputs, rows)
+                                                                 if i.samples is None and not r["reason"])}
     else:
+        if blend_with is not None:
+            raise SystemExit("--blend-with combines ECG models only")
         if not rhs:
             raise SystemExit(f"{model} is a PMSI model: give --rhs FILE... (RHS M05)")
         from diagnosenet.predict.pmsi import compose_for, read_labels_by_pseudonym
@@ -73,13 +91,15 @@ def predict(model: str | Path, out: str | Path, *, records: str | Path | None = 
                  "records" if lineage.task == "ecg" else "stays", scores["accuracy"], scores["macro_f1"],
                  f", challenge F1 {scores['challenge_f1']:.4f}" if "challenge_f1" in scores else "")
     write_json(out / "counts.json", counts)
-    write_manifest(out, stage=STAGE, files=files, params={"model": str(model)}, counts=counts)
+    params = {"model": str(model), **({"blend_with": str(blend_with), "blend_weight": blend_weight} if blend_with else {})}
+    write_manifest(out, stage=STAGE, files=files, params=params, counts=counts)
     log.info("%d predictions in %s", len(rows), out / "predictions.csv")
     return result
 
 
 def _predict(args: argparse.Namespace) -> int:
-    predict(args.model, args.out, records=args.records, rhs=args.rhs, labels=args.labels, salt_file=args.salt_file)
+    predict(args.model, args.out, records=args.records, rhs=args.rhs, labels=args.labels, salt_file=args.salt_file,
+            blend_with=args.blend_with, blend_weight=args.blend_weight)
     return 0
 
 
@@ -99,6 +119,9 @@ def register(subparsers) -> None:
     p.add_argument("--rhs", nargs="+", help="PMSI: RHS M05 files")
     p.add_argument("--labels", help="PMSI: stay_number,label CSV (optional: → scores)")
     p.add_argument("--salt-file", help="PMSI: the hospital's pseudonym key (default: the pipeline's)")
+    p.add_argument("--blend-with", help="ECG: a second model (e.g. results/ecg/baseline) whose probabilities are blended in")
+    p.add_argument("--blend-weight", type=float, default=0.5,
+                   help="ECG: weight of --model in the blend (1 − it for --blend-with); chosen on development records")
     p.add_argument("--out", required=True, help="output directory (predictions.csv, counts.json, scores)")
     p.set_defaults(func=_predict)
 

@@ -98,3 +98,25 @@ def decide(inputs: list[RecordInput], proba_of, classes: list[str]) -> tuple[lis
                      **{f"p_{c}": float(v) for c, v in zip(classes, p)},
                      "windows": 0 if item.samples is None else int(item.samples.shape[0]), "reason": item.reason})
     return rows, np.asarray(table, dtype=np.float64).reshape(len(inputs), len(classes))
+
+
+def blend(first: tuple[list[dict], np.ndarray], second: tuple[list[dict], np.ndarray], weight: float,
+          classes: list[str]) -> tuple[list[dict], np.ndarray]:
+    """``weight × first + (1 − weight) × second`` per record (two :func:`decide` outputs over the
+    same records, e.g. a net's windows and the feature model's whole-record features). A record
+    only one model could score takes that model's probabilities; one neither could keeps the
+    first's row (Noisy, its reason). The blend bench (``bench/bench_ecg_net_cv.py``) chooses
+    ``weight`` on out-of-fold probabilities of the development records."""
+    (rows_a, proba_a), (rows_b, proba_b) = first, second
+    if [r["record"] for r in rows_a] != [r["record"] for r in rows_b]:
+        raise ValueError("the two models scored different records")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"blend weight {weight} is not in [0, 1]")
+    rows, table = [], []
+    for row_a, p_a, row_b, p_b in zip(rows_a, proba_a, rows_b, proba_b):
+        scored_a, scored_b = not row_a["reason"], not row_b["reason"]
+        p = weight * p_a + (1 - weight) * p_b if scored_a and scored_b else (p_b if scored_b else p_a)
+        table.append(p)
+        rows.append({**row_a, "predicted": classes[int(np.argmax(p))], **{f"p_{c}": float(v) for c, v in zip(classes, p)},
+                     "reason": "" if scored_a or scored_b else row_a["reason"]})
+    return rows, np.asarray(table, dtype=np.float64).reshape(len(rows), len(classes))
