@@ -163,6 +163,26 @@ def test_sync_keeps_replicas_bit_identical_and_writes_the_desktop_outputs(w2, tm
     assert result["time_to_best_s"] > 0 and result["best_epoch"] >= 1
 
 
+@pytest.mark.timeout(180)
+def test_class_weighted_loss_is_the_same_in_mpi_sync_and_desktop(tiny_inputs, tmp_path):
+    """``--class-weight balanced`` reaches the replica of every rank: one mpi-sync worker takes
+    exactly the desktop step, weighted, and the weighting changes that step."""
+    inputs = tiny_inputs("pmsi", workers=1, batch_size=16)
+    options = {"max-epochs": 2, "patience": 10, "lr": 0.01, "seed": 3, "monitor-rate": 0}
+    desktop = [sys.executable, "-m", "diagnosenet", "train-desktop", "--task", "pmsi", "--dataset", str(inputs.dataset),
+               "--shards", str(inputs.shards), "--batch-size", "16", "--model-json", json.dumps(NUMPY_MODEL),
+               *[item for k, v in options.items() for item in (f"--{k}", str(v))]]
+    for weight in ("balanced", "none"):
+        proc = run(desktop + ["--out", str(tmp_path / f"desktop-{weight}"), "--class-weight", weight])
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    proc = run(train_command(inputs, tmp_path / "sync", "mpi-sync", workers=1, max_epochs=2, class_weight="balanced"))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    sync, weighted = _final_state(tmp_path / "sync"), _final_state(tmp_path / "desktop-balanced")
+    np.testing.assert_allclose(sync["weights"], weighted["weights"], rtol=1e-6, atol=1e-9)
+    assert not np.allclose(weighted["weights"], _final_state(tmp_path / "desktop-none")["weights"])
+    assert json.loads((tmp_path / "sync" / "run.json").read_text())["settings"]["class_weight"] == "balanced"
+
+
 @pytest.mark.timeout(120)
 def test_sync_epoch_passes_over_every_row_when_workers_have_unequal_batches(tmp_path):
     dataset = make_dataset(tmp_path, "pmsi", n_rows=251)  # 177 training rows: 89 + 88
