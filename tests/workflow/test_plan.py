@@ -41,6 +41,27 @@ def test_paper_config_plans_the_fixed_final_test_split_and_the_whole_record_net(
     assert any(c.startswith("diagnosenet ecg-features") for c in commands)
 
 
+def test_paper_config_predicts_with_the_net_blended_with_the_feature_model(workdir):
+    """config/paper.yaml's chosen ECG model: `snakemake predict` trains the net and the feature
+    baseline first, then blends them (`--blend-with`)."""
+    import yaml
+
+    records = workdir / "records"
+    records.mkdir()
+    (records / "REFERENCE.csv").write_text("A00001,N\n")
+    (workdir / "local.yaml").write_text(yaml.safe_dump(
+        {"ecg": {"records_dir": str(records)}, "datasets": {"test_groups": {"ecg": str(workdir / "final.csv")}},
+         "predict": {"records": str(records)}}))
+    (workdir / "final.csv").write_text("A00001,N\n")
+    out = snakemake(workdir, "predict", "-n", "-p", "--cores", "2", "--configfile", "config/config.yaml",
+                    "config/paper.yaml", "local.yaml").stdout
+    jobs = planned_jobs(out)
+    assert jobs.get("train_desktop") == 1 and jobs.get("baseline") == 1 and jobs.get("predict") == 1, jobs
+    predict = [line.strip() for line in out.splitlines() if "diagnosenet predict" in line]
+    assert predict and "--model results-paper/ecg/runs/desktop-w1" in predict[0]
+    assert "--blend-with results-paper/ecg/baseline --blend-weight 0.5" in predict[0]
+
+
 def test_lint_is_clean(workdir):
     proc = snakemake(workdir, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout[-4000:]
