@@ -168,10 +168,17 @@ def main() -> None:
         "net_cv": [float(np.mean([f["net_f1"] for f in per_fold])), float(np.std([f["net_f1"] for f in per_fold], ddof=1))],
         "gbm_cv": [float(np.mean([f["gbm_f1"] for f in per_fold])), float(np.std([f["gbm_f1"] for f in per_fold], ddof=1))],
         "blend_cv_by_weight": {str(w): [float(np.mean(s)), float(np.std(s, ddof=1))] for w, s in curve.items()},
+        "blend_f1_by_fold": {str(w): [float(v) for v in s] for w, s in curve.items()},
         "blend_weight_chosen": chosen,
         "train_seconds": float(sum(f["train_seconds"] for f in per_fold)),
         "train_cpu_seconds": float(sum(f["train_cpu_seconds"] for f in per_fold)),
     }
+    with open(args.out / "oof.csv", "w", newline="") as handle:   # the out-of-fold probabilities, for later blends
+        writer = csv.writer(handle)
+        writer.writerow(["record", "fold", "label", *[f"net_{c}" for c in CLASSES], *[f"gbm_{c}" for c in CLASSES]])
+        for record, fold, label in zip(rec_dev.tolist(), folds.tolist(), y_dev.tolist()):
+            net = net_oof.get(record, np.full(len(CLASSES), np.nan))
+            writer.writerow([record, fold, CLASSES[label], *net.round(6), *gbm_oof[record].round(6)])
     print(f"net CV {summary['net_cv'][0]:.3f} ± {summary['net_cv'][1]:.3f} | gbm CV {summary['gbm_cv'][0]:.3f} ± "
           f"{summary['gbm_cv'][1]:.3f} | blend w={chosen}: CV {np.mean(curve[chosen]):.3f} ± {np.std(curve[chosen], ddof=1):.3f}")
     if args.final_predictions:
