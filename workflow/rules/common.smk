@@ -68,6 +68,11 @@ def shards_dir(task, workers, batch_size=None):
     return f"{RESULTS}/{task}/shards/w{workers}-b{batch_size or config['shards']['batch_size']}"
 
 
+def per_task(value, task):
+    """A setting given once for every task, or per task (``{pmsi: ..., ecg: ...}``)."""
+    return value[task] if isinstance(value, dict) else value
+
+
 def train_args(task, mode, workers, *, out=None, model=None, batch_size=None, max_epochs=None):
     """Arguments of the ``diagnosenet train-*`` commands for one run (the same for every mode);
     the hyper-parameter experiment overrides the model, batch size and epochs."""
@@ -80,7 +85,7 @@ def train_args(task, mode, workers, *, out=None, model=None, batch_size=None, ma
         f"--out {out or run_dir(task, mode, workers)}",
         f"--model-json '{json.dumps(model, sort_keys=True)}'",
         f"--seed {t['seed']} --max-epochs {max_epochs or t['max_epochs']} --patience {t['patience']}",
-        f"--lr {t['learning_rate']} --batch-size {batch_size} --class-weight {t['class_weight']}",
+        f"--lr {per_task(t['learning_rate'], task)} --batch-size {batch_size} --class-weight {t['class_weight']}",
         f"--timeout {t['timeout_s']} --startup-timeout {t['startup_timeout_s']}",
         f"--weighting {config['mpi']['weighting']} --exchange {config['mpi']['exchange']}",
         f"--exchange-precision {config['mpi']['exchange_precision']}",
