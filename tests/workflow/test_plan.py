@@ -60,6 +60,8 @@ def test_paper_config_predicts_with_the_net_blended_with_the_feature_model(workd
     predict = [line.strip() for line in out.splitlines() if "diagnosenet predict" in line]
     assert predict and "--model results-paper/ecg/runs/desktop-w1" in predict[0]
     assert "--blend-with results-paper/ecg/baseline --blend-weight 0.5" in predict[0]
+    train = [line.strip() for line in out.splitlines() if "diagnosenet train" in line and "--task ecg" in line]
+    assert train and '"filters": [8, 16]' in train[0] and "--lr 0.001 " in train[0], train
 
 
 def test_lint_is_clean(workdir):
