@@ -120,3 +120,25 @@ def test_bootstrap_interval_brackets_the_score_and_unscored_records_count_as_noi
     assert completed.tolist() == [1, 3, 2, 3]
     report = final_report(np.array([0, 1, 2, 3]), completed, classes, n_boot=50)
     assert report["n_test"] == 4 and report["official_f1_ci95"][0] <= report["official_f1"]
+
+
+def test_paired_bootstrap_difference_is_zero_for_one_model_and_positive_for_a_clearly_better_one():
+    from diagnosenet.protocol import official_f1, paired_bootstrap_difference
+
+    classes = ["Normal", "AF", "Other", "Noisy"]
+    rng = np.random.default_rng(1)
+    y = rng.choice(4, size=300, p=[0.5, 0.15, 0.25, 0.1])
+    good = np.where(rng.random(300) < 0.9, y, rng.integers(0, 4, size=300))
+    poor = np.where(rng.random(300) < 0.5, y, rng.integers(0, 4, size=300))
+    f1 = lambda t, p: official_f1(t, p, classes)  # noqa: E731
+    same = paired_bootstrap_difference(y, good, good, f1, n_boot=200)
+    assert same == {"difference": 0.0, "ci95": [0.0, 0.0], "share_a_better": 0.0}
+    better = paired_bootstrap_difference(y, good, poor, f1, n_boot=200)
+    assert better["difference"] == pytest.approx(f1(y, good) - f1(y, poor))
+    assert 0 < better["ci95"][0] < better["difference"] < better["ci95"][1] and better["share_a_better"] == 1.0
+    # a model one record better than another: the paired interval straddles zero
+    one_off = good.copy()
+    wrong = np.flatnonzero(good != y)[0]
+    one_off[wrong] = y[wrong]
+    close = paired_bootstrap_difference(y, one_off, good, f1, n_boot=200)
+    assert close["difference"] > 0 and close["ci95"][0] <= 0 < close["ci95"][1] + 1e-12

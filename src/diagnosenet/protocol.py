@@ -56,9 +56,29 @@ def bootstrap_interval(y_true: np.ndarray, y_pred: np.ndarray, score: Callable[[
                        n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile interval of ``score`` over ``n_boot`` resamples of the rows (one row per record)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(y_true), size=(n_boot, len(y_true)))
-    values = np.array([score(y_true[d], y_pred[d]) for d in draws])
+    values = np.array([score(y_true[d], y_pred[d]) for d in _resamples(len(y_true), n_boot, seed)])
+    return _percentiles(values, level)
+
+
+def paired_bootstrap_difference(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
+                                score: Callable[[np.ndarray, np.ndarray], float], n_boot: int = 2000,
+                                seed: int = 0) -> dict:
+    """``score(a) − score(b)`` with its 95 % percentile interval, both models scored on the **same**
+    resample each time: two models' own intervals overlap far more than their difference varies,
+    so only the paired interval says whether the records can tell the two apart."""
+    y_true, pred_a, pred_b = np.asarray(y_true), np.asarray(pred_a), np.asarray(pred_b)
+    values = np.array([score(y_true[d], pred_a[d]) - score(y_true[d], pred_b[d])
+                       for d in _resamples(len(y_true), n_boot, seed)])
+    return {"difference": float(score(y_true, pred_a) - score(y_true, pred_b)),
+            "ci95": list(_percentiles(values, 0.95)),
+            "share_a_better": float(np.mean(values > 0))}
+
+
+def _resamples(n_rows: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n_rows, size=(n_boot, n_rows))
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
