@@ -10,6 +10,7 @@ import pytest
 from diagnosenet.cli import main
 from diagnosenet.ecg.synth import write_dataset
 from diagnosenet.predict.ecg import window_records
+from diagnosenet.predict.lineage import ecg_preprocessing
 
 
 @pytest.mark.parametrize("options", [[], ["--sample-rule", "paper", "--record-features"]])
@@ -18,9 +19,7 @@ def test_predict_windows_records_exactly_as_the_training_stage_did(tmp_path, opt
     write_dataset(records, records=8, seed=4)
     assert main(["window-ecg", "--records", str(records), "--out", str(windows), "--detector", "pantompkins",
                  "--jobs", "1", *options]) == 0
-    params = json.loads((windows / "manifest.json").read_text())["params"]
-    preprocessing = {key: params[key] for key in ("detector", "window", "per_sample", "stride", "normalisation",
-                                                  "record_features", "sample_rule")}
+    preprocessing = ecg_preprocessing(json.loads((windows / "manifest.json").read_text())["params"])
     X, groups = np.load(windows / "X.npy"), np.load(windows / "groups.npy")
     for item in window_records(records, preprocessing):
         if item.samples is None:

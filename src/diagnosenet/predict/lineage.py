@@ -49,6 +49,16 @@ def _resolve(path: str, base: Path) -> Path:
     return p
 
 
+def ecg_preprocessing(window_params: dict, variant: str = "") -> dict:
+    """What ``predict`` must repeat of a ``window-ecg`` run, from its manifest's params (runs
+    made before ``record_features`` and ``sample_rule`` existed get those options' old behaviour)."""
+    preprocessing = {key: window_params[key] for key in ("detector", "window", "per_sample", "stride", "normalisation")}
+    preprocessing["record_features"] = bool(window_params.get("record_features", False))
+    preprocessing["sample_rule"] = window_params.get("sample_rule", "all-peaks")
+    preprocessing["variant"] = variant
+    return preprocessing
+
+
 def from_run(run_dir: str | Path) -> Lineage:
     """The lineage of a finished training run."""
     run_dir = Path(run_dir)
@@ -61,10 +71,7 @@ def from_run(run_dir: str | Path) -> Lineage:
     params = dict(source_manifest.get("params") or {})
     task = settings["task"]
     if task == "ecg":
-        preprocessing = {key: params[key] for key in ("detector", "window", "per_sample", "stride", "normalisation")}
-        preprocessing["record_features"] = bool(params.get("record_features", False))
-        preprocessing["sample_rule"] = params.get("sample_rule", "all-peaks")
-        preprocessing["variant"] = (manifest.get("params") or {}).get("variant", "")
+        preprocessing = ecg_preprocessing(params, variant=(manifest.get("params") or {}).get("variant", ""))
         vocabulary = {}
     else:
         preprocessing = {"groups": params.get("groups")}
