@@ -32,6 +32,7 @@ from diagnosenet.training.settings import TrainSettings
 log = logging.getLogger(__name__)
 
 POLL_S = 0.0005
+ABORT_GRACE_S = 1.0  # for mpirun to forward the last line before MPI_Abort ends every rank
 
 
 class RankTimeout(RuntimeError):
@@ -234,8 +235,12 @@ def check_world(comm, settings: TrainSettings) -> None:
 
 
 def abort(comm, message: str, code: int = 3) -> None:
-    """Print one clear line and take the whole job down (``MPI_Abort``): the synchronous fault path."""
+    """Print one clear line and take the whole job down (``MPI_Abort``): the synchronous fault path.
+
+    The line travels through ``mpirun``'s output forwarding, which the abort tears down: without
+    a pause it was once lost under load (the job still failed, but without saying why)."""
     print(f"diagnosenet {message}", file=sys.stderr, flush=True)
+    time.sleep(ABORT_GRACE_S)
     comm.Abort(code)
 
 
