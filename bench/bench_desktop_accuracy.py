@@ -14,8 +14,8 @@ import json
 import logging
 from pathlib import Path
 
+import desktop_run
 from diagnosenet.baselines import run_baseline
-from diagnosenet.training.settings import TrainSettings
 
 KEYS = ("accuracy", "macro_f1", "challenge_f1", "f1_N", "f1_AF", "f1_Other", "f1_Noisy")
 
@@ -33,23 +33,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("pmsi", "ecg"), required=True)
     parser.add_argument("--root", type=Path, required=True, help="holds dataset/ and shards/; runs go to run/, baseline/")
-    parser.add_argument("--model-json", default="{}")
-    parser.add_argument("--max-epochs", type=int, default=30)
-    parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--class-weight", choices=("none", "balanced"), default="none")
+    desktop_run.add_options(parser, model_json="{}", batch_size=128, max_epochs=30)
     parser.add_argument("--bayes", type=Path, help="bayes.json of synth-pmsi")
     parser.add_argument("--features", type=Path, help="ECG: ecg-features directory of the same records (the baseline's input)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from diagnosenet.training.desktop import train
 
-    settings = TrainSettings(task=args.task, mode="desktop", workers=1, dataset_dir=args.root / "dataset",
-                             shards_dir=args.root / "shards", out_dir=args.root / "run", model=json.loads(args.model_json),
-                             max_epochs=args.max_epochs, patience=args.patience, learning_rate=args.lr,
-                             batch_size=args.batch_size, class_weight=args.class_weight, monitor_rate_hz=0)
-    net = train(settings)
+    net = train(desktop_run.settings(args, args.task, args.root, args.root / "run"))
     base = run_baseline(args.task, args.root / "dataset", args.root / "baseline", features_dir=args.features)
     report = {"net": pick(net), "baseline": pick(base),
               "baseline_model": base["model"], "n_params": net["n_params"], "best_epoch": net["best_epoch"],

@@ -33,8 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+import desktop_run
 import numpy as np
-
 from diagnosenet import protocol
 from diagnosenet.baselines import ecg_feature_model
 from diagnosenet.ecg.feature_table import load_features
@@ -77,7 +77,6 @@ def train_fold(args, source: Path, fold_dir: Path, test_records: list[str]) -> d
     """Materialise, shard and train one fold (skipped when its run finished earlier)."""
     from diagnosenet.datasets.materialise import materialise
     from diagnosenet.training.desktop import train
-    from diagnosenet.training.settings import TrainSettings
 
     run = fold_dir / "run"
     timing = fold_dir / "timing.json"
@@ -90,10 +89,7 @@ def train_fold(args, source: Path, fold_dir: Path, test_records: list[str]) -> d
     subprocess.run([str(BIN / "diagnosenet"), "shard", "--dataset", str(fold_dir / "dataset"), "--out",
                     str(fold_dir / "shards"), "--workers", "1", "--batch-size", str(args.batch_size), "--seed", "1"],
                    check=True, stdout=subprocess.DEVNULL)
-    settings = TrainSettings(task="ecg", mode="desktop", workers=1, dataset_dir=fold_dir / "dataset",
-                             shards_dir=fold_dir / "shards", out_dir=run, model=json.loads(args.model_json),
-                             max_epochs=args.max_epochs, patience=args.patience, learning_rate=args.lr,
-                             batch_size=args.batch_size, class_weight=args.class_weight, monitor_rate_hz=0)
+    settings = desktop_run.settings(args, "ecg", fold_dir, run)
     wall, cpu = time.perf_counter(), time.process_time()
     result = train(settings)
     spent = {"train_seconds": time.perf_counter() - wall, "train_cpu_seconds": time.process_time() - cpu,
@@ -120,12 +116,7 @@ def main() -> None:
     parser.add_argument("--features", type=Path, required=True, help="ecg-features output of the same records")
     parser.add_argument("--final", type=Path, required=True, help="ecg-features output of the final records")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--model-json", required=True)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-epochs", type=int, default=15)
-    parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--class-weight", choices=("none", "balanced"), default="none")
+    desktop_run.add_options(parser)
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1, help="the folds' seed (bench_ecg_quality.py's default)")

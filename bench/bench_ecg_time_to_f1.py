@@ -24,6 +24,8 @@ import logging
 import time
 from pathlib import Path
 
+import desktop_run
+
 THRESHOLDS = (0.70, 0.75, 0.80)
 
 
@@ -33,26 +35,17 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, required=True, help="the ECG baseline directory (feature model)")
     parser.add_argument("--records", type=Path, required=True, help="the final WFDB records (with REFERENCE.csv)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--model-json", required=True)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-epochs", type=int, default=15)
-    parser.add_argument("--patience", type=int, default=3)
+    desktop_run.add_options(parser)
     parser.add_argument("--blend-weight", type=float, default=0.5)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from diagnosenet.predict.cli import predict
     from diagnosenet.training.desktop import train
-    from diagnosenet.training.settings import TrainSettings
 
     run, rows, cpu = args.out / "run", [], 0.0
     for epochs in range(1, args.max_epochs + 1):
-        settings = TrainSettings(task="ecg", mode="desktop", workers=1, dataset_dir=args.root / "dataset",
-                                 shards_dir=args.root / "shards", out_dir=run, model=json.loads(args.model_json),
-                                 max_epochs=epochs, patience=args.patience, learning_rate=args.lr,
-                                 batch_size=args.batch_size, monitor_rate_hz=0)
         start = time.process_time()
-        result = train(settings)
+        result = train(desktop_run.settings(args, "ecg", args.root, run, max_epochs=epochs))
         cpu += time.process_time() - start
         if result["epochs_run"] < epochs:   # early stopping ended the run at the previous call
             break
