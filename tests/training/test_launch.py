@@ -5,7 +5,10 @@ emulated cluster in ``tests/workflow/test_emulated_cluster.py``.
 """
 from __future__ import annotations
 
-from diagnosenet.training.mpi.launch import Launcher, LauncherExit, lost_host, parse_hostfile, rank_hosts, read_exits
+import threading
+
+from diagnosenet.training.mpi.launch import (Launcher, LauncherExit, lost_host, parse_hostfile, rank_hosts, read_exits,
+                                             wait_for_lost_host)
 
 
 def test_hostfiles_in_hydra_and_open_mpi_spelling():
@@ -22,11 +25,27 @@ def test_the_first_launcher_to_die_by_a_signal_or_lost_connection_names_the_node
     record = tmp_path / "exits"
     record.write_text("100.30 7 node1\n100.10 137 node2\n100.35 7 node0\n")
     assert lost_host(read_exits(record)) == LauncherExit(100.10, 137, "node2")
-    record.write_text("5.0 7 node1\n5.1 255 node2\n")   # torn down first: the job failed for another reason
+    record.write_text("5.0 7 node1\n6.5 255 node2\n")   # torn down long before: the job failed for another reason
     assert lost_host(read_exits(record)) is None
+    # the teardown of the others recorded a millisecond before the killed node's own exit (seen in CI)
+    record.write_text("1796194120.403234271 7 node0\n1796194120.404310733 137 node2\n1796194120.404360206 7 node1\n")
+    assert lost_host(read_exits(record)).host == "node2"
     record.write_text("5.0 255 node1.cluster.local\n")   # ssh lost its connection
     assert lost_host(read_exits(record)).host == "node1.cluster.local"
     assert lost_host(read_exits(tmp_path / "absent")) is None
+
+
+def test_a_lost_node_recorded_after_the_process_manager_exited_is_still_named(tmp_path):
+    """mpirun can exit before the killed node's launcher wrapper appends its line."""
+    record = tmp_path / "exits"
+    late = threading.Timer(0.3, lambda: record.write_text("100.10 137 node2\n100.30 7 node1\n"))
+    late.start()
+    try:
+        assert wait_for_lost_host(record, grace_s=30) == LauncherExit(100.10, 137, "node2")
+    finally:
+        late.cancel()
+    record.write_text("5.0 7 node1\n")   # a failure that is no lost node's: given up after the grace
+    assert wait_for_lost_host(record, grace_s=0.2) is None
 
 
 def test_a_launcher_without_the_lost_node_gets_its_own_hostfile(tmp_path):

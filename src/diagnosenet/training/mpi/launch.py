@@ -10,8 +10,9 @@ lives one level up, as in elastic launchers (torchrun, Horovod elastic):
    per host when that host's launcher exits: time, exit status, host
    (``RUN/launch/launcher-exits.txt``).
 2. If the launcher fails, the host whose launcher failed *first*, killed by a signal or with
-   ssh's connection-lost status 255, is the lost node (the others exit later, when the
-   process manager tears the job down). Rank 0 wrote which rank ran on which host at start-up
+   ssh's connection-lost status 255, is the lost node (the others exit when the process
+   manager tears the job down: within milliseconds, and their exits can be recorded first, so
+   "first" means the first such status within :data:`SAME_MOMENT_S` of the first exit). Rank 0 wrote which rank ran on which host at start-up
    (``RUN/launch/ranks.json``).
 3. ``mpi-sync`` (and any mode whose master's node is lost) stops there with a message naming
    the node; rerunning the rule resumes from the last checkpoint. ``mpi-async`` is re-formed
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 HOSTFILE_OPTIONS = ("-f", "-hostfile", "--hostfile", "-machinefile", "--machinefile")
 HOSTLIST_OPTIONS = ("-hosts", "-host", "--host", "--hosts")
 SSH_LOST = 255  # ssh's status when the connection to the remote host fails or drops
+SAME_MOMENT_S = 0.5  # launcher exits this close to the first one belong to the same failure
 
 RECORDING_LAUNCHER = """#!/bin/sh
 # Written by `diagnosenet launch-mpi`: runs the real remote launcher and appends, when it exits,
@@ -88,8 +90,26 @@ def read_exits(path: Path) -> list[LauncherExit]:
 
 
 def lost_host(exits: list[LauncherExit]) -> LauncherExit | None:
-    """The node whose launcher failed first, if that failure was a lost node's (see module doc)."""
-    return exits[0] if exits and exits[0].lost else None
+    """The node whose launcher failed first with a lost node's status (see module doc), if that
+    was at the moment the job failed: within :data:`SAME_MOMENT_S` of the first exit. The
+    process manager tears the other hosts down within milliseconds of the loss, and their
+    wrappers can record that before the lost node's wrapper does (seen in CI: 1 ms apart);
+    a lost status long after the first exit is a consequence of a failure elsewhere."""
+    if not exits:
+        return None
+    return next((e for e in exits if e.lost and e.at - exits[0].at <= SAME_MOMENT_S), None)
+
+
+def wait_for_lost_host(record: Path, grace_s: float = 3.0) -> LauncherExit | None:
+    """:func:`lost_host`, waiting up to ``grace_s`` for it: the process manager can exit (Hydra's
+    ``assert (!closed)``) before the killed node's launcher wrapper has appended its line, and
+    reading at once then misses the lost node (seen once in CI)."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        lost = lost_host(read_exits(record))
+        if lost is not None or time.monotonic() >= deadline:
+            return lost
+        time.sleep(0.05)
 
 
 # -- hosts ----------------------------------------------------------------------------------
@@ -212,7 +232,7 @@ def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_refo
             log.warning("%s: %s exited with %d after the run had written every output%s", out, argv[0], status,
                         f" (without worker(s) {', '.join(lost)})" if lost else "")
             return 0
-        lost = lost_host(read_exits(record))
+        lost = wait_for_lost_host(record)
         if lost is None:
             log.error("%s failed (exit %d) and no node was lost: see the ranks' messages above. Rerunning the same "
                       "command resumes from %s", argv[0], status, out / "checkpoint")
