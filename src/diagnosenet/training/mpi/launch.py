@@ -103,7 +103,7 @@ def lost_host(exits: list[LauncherExit]) -> LauncherExit | None:
 def wait_for_lost_host(record: Path, grace_s: float = 3.0) -> LauncherExit | None:
     """:func:`lost_host`, waiting up to ``grace_s`` for it: the process manager can exit (Hydra's
     ``assert (!closed)``) before the killed node's launcher wrapper has appended its line, and
-    reading at once then misses the lost node (seen once in CI)."""
+    reading at once then misses the lost node (a race next to the one seen in CI, guarded the same way)."""
     deadline = time.monotonic() + grace_s
     while True:
         lost = lost_host(read_exits(record))
