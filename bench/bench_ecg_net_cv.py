@@ -177,7 +177,8 @@ def main() -> None:
         gbm_final = dict(zip(np.asarray(rec_fin).astype(str).tolist(), gbm.predict_proba(X_fin)))
         net_final = read_probabilities(args.final_predictions)
         summary["final"], labels = {}, {}
-        for name, proba in (("gbm", gbm_final), ("net", net_final), (f"blend w={chosen}", blend(net_final, gbm_final, chosen))):
+        candidates = (("gbm", gbm_final), ("net", net_final), (f"blend w={chosen}", blend(net_final, gbm_final, chosen)))
+        for name, proba in candidates:
             scored = [r for r in all_final if r in proba]
             predicted = np.array([int(np.argmax(proba[r])) for r in scored], np.int64)
             pred = labels[name] = protocol.complete_predictions(all_final, scored, predicted, NOISY)

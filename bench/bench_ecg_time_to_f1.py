@@ -31,7 +31,7 @@ THRESHOLDS = (0.70, 0.75, 0.80)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, required=True, help="holds dataset/ and shards/ (the final records as test split)")
+    parser.add_argument("--root", type=Path, required=True, help="dataset/ and shards/, the final records as test split")
     parser.add_argument("--baseline", type=Path, required=True, help="the ECG baseline directory (feature model)")
     parser.add_argument("--records", type=Path, required=True, help="the final WFDB records (with REFERENCE.csv)")
     parser.add_argument("--out", type=Path, required=True)

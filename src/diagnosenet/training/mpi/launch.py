@@ -12,8 +12,8 @@ lives one level up, as in elastic launchers (torchrun, Horovod elastic):
 2. If the launcher fails, the host whose launcher failed *first*, killed by a signal or with
    ssh's connection-lost status 255, is the lost node (the others exit when the process
    manager tears the job down: within milliseconds, and their exits can be recorded first, so
-   "first" means the first such status within :data:`SAME_MOMENT_S` of the first exit). Rank 0 wrote which rank ran on which host at start-up
-   (``RUN/launch/ranks.json``).
+   "first" means the first such status within :data:`SAME_MOMENT_S` of the first exit).
+   Rank 0 wrote which rank ran on which host at start-up (``RUN/launch/ranks.json``).
 3. ``mpi-sync`` (and any mode whose master's node is lost) stops there with a message naming
    the node; rerunning the rule resumes from the last checkpoint. ``mpi-async`` is re-formed
    on the remaining hosts (a hostfile without the lost node, fewer ranks) and resumes from
