@@ -19,6 +19,10 @@ valid split for early stopping; ``shard``) and ``desktop.train`` trains the net.
 development record of the fold is scored (a record the windowing could not use counts as
 Noisy), so the CV F1 is the feature model's, record for record.
 
+``--train-seeds 1 2 3`` trains one net per seed (initialisation and batch order) on each fold
+and scores their mean probabilities (a seed ensemble; each seed's own CV F1 is reported too);
+the first seed's runs are the single-net CV's, so an ensemble reuses them.
+
 The blend ``w × p_net + (1 − w) × p_gbm`` (the gradient boosting alone where the net has no
 windows) is chosen on the out-of-fold probabilities only (``w`` in 0, 0.1, …, 1, best mean
 fold F1); ``--final-predictions`` then scores the chosen ``w`` once on the final records.
@@ -73,15 +77,12 @@ def read_probabilities(path: Path) -> dict[str, np.ndarray]:
             if all(r.get(f"p_{c}") not in (None, "") for c in CLASSES)}
 
 
-def train_fold(args, source: Path, fold_dir: Path, test_records: list[str]) -> dict:
-    """Materialise, shard and train one fold (skipped when its run finished earlier)."""
+def prepare_fold(args, source: Path, fold_dir: Path, test_records: list[str]) -> None:
+    """Materialise and shard one fold (kept from an earlier run)."""
     from diagnosenet.datasets.materialise import materialise
-    from diagnosenet.training.desktop import train
 
-    run = fold_dir / "run"
-    timing = fold_dir / "timing.json"
-    if (run / "metrics.json").exists() and timing.exists():
-        return json.loads(timing.read_text())
+    if (fold_dir / "shards" / "manifest.json").exists():
+        return
     fold_dir.mkdir(parents=True, exist_ok=True)
     (fold_dir / "test_records.txt").write_text("\n".join(test_records) + "\n")
     materialise(source, fold_dir / "dataset", valid_fraction=args.valid_fraction, test_fraction=0.0, seed=1,
@@ -89,13 +90,33 @@ def train_fold(args, source: Path, fold_dir: Path, test_records: list[str]) -> d
     subprocess.run([str(BIN / "diagnosenet"), "shard", "--dataset", str(fold_dir / "dataset"), "--out",
                     str(fold_dir / "shards"), "--workers", "1", "--batch-size", str(args.batch_size), "--seed", "1"],
                    check=True, stdout=subprocess.DEVNULL)
-    settings = desktop_run.settings(args, "ecg", fold_dir, run)
+
+
+def run_dir(fold_dir: Path, train_seed: int) -> Path:
+    """``run`` for the first seed (the layout of single-net CVs), ``run-seed{s}`` for the others."""
+    return fold_dir / ("run" if train_seed == 1 else f"run-seed{train_seed}")
+
+
+def train_fold(args, fold_dir: Path, train_seed: int) -> dict:
+    """Train one net of one fold (skipped when its run finished earlier)."""
+    from diagnosenet.training.desktop import train
+
+    run = run_dir(fold_dir, train_seed)
+    timing = run.parent / f"timing{'' if train_seed == 1 else f'-seed{train_seed}'}.json"
+    if (run / "metrics.json").exists() and timing.exists():
+        return json.loads(timing.read_text())
+    settings = desktop_run.settings(args, "ecg", fold_dir, run, seed=train_seed)
     wall, cpu = time.perf_counter(), time.process_time()
     result = train(settings)
     spent = {"train_seconds": time.perf_counter() - wall, "train_cpu_seconds": time.process_time() - cpu,
              "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"]}
     timing.write_text(json.dumps(spent))
     return spent
+
+
+def mean_probabilities(runs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The seed ensemble: each record's mean over the nets that scored it (all or none: same windows)."""
+    return {r: np.mean([run[r] for run in runs], axis=0) for r in runs[0]}
 
 
 def fold_f1(records: list[str], y: np.ndarray, proba: dict[str, np.ndarray]) -> float:
@@ -120,8 +141,10 @@ def main() -> None:
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1, help="the folds' seed (bench_ecg_quality.py's default)")
-    parser.add_argument("--final-predictions", type=Path, default=None,
-                        help="predict's predictions.csv of the net trained on the development records, over the final records")
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[1],
+                        help="one net per seed (initialisation and batch order); several: their mean probabilities")
+    parser.add_argument("--final-predictions", type=Path, nargs="+", default=None,
+                        help="predict's predictions.csv of the net(s) trained on the development records, over the final records")
     args = parser.parse_args()
 
     X_dev, y_dev, rec_dev = load_features(args.features)
@@ -138,14 +161,21 @@ def main() -> None:
     for fold in range(args.folds):
         held = folds == fold
         records = rec_dev[held].tolist()
-        spent = train_fold(args, source, args.out / f"fold{fold}", records)
-        net = read_probabilities(args.out / f"fold{fold}" / "run" / "test_predictions.csv")
+        fold_dir = args.out / f"fold{fold}"
+        prepare_fold(args, source, fold_dir, records)
+        spent = {s: train_fold(args, fold_dir, s) for s in args.train_seeds}
+        nets = {s: read_probabilities(run_dir(fold_dir, s) / "test_predictions.csv") for s in args.train_seeds}
+        net = mean_probabilities(list(nets.values()))
         net_oof.update(net)
         gbm = ecg_feature_model("gbm", args.seed).fit(X_dev[~held], y_dev[~held])
         gbm_oof.update(dict(zip(records, gbm.predict_proba(X_dev[held]))))
         per_fold.append({"fold": fold, "records": len(records), "windowed": sum(r in net for r in records),
                          "net_f1": fold_f1(records, y_dev[held], net),
-                         "gbm_f1": fold_f1(records, y_dev[held], {r: gbm_oof[r] for r in records}), **spent})
+                         "gbm_f1": fold_f1(records, y_dev[held], {r: gbm_oof[r] for r in records}),
+                         "net_f1_by_seed": {s: fold_f1(records, y_dev[held], nets[s]) for s in args.train_seeds},
+                         "train_seconds": sum(t["train_seconds"] for t in spent.values()),
+                         "train_cpu_seconds": sum(t["train_cpu_seconds"] for t in spent.values()),
+                         "by_seed": spent})
         print(json.dumps(per_fold[-1]), flush=True)
 
     def cv(proba: dict[str, np.ndarray]) -> list[float]:
@@ -155,8 +185,11 @@ def main() -> None:
     chosen = max(curve, key=lambda w: (np.mean(curve[w]), -abs(w - 0.5)))
     summary = {
         "model": json.loads(args.model_json), "lr": args.lr, "class_weight": args.class_weight,
+        "train_seeds": args.train_seeds,
         "development_records": int(len(rec_dev)), "folds": per_fold,
         "net_cv": [float(np.mean([f["net_f1"] for f in per_fold])), float(np.std([f["net_f1"] for f in per_fold], ddof=1))],
+        "net_cv_by_seed": {s: [float(np.mean([f["net_f1_by_seed"][s] for f in per_fold])),
+                               float(np.std([f["net_f1_by_seed"][s] for f in per_fold], ddof=1))] for s in args.train_seeds},
         "gbm_cv": [float(np.mean([f["gbm_f1"] for f in per_fold])), float(np.std([f["gbm_f1"] for f in per_fold], ddof=1))],
         "blend_cv_by_weight": {str(w): [float(np.mean(s)), float(np.std(s, ddof=1))] for w, s in curve.items()},
         "blend_f1_by_fold": {str(w): [float(v) for v in s] for w, s in curve.items()},
@@ -175,7 +208,7 @@ def main() -> None:
     if args.final_predictions:
         gbm = ecg_feature_model("gbm", args.seed).fit(X_dev, y_dev)
         gbm_final = dict(zip(np.asarray(rec_fin).astype(str).tolist(), gbm.predict_proba(X_fin)))
-        net_final = read_probabilities(args.final_predictions)
+        net_final = mean_probabilities([read_probabilities(path) for path in args.final_predictions])
         summary["final"], labels = {}, {}
         candidates = (("gbm", gbm_final), ("net", net_final), (f"blend w={chosen}", blend(net_final, gbm_final, chosen)))
         for name, proba in candidates:

@@ -53,9 +53,9 @@ def main() -> None:
             train_seconds = sum(float(r["epoch_seconds"]) for r in csv.DictReader(handle))
         row = {"epoch": epochs, "best_epoch": result["best_epoch"], "train_seconds": round(train_seconds, 1),
                "train_cpu_seconds": round(cpu, 1)}
-        for name, blend in (("net", None), ("blend", args.baseline)):
-            scored = predict(run, args.out / f"epoch{epochs}-{name}", records=args.records,
-                             blend_with=blend, blend_weight=args.blend_weight)
+        for name, models, weights in (("net", [run], None),
+                                      ("blend", [run, args.baseline], [args.blend_weight, 1 - args.blend_weight])):
+            scored = predict(models, args.out / f"epoch{epochs}-{name}", records=args.records, weights=weights)
             row[f"{name}_f1"] = round(scored["scores"]["challenge_f1"], 4)
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -54,10 +54,11 @@ def test_the_feature_baseline_predicts_new_records_with_its_own_detector(tmp_pat
     assert abs(sum(float(scored[0][f"p_{c}"]) for c in ("Normal", "AF", "Other", "Noisy")) - 1) < 1e-6
 
 
-def test_predict_blends_a_net_with_the_feature_model_record_by_record(tmp_path):
-    """``predict --blend-with``: each record's probabilities are ``w × net + (1 − w) × feature
-    model``; a record too short to window is scored by the feature model alone; one neither
-    can read stays Noisy with its reason. (The net is the NumPy model: no TensorFlow.)"""
+def test_predict_blends_nets_with_the_feature_model_record_by_record(tmp_path):
+    """``predict --model net baseline --weights 0.3 0.7``: each record's probabilities are
+    ``0.3 × net + 0.7 × feature model``; a record too short to window is scored by the feature
+    model alone; one neither can read stays Noisy with its reason. Two nets (two seeds) and no
+    weights: their mean. (The nets are the NumPy model: no TensorFlow.)"""
     import csv
 
     from diagnosenet.ecg.records import load_signal, write_record
@@ -74,9 +75,11 @@ def test_predict_blends_a_net_with_the_feature_model_record_by_record(tmp_path):
                  "--valid-fraction", "0.1", "--test-fraction", "0.3"]) == 0
     assert main(["shard", "--dataset", str(tmp_path / "dataset"), "--out", str(tmp_path / "shards"), "--workers", "1",
                  "--batch-size", "16"]) == 0
-    assert main(["train-desktop", "--task", "ecg", "--dataset", str(tmp_path / "dataset"), "--shards", str(tmp_path / "shards"),
-                 "--out", str(tmp_path / "net"), "--model-json", json.dumps({"backend": "numpy", "hidden_units": [8]}),
-                 "--max-epochs", "2", "--batch-size", "16", "--monitor-rate", "0"]) == 0
+    for seed, net_dir in ((1, "net"), (2, "net-seed2")):
+        assert main(["train-desktop", "--task", "ecg", "--dataset", str(tmp_path / "dataset"), "--shards",
+                     str(tmp_path / "shards"), "--out", str(tmp_path / net_dir), "--seed", str(seed), "--model-json",
+                     json.dumps({"backend": "numpy", "hidden_units": [8]}), "--max-epochs", "2", "--batch-size", "16",
+                     "--monitor-rate", "0"]) == 0
     assert main(["baseline", "--task", "ecg", "--dataset", str(tmp_path / "dataset"), "--out", str(tmp_path / "baseline"),
                  "--features", str(tmp_path / "features")]) == 0
 
@@ -88,8 +91,7 @@ def test_predict_blends_a_net_with_the_feature_model_record_by_record(tmp_path):
     classes = ("Normal", "AF", "Other", "Noisy")
     net = predicted("net", "--model", str(tmp_path / "net"))
     features = predicted("features", "--model", str(tmp_path / "baseline"))
-    blended = predicted("blend", "--model", str(tmp_path / "net"), "--blend-with", str(tmp_path / "baseline"),
-                        "--blend-weight", "0.3")
+    blended = predicted("blend", "--model", str(tmp_path / "net"), str(tmp_path / "baseline"), "--weights", "3", "7")
     assert set(blended) == set(net) == set(features) and len(blended) == 42
     assert net["A09998"]["reason"] and not features["A09998"]["reason"]   # the case the blend is for
     for name, row in blended.items():
@@ -105,4 +107,23 @@ def test_predict_blends_a_net_with_the_feature_model_record_by_record(tmp_path):
             np.testing.assert_allclose(p, 0.3 * p_net + 0.7 * p_features, rtol=1e-6)
         assert row["predicted"] == classes[int(np.argmax(p))]
     counts = json.loads((tmp_path / "blend" / "counts.json").read_text())
-    assert counts["blend"]["records_by_blend_with_only"] == 1 and counts["records_unclassifiable"] == 1
+    assert counts["combination"]["weights"] == [0.3, 0.7] and counts["records_unclassifiable"] == 1
+    assert counts["combination"]["records_scored_by_some_models_only"] == 1
+
+    def p(table, name):
+        return np.array([float(table[name][f"p_{c}"]) for c in classes])
+
+    second = predicted("net-seed2", "--model", str(tmp_path / "net-seed2"))
+    nets = [str(tmp_path / "net"), str(tmp_path / "net-seed2")]
+    ensemble = predicted("ensemble", "--model", *nets)
+    ensemble_blend = predicted("ensemble-blend", "--model", *nets, str(tmp_path / "baseline"), "--weights", "0.15", "0.15", "0.7")
+    windowed = [name for name in net if not net[name]["reason"]]
+    assert any(not np.allclose(p(net, name), p(second, name)) for name in windowed)   # two different nets
+    for name in windowed:
+        np.testing.assert_allclose(p(ensemble, name), (p(net, name) + p(second, name)) / 2, rtol=1e-6)
+        np.testing.assert_allclose(p(ensemble_blend, name), 0.3 * p(ensemble, name) + 0.7 * p(features, name), rtol=1e-6)
+    np.testing.assert_allclose(p(ensemble_blend, "A09998"), p(features, "A09998"))
+    assert ensemble["A09998"]["predicted"] == "Noisy" and ensemble["A09998"]["reason"]
+    assert ensemble_blend["A09999"]["reason"].startswith("unreadable")
+    with pytest.raises(SystemExit, match="one non-negative weight per model"):
+        main(["predict", "--records", str(records), "--out", str(tmp_path / "bad"), "--model", *nets, "--weights", "1"])

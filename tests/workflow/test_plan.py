@@ -43,7 +43,7 @@ def test_paper_config_plans_the_fixed_final_test_split_and_the_whole_record_net(
 
 def test_paper_config_predicts_with_the_net_blended_with_the_feature_model(workdir):
     """config/paper.yaml's chosen ECG model: `snakemake predict` trains the net and the feature
-    baseline first, then blends them (`--blend-with`)."""
+    baseline first, then blends them (`--model NET BASELINE --weights`)."""
     import yaml
 
     records = workdir / "records"
@@ -58,10 +58,40 @@ def test_paper_config_predicts_with_the_net_blended_with_the_feature_model(workd
     jobs = planned_jobs(out)
     assert jobs.get("train_desktop") == 1 and jobs.get("baseline") == 1 and jobs.get("predict") == 1, jobs
     predict = [line.strip() for line in out.splitlines() if "diagnosenet predict" in line]
-    assert predict and "--model results-paper/ecg/runs/desktop-w1" in predict[0]
-    assert "--blend-with results-paper/ecg/baseline --blend-weight 0.5" in predict[0]
+    assert predict and "--model results-paper/ecg/runs/desktop-w1 results-paper/ecg/baseline " in predict[0]
+    assert "--weights 0.5 0.5" in predict[0]
     train = [line.strip() for line in out.splitlines() if "diagnosenet train" in line and "--task ecg" in line]
     assert train and '"filters": [8, 16]' in train[0] and "--lr 0.001 " in train[0], train
+
+
+def test_a_seed_ensemble_trains_one_run_per_seed_in_any_mode_and_predict_weights_them(workdir):
+    """``train.runs[].seeds``: one run per seed, ``train.seed``'s under the plain name, the
+    others suffixed ``-seed{s}``, each with its own ``--seed`` and directory (desktop and MPI);
+    ``predict.model`` as a list with ``predict.weights`` trains every member first."""
+    import yaml
+
+    (workdir / "local.yaml").write_text(yaml.safe_dump({
+        "tasks": ["ecg"],
+        "train": {"runs": [{"mode": "desktop", "workers": 1, "seeds": [1, 2, 3]},
+                           {"mode": "mpi-sync", "workers": 2, "seeds": [4]}]},
+        "predict": {"name": "ensemble", "records": "some/records",
+                    "model": ["results/ecg/runs/desktop-w1", "results/ecg/runs/desktop-w1-seed2",
+                              "results/ecg/runs/desktop-w1-seed3", "results/ecg/baseline"],
+                    "weights": [0.2, 0.2, 0.2, 0.4]}}))
+    out = snakemake(workdir, "all", "predict", "-n", "-p", "--cores", "2", "--configfile", "config/config.yaml",
+                    "local.yaml").stdout
+    commands = [line.strip().removeprefix("Shell command: ") for line in out.splitlines() if "diagnosenet " in line]
+    train = sorted(c for c in commands if c.startswith("diagnosenet train-desktop"))
+    assert len(train) == 3, train
+    for seed, run in ((1, "desktop-w1"), (2, "desktop-w1-seed2"), (3, "desktop-w1-seed3")):
+        assert any(f"--out results/ecg/runs/{run} " in c and f"--seed {seed} " in c for c in train), (seed, train)
+    mpi = [c for c in commands if c.startswith("diagnosenet launch-mpi")]
+    assert len(mpi) == 1 and "--out results/ecg/runs/mpi-sync-w2-seed4 " in mpi[0] and "--seed 4 " in mpi[0], mpi
+    predict = [c for c in commands if c.startswith("diagnosenet predict")]
+    assert predict and ("--model results/ecg/runs/desktop-w1 results/ecg/runs/desktop-w1-seed2 "
+                        "results/ecg/runs/desktop-w1-seed3 results/ecg/baseline") in predict[0]
+    assert "--weights 0.2 0.2 0.2 0.4" in predict[0]
+    assert planned_jobs(out).get("baseline") == 1
 
 
 def test_lint_is_clean(workdir):

@@ -43,21 +43,34 @@ def fixed_test_groups(task):
 
 
 def training_runs():
-    """(task, mode, workers) of every configured run, in config order."""
+    """(task, mode, workers, member) of every configured run, in config order: one per seed of
+    the run's ``seeds`` (a seed ensemble), or the one ``train.seed``."""
     return [
-        (task, run["mode"], int(run["workers"]))
+        (task, run["mode"], int(run["workers"]), member_suffix(seed))
         for task in TASKS
         for run in config["train"]["runs"]
         if task in run.get("tasks", TASKS)
+        for seed in run.get("seeds", [config["train"]["seed"]])
     ]
 
 
-def run_dir(task, mode, workers):
-    return f"{RESULTS}/{task}/runs/{mode}-w{workers}"
+def member_suffix(seed):
+    """A run name's seed suffix (the ``member`` wildcard): none for ``train.seed``, so a run
+    without ``seeds`` keeps its name; ``-seed{s}`` for the other members of a seed ensemble."""
+    return "" if int(seed) == config["train"]["seed"] else f"-seed{seed}"
+
+
+def member_seed(member):
+    """The training seed of a run name's suffix (``""``: ``train.seed``)."""
+    return int(member[len("-seed"):]) if member else config["train"]["seed"]
+
+
+def run_dir(task, mode, workers, member=""):
+    return f"{RESULTS}/{task}/runs/{mode}-w{workers}{member}"
 
 
 def run_metrics_files():
-    return [f"{run_dir(task, mode, workers)}/metrics.json" for task, mode, workers in training_runs()]
+    return [f"{run_dir(*run)}/metrics.json" for run in training_runs()]
 
 
 def baseline_metrics_files():
@@ -73,7 +86,7 @@ def per_task(value, task):
     return value[task] if isinstance(value, dict) else value
 
 
-def train_args(task, mode, workers, *, out=None, model=None, batch_size=None, max_epochs=None):
+def train_args(task, mode, workers, member="", *, out=None, model=None, batch_size=None, max_epochs=None):
     """Arguments of the ``diagnosenet train-*`` commands for one run (the same for every mode);
     the hyper-parameter experiment overrides the model, batch size and epochs."""
     t = config["train"]
@@ -82,9 +95,9 @@ def train_args(task, mode, workers, *, out=None, model=None, batch_size=None, ma
     args = [
         f"--task {task} --mode {mode} --workers {workers}",
         f"--dataset {RESULTS}/{task}/dataset --shards {shards_dir(task, workers, batch_size)}",
-        f"--out {out or run_dir(task, mode, workers)}",
+        f"--out {out or run_dir(task, mode, workers, member)}",
         f"--model-json '{json.dumps(model, sort_keys=True)}'",
-        f"--seed {t['seed']} --max-epochs {max_epochs or t['max_epochs']} --patience {t['patience']}",
+        f"--seed {member_seed(member)} --max-epochs {max_epochs or t['max_epochs']} --patience {t['patience']}",
         f"--lr {per_task(t['learning_rate'], task)} --batch-size {batch_size} --class-weight {t['class_weight']}",
         f"--timeout {t['timeout_s']} --startup-timeout {t['startup_timeout_s']}",
         f"--weighting {config['mpi']['weighting']} --exchange {config['mpi']['exchange']}",
@@ -126,9 +139,9 @@ def grpc_port(wc):
     """A distinct port block per run (configured runs, then the scalability grid), so concurrent
     gRPC jobs never collide; a run asked for by its path alone gets a block after those,
     chosen by a stable hash of its name."""
-    grid = [(t, m, int(w)) for t in SCALABILITY["tasks"] for m in SCALABILITY["modes"] for w in SCALABILITY["workers"]]
+    grid = [(t, m, int(w), "") for t in SCALABILITY["tasks"] for m in SCALABILITY["modes"] for w in SCALABILITY["workers"]]
     runs = list(dict.fromkeys(r for r in training_runs() + grid if r[1] in GRPC_MODES))
-    run = (wc.task, wc.grpc_mode, int(wc.workers))
+    run = (wc.task, wc.grpc_mode, int(wc.workers), wc.member)
     index = runs.index(run) if run in runs else len(runs) + zlib.crc32(repr(run).encode()) % 500
     return config["grpc"]["base_port"] + 20 * index
 
@@ -206,18 +219,25 @@ def report_item(name, caption, subcategory):
 # --- prediction ----------------------------------------------------------------
 
 
+def predict_models():
+    """``predict.model`` as a list (one model, or the models of a weighted mean)."""
+    model = config["predict"]["model"]
+    return [model] if isinstance(model, str) else list(model)
+
+
 def predict_model_input(wildcards):
     """The model(s) to predict with, as inputs when they are runs this workflow makes (so they
     are trained first); an export or an outside run directory is read as it is."""
-    models = [config["predict"]["model"], config["predict"].get("blend_with")]
-    return [str(Path(m) / "metrics.json") for m in models
-            if m and str(m).startswith(RESULTS) and not (Path(m) / "saved_model.pb").exists()]
+    return [str(Path(m) / "metrics.json") for m in predict_models()
+            if str(m).startswith(RESULTS) and not (Path(m) / "saved_model.pb").exists()]
 
 
-def predict_blend(wildcards):
-    """``--blend-with MODEL --blend-weight W`` when ``predict.blend_with`` names a second model."""
-    p = config["predict"]
-    return f"--blend-with {p['blend_with']} --blend-weight {p['blend_weight']}" if p.get("blend_with") else ""
+def predict_weights(wildcards):
+    """``--weights W...`` when ``predict.weights`` is set (one per model; default equal)."""
+    weights = config["predict"].get("weights")
+    if weights is not None and len(weights) != len(predict_models()):
+        raise ValueError(f"predict.weights {weights}: one weight per predict.model ({len(predict_models())})")
+    return "--weights " + " ".join(str(w) for w in weights) if weights else ""
 
 
 def predict_inputs(wildcards):

@@ -17,9 +17,9 @@ rule predict:
         ),
         counts=f"{RESULTS}/predict/{config['predict']['name']}/counts.json",
     params:
-        model=config["predict"]["model"],
+        models=" ".join(predict_models()),
         inputs=predict_inputs,
-        blend=predict_blend,
+        weights=predict_weights,
         out=parent("output.predictions"),
     conda:
         ENV
@@ -28,7 +28,7 @@ rule predict:
     benchmark:
         f"{RESULTS}/benchmarks/predict/{config['predict']['name']}.tsv"
     shell:
-        "diagnosenet predict --model {params.model} {params.inputs} {params.blend} --out {params.out} > {log} 2>&1"
+        "diagnosenet predict --model {params.models} {params.inputs} {params.weights} --out {params.out} > {log} 2>&1"
 
 
 rule export:

@@ -24,16 +24,16 @@ rule train_desktop:
         shards=lambda wc: shards_for(wc, workers=1),
         code=TRAIN_CODE,
     output:
-        metrics=f"{RESULTS}/{{task}}/runs/desktop-w1/metrics.json",
-        track=f"{RESULTS}/{{task}}/runs/desktop-w1/track.csv",
+        metrics=f"{RESULTS}/{{task}}/runs/desktop-w1{{member}}/metrics.json",
+        track=f"{RESULTS}/{{task}}/runs/desktop-w1{{member}}/track.csv",
     params:
-        args=lambda wc: train_args(wc.task, "desktop", 1),
+        args=lambda wc: train_args(wc.task, "desktop", 1, wc.member),
     conda:
         ENV
     log:
-        f"{RESULTS}/logs/train/{{task}}_desktop-w1.log",
+        f"{RESULTS}/logs/train/{{task}}_desktop-w1{{member}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{task}}_desktop-w1.tsv"
+        f"{RESULTS}/benchmarks/train/{{task}}_desktop-w1{{member}}.tsv"
     shell:
         "diagnosenet train-desktop {params.args} > {log} 2>&1"
 
@@ -45,10 +45,10 @@ rule train_mpi:
         cluster=cluster_inputs,
         code=TRAIN_CODE,
     output:
-        metrics=f"{RESULTS}/{{task}}/runs/{{mpi_mode}}-w{{workers}}/metrics.json",
-        track=f"{RESULTS}/{{task}}/runs/{{mpi_mode}}-w{{workers}}/track.csv",
+        metrics=f"{RESULTS}/{{task}}/runs/{{mpi_mode}}-w{{workers}}{{member}}/metrics.json",
+        track=f"{RESULTS}/{{task}}/runs/{{mpi_mode}}-w{{workers}}{{member}}/track.csv",
     params:
-        args=lambda wc: train_args(wc.task, wc.mpi_mode, wc.workers),
+        args=lambda wc: train_args(wc.task, wc.mpi_mode, wc.workers, wc.member),
     # one core per rank on this host (capped at --cores), so a workstation runs one MPI job
     # at a time; cluster profiles set threads to 1 and place ranks with the launcher
     threads: lambda wc: int(wc.workers) + 1
@@ -60,9 +60,9 @@ rule train_mpi:
     conda:
         ENV
     log:
-        f"{RESULTS}/logs/train/{{task}}_{{mpi_mode}}-w{{workers}}.log",
+        f"{RESULTS}/logs/train/{{task}}_{{mpi_mode}}-w{{workers}}{{member}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{task}}_{{mpi_mode}}-w{{workers}}.tsv"
+        f"{RESULTS}/benchmarks/train/{{task}}_{{mpi_mode}}-w{{workers}}{{member}}.tsv"
     shell:
         # launch-mpi runs `{resources.mpi} -n tasks diagnosenet train-mpi ...`, names a lost node and
         # re-forms mpi-async without it (docs/training.md, faults)
@@ -76,10 +76,10 @@ rule train_grpc:
         hosts=cluster_hosts_file,
         code=TRAIN_CODE,
     output:
-        metrics=f"{RESULTS}/{{task}}/runs/{{grpc_mode}}-w{{workers}}/metrics.json",
-        track=f"{RESULTS}/{{task}}/runs/{{grpc_mode}}-w{{workers}}/track.csv",
+        metrics=f"{RESULTS}/{{task}}/runs/{{grpc_mode}}-w{{workers}}{{member}}/metrics.json",
+        track=f"{RESULTS}/{{task}}/runs/{{grpc_mode}}-w{{workers}}{{member}}/track.csv",
     params:
-        args=lambda wc: train_args(wc.task, wc.grpc_mode, wc.workers),
+        args=lambda wc: train_args(wc.task, wc.grpc_mode, wc.workers, wc.member),
         host=config["grpc"]["host"],
         port=grpc_port,
         timeout=config["train"]["startup_timeout_s"],
@@ -93,9 +93,9 @@ rule train_grpc:
     conda:
         ENV
     log:
-        f"{RESULTS}/logs/train/{{task}}_{{grpc_mode}}-w{{workers}}.log",
+        f"{RESULTS}/logs/train/{{task}}_{{grpc_mode}}-w{{workers}}{{member}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{task}}_{{grpc_mode}}-w{{workers}}.tsv"
+        f"{RESULTS}/benchmarks/train/{{task}}_{{grpc_mode}}-w{{workers}}{{member}}.tsv"
     shell:
         "diagnosenet train-grpc --mode {wildcards.grpc_mode} --workers {wildcards.workers}"
         " --host {params.host} --base-port {params.port} --timeout {params.timeout} {params.limits} {params.hosts}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -11,13 +12,15 @@ log = logging.getLogger(__name__)
 STAGE = "predict"
 
 
-def predict(model: str | Path, out: str | Path, *, records: str | Path | None = None, rhs: list[str] | None = None,
+def predict(model: str | Path | list, out: str | Path, *, records: str | Path | None = None, rhs: list[str] | None = None,
             labels: str | Path | None = None, salt_file: str | Path | None = None,
-            blend_with: str | Path | None = None, blend_weight: float = 0.5) -> dict:
+            weights: list[float] | None = None) -> dict:
     """Write ``predictions.csv`` (+ scores when labels are known) for new ECG records or RHS files.
 
-    ``blend_with`` (ECG): a second model (e.g. the baseline's feature model); each record's
-    probabilities are ``blend_weight × model + (1 − blend_weight) × blend_with``."""
+    ``model``: one model, or several of the same task and classes whose probabilities are
+    averaged per record (per stay) with ``weights`` (default equal): a seed ensemble, a net
+    blended with the ECG feature model (``results/ecg/baseline``), or both. Choose the weights
+    on development records (``bench/bench_ecg_blend_cv.py``), never on the records you score."""
     from diagnosenet import metrics
     from diagnosenet.artifacts import write_json, write_manifest
     from diagnosenet.predict.model import load
@@ -25,24 +28,33 @@ def predict(model: str | Path, out: str | Path, *, records: str | Path | None = 
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    lineage, proba_of = load(model)
-    classes = lineage.classes
+    models = [model] if isinstance(model, (str, Path)) else list(model)
+    weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(models) or min(weights) < 0 or sum(weights) <= 0:
+        raise SystemExit(f"--weights {weights}: one non-negative weight per model ({len(models)}), not all zero")
+    weights = [w / sum(weights) for w in weights]
+    loaded = [load(m) for m in models]
+    lineage, classes = loaded[0][0], loaded[0][0].classes
+    for source, (other, _) in zip(models[1:], loaded[1:]):
+        if other.task != lineage.task or other.classes != classes:
+            raise SystemExit(f"--model {source}: not a {lineage.task} model over the classes {classes}, as {models[0]} is")
     if lineage.task == "ecg":
         if records is None:
-            raise SystemExit(f"{model} is an ECG model: give --records DIR (WFDB records, REFERENCE.csv optional)")
-        from diagnosenet.predict.ecg import blend, decide, feature_records, window_records
+            raise SystemExit(f"{models[0]} is an ECG model: give --records DIR (WFDB records, REFERENCE.csv optional)")
+        from diagnosenet.predict.ecg import combine, decide, feature_records, window_records
+
+        read: dict[str, list] = {}   # models with the same preprocessing read the records once
 
         def scored(lineage_, proba_of_):
             by_record = lineage_.preprocessing.get("input") == "record-features"  # the baseline's feature model
-            inputs_ = (feature_records if by_record else window_records)(records, lineage_.preprocessing)
-            return inputs_, decide(inputs_, proba_of_, classes)
+            key = json.dumps(lineage_.preprocessing, sort_keys=True, default=str)
+            if key not in read:
+                read[key] = (feature_records if by_record else window_records)(records, lineage_.preprocessing)
+            return read[key], decide(read[key], proba_of_, classes)
 
-        inputs, (rows, proba) = scored(lineage, proba_of)
-        if blend_with is not None:
-            other, other_proba_of = load(blend_with)
-            if other.task != "ecg" or other.classes != classes:
-                raise SystemExit(f"--blend-with {blend_with}: not an ECG model over the classes {classes}")
-            rows, proba = blend((rows, proba), scored(other, other_proba_of)[1], blend_weight, classes)
+        outputs = [scored(*pair) for pair in loaded]
+        inputs = outputs[0][0]
+        rows, proba = combine([decided for _, decided in outputs], weights, classes)
         y = np.array([-1 if i.label is None else i.label for i in inputs], np.int64)
         reasons: dict[str, int] = {}
         for item in inputs:
@@ -51,15 +63,13 @@ def predict(model: str | Path, out: str | Path, *, records: str | Path | None = 
         counts = {"records_in": len(inputs), "records_windowed": sum(i.samples is not None for i in inputs),
                   "records_unclassifiable": sum(1 for r in rows if r["reason"]), "reasons": reasons,
                   "records_labelled": int((y >= 0).sum())}
-        if blend_with is not None:   # records the first model could not use, scored by the second alone
-            counts["blend"] = {"with": str(blend_with), "weight": blend_weight,
-                               "records_by_blend_with_only": sum(1 for i, r in zip(inputs, rows)
-                                                                 if i.samples is None and not r["reason"])}
+        if len(models) > 1:   # e.g. records too short to window: the feature model scores them alone
+            usable = [sum(not decided[0][index]["reason"] for _, decided in outputs) for index in range(len(rows))]
+            counts["combination"] = {"models": [str(m) for m in models], "weights": weights,
+                                     "records_scored_by_some_models_only": sum(0 < n < len(models) for n in usable)}
     else:
-        if blend_with is not None:
-            raise SystemExit("--blend-with combines ECG models only")
         if not rhs:
-            raise SystemExit(f"{model} is a PMSI model: give --rhs FILE... (RHS M05)")
+            raise SystemExit(f"{models[0]} is a PMSI model: give --rhs FILE... (RHS M05)")
         from diagnosenet.predict.pmsi import compose_for, read_labels_by_pseudonym
         from diagnosenet.privacy import DEFAULT_SALT_FILE, load_or_create_salt
 
@@ -69,7 +79,10 @@ def predict(model: str | Path, out: str | Path, *, records: str | Path | None = 
             log.warning("quarantined %s", error)
         known = read_labels_by_pseudonym(labels, salt) if labels else {}
         y = np.array([known.get(n, -1) for n in names], np.int64)
-        rows, proba, _ = rows_by_group(names, None, proba_of(X), classes)
+        stays = sum(w * (proba_of(X) if other is lineage else   # every model composes the same stays, in order
+                         proba_of(compose_for(rhs, other.vocabulary, other.preprocessing["groups"], salt)[0]))
+                    for w, (other, proba_of) in zip(weights, loaded))
+        rows, proba, _ = rows_by_group(names, None, stays, classes)
         for row, label in zip(rows, y):
             row["label"] = "" if label < 0 else classes[label]
         counts["records_labelled"] = int((y >= 0).sum())
@@ -78,7 +91,7 @@ def predict(model: str | Path, out: str | Path, *, records: str | Path | None = 
                         counts["unseen_features_per_group"])
     write_predictions(out / "predictions.csv", rows, classes)
     files = ["predictions.csv", "counts.json"]
-    result = {"task": lineage.task, "model": str(model), "counts": counts}
+    result = {"task": lineage.task, "model": [str(m) for m in models], "counts": counts}
     labelled = y >= 0
     if labelled.any():
         scores = metrics.summarise(y[labelled], proba[labelled], classes, challenge=lineage.task == "ecg")
@@ -91,7 +104,7 @@ def predict(model: str | Path, out: str | Path, *, records: str | Path | None = 
                  "records" if lineage.task == "ecg" else "stays", scores["accuracy"], scores["macro_f1"],
                  f", challenge F1 {scores['challenge_f1']:.4f}" if "challenge_f1" in scores else "")
     write_json(out / "counts.json", counts)
-    params = {"model": str(model), **({"blend_with": str(blend_with), "blend_weight": blend_weight} if blend_with else {})}
+    params = {"model": [str(m) for m in models], "weights": weights}
     write_manifest(out, stage=STAGE, files=files, params=params, counts=counts)
     log.info("%d predictions in %s", len(rows), out / "predictions.csv")
     return result
@@ -99,7 +112,7 @@ def predict(model: str | Path, out: str | Path, *, records: str | Path | None = 
 
 def _predict(args: argparse.Namespace) -> int:
     predict(args.model, args.out, records=args.records, rhs=args.rhs, labels=args.labels, salt_file=args.salt_file,
-            blend_with=args.blend_with, blend_weight=args.blend_weight)
+            weights=args.weights)
     return 0
 
 
@@ -114,14 +127,16 @@ def _export(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="apply a trained run (or an export) to new ECG records or RHS files")
-    p.add_argument("--model", required=True, help="a run directory (results/{task}/runs/...) or an export directory")
+    p.add_argument("--model", required=True, nargs="+",
+                   help="a run directory (results/{task}/runs/...), an export directory or results/ecg/baseline; "
+                        "several: their weighted mean probabilities")
     p.add_argument("--records", help="ECG: directory of WFDB records (REFERENCE.csv optional: labels → scores)")
     p.add_argument("--rhs", nargs="+", help="PMSI: RHS M05 files")
     p.add_argument("--labels", help="PMSI: stay_number,label CSV (optional: → scores)")
     p.add_argument("--salt-file", help="PMSI: the hospital's pseudonym key (default: the pipeline's)")
-    p.add_argument("--blend-with", help="ECG: a second model (e.g. results/ecg/baseline) whose probabilities are blended in")
-    p.add_argument("--blend-weight", type=float, default=0.5,
-                   help="ECG: weight of --model in the blend (1 − it for --blend-with); chosen on development records")
+    p.add_argument("--weights", type=float, nargs="+",
+                   help="one weight per --model (default equal), e.g. a net and results/ecg/baseline blended; "
+                        "choose them on development records")
     p.add_argument("--out", required=True, help="output directory (predictions.csv, counts.json, scores)")
     p.set_defaults(func=_predict)
 

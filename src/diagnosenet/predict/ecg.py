@@ -100,23 +100,31 @@ def decide(inputs: list[RecordInput], proba_of, classes: list[str]) -> tuple[lis
     return rows, np.asarray(table, dtype=np.float64).reshape(len(inputs), len(classes))
 
 
-def blend(first: tuple[list[dict], np.ndarray], second: tuple[list[dict], np.ndarray], weight: float,
-          classes: list[str]) -> tuple[list[dict], np.ndarray]:
-    """``weight × first + (1 − weight) × second`` per record (two :func:`decide` outputs over the
-    same records, e.g. a net's windows and the feature model's whole-record features). A record
-    only one model could score takes that model's probabilities; one neither could keeps the
-    first's row (Noisy, its reason). The blend bench (``bench/bench_ecg_net_cv.py``) chooses
-    ``weight`` on out-of-fold probabilities of the development records."""
-    (rows_a, proba_a), (rows_b, proba_b) = first, second
-    if [r["record"] for r in rows_a] != [r["record"] for r in rows_b]:
-        raise ValueError("the two models scored different records")
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"blend weight {weight} is not in [0, 1]")
+def combine(scored: list[tuple[list[dict], np.ndarray]], weights: list[float],
+            classes: list[str]) -> tuple[list[dict], np.ndarray]:
+    """``Σ wᵢ pᵢ / Σ wᵢ`` per record over the models that could score it (:func:`decide`
+    outputs over the same records): a seed ensemble (equal weights), a net blended with the
+    feature model (``w``, ``1 − w``), or both. A record only some models could score takes their
+    combination alone (a record too short to window: the feature model's); one none could keeps
+    the first model's row (Noisy, its reason). The weights are chosen on out-of-fold
+    probabilities of the development records (``bench/bench_ecg_net_cv.py``)."""
+    names = [r["record"] for r in scored[0][0]]
+    if any([r["record"] for r in rows] != names for rows, _ in scored[1:]):
+        raise ValueError("the models scored different records")
+    if len(weights) != len(scored) or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"weights {weights}: one non-negative weight per model, not all zero")
+    w = np.array(weights, np.float64)
+    usable = np.array([[not row["reason"] for row in rows] for rows, _ in scored])     # (models, records)
+    stacked = np.stack([proba for _, proba in scored])                                  # (models, records, classes)
     rows, table = [], []
-    for row_a, p_a, row_b, p_b in zip(rows_a, proba_a, rows_b, proba_b):
-        scored_a, scored_b = not row_a["reason"], not row_b["reason"]
-        p = weight * p_a + (1 - weight) * p_b if scored_a and scored_b else (p_b if scored_b else p_a)
+    for index, first in enumerate(scored[0][0]):
+        mask = usable[:, index]
+        if mask.any():   # weight 0 on every model that could score it: their plain mean
+            weight = w[mask] if w[mask].sum() > 0 else np.ones(int(mask.sum()))
+            p = (weight[:, None] * stacked[mask, index]).sum(axis=0) / weight.sum()
+        else:
+            p = stacked[0, index]
         table.append(p)
-        rows.append({**row_a, "predicted": classes[int(np.argmax(p))], **{f"p_{c}": float(v) for c, v in zip(classes, p)},
-                     "reason": "" if scored_a or scored_b else row_a["reason"]})
+        rows.append({**first, "predicted": classes[int(np.argmax(p))], **{f"p_{c}": float(v) for c, v in zip(classes, p)},
+                     "reason": "" if mask.any() else first["reason"]})
     return rows, np.asarray(table, dtype=np.float64).reshape(len(rows), len(classes))
