@@ -1,4 +1,5 @@
-"""``--sample-rule``: which R peaks become samples (all-peaks, the default, vs paper)."""
+"""``--sample-rule``: which R peaks become samples (all-peaks, the default, vs paper), and
+``contiguous``: unbroken stretches of signal that keep the timing between beats."""
 from __future__ import annotations
 
 import numpy as np
@@ -92,6 +93,26 @@ def test_rr_bounds_are_inclusive():
     assert runs([lo, hi] * 6) == 1  # alternating 0.25 s and 2 s intervals: one run
     assert runs([lo - 1, hi] * 6) == 6  # every short interval breaks it
     assert runs([lo, hi + 1] * 6) == 6  # every long interval too (the last one is an edge beat's)
+
+
+def test_contiguous_samples_are_unbroken_stretches_that_keep_the_beats_timing():
+    """A sample starts half a window before every ``stride``-th beat and runs window × per_sample
+    samples of the signal as it is: the other beats sit at their true distance from the first
+    (irregular RR intervals survive); a stretch that would cross the record's end is not made."""
+    rng = np.random.default_rng(3)
+    peaks = np.cumsum(rng.integers(150, 450, size=20)) + 100        # irregular RR: 0.5-1.5 s
+    n = int(peaks[-1]) + 100
+    signal = spikes(n, peaks)
+    geometry = Geometry(window=260, per_sample=5, stride=2, normalisation="none", sample_rule="contiguous")
+    samples = record_samples(signal, peaks, geometry, FS)
+    firsts = [p for p in peaks[::2] if p - 130 >= 0 and p - 130 + 1300 <= n]
+    assert samples.shape == (len(firsts), 1300) and len(firsts) < len(peaks[::2])   # the last ones do not fit
+    for sample, first in zip(samples, firsts):
+        np.testing.assert_array_equal(sample, signal[first - 130:first + 1170])
+        inside = peaks[(peaks >= first - 130) & (peaks < first + 1170)]
+        assert np.flatnonzero(sample).tolist() == (inside - first + 130).tolist()   # every beat at its true offset
+    windows = record_samples(signal, peaks, Geometry(stride=2, normalisation="none"), FS)
+    assert windows.shape[1] == 1300 and not np.array_equal(windows[0], samples[0])  # windows cut the RR out
 
 
 def test_unknown_rule_is_refused():

@@ -13,7 +13,8 @@ from diagnosenet.predict.ecg import window_records
 from diagnosenet.predict.lineage import ecg_preprocessing
 
 
-@pytest.mark.parametrize("options", [[], ["--sample-rule", "paper", "--record-features"]])
+@pytest.mark.parametrize("options", [[], ["--sample-rule", "paper", "--record-features"],
+                                     ["--sample-rule", "contiguous", "--record-features"]])
 def test_predict_windows_records_exactly_as_the_training_stage_did(tmp_path, options):
     records, windows = tmp_path / "records", tmp_path / "windows"
     write_dataset(records, records=8, seed=4)

@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     window.add_argument("--normalisation", default="zscore", choices=NORMALISATIONS)
     window.add_argument("--sample-rule", default="all-peaks", choices=SAMPLE_RULES,
                         help="all-peaks: every peak whose window fits; paper: edge beats dropped and samples "
-                             "never across an implausible RR interval (the paper's Table 2 ratios; docs/ecg.md)")
+                             "never across an implausible RR interval (the paper's Table 2 ratios; docs/ecg.md); contiguous: "
+                             "unbroken stretches of window x windows-per-sample samples from half a window before every "
+                             "stride-th beat (the timing between beats kept)")
     window.add_argument("--record-features", action="store_true",
                         help="append the record's whole-record features to every sample (models.ecg.record_features)")
     window.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")

@@ -16,8 +16,11 @@ from diagnosenet.ecg.features import FEATURE_NAMES
 NORMALISATIONS = ("zscore", "none")
 #: ``all-peaks``: every peak whose window fits in the record; ``paper``: the first and last
 #: detected peaks dropped and groups never crossing an implausible RR interval, which
-#: reproduces the paper's Table 2 samples per record (docs/benchmarks.md)
-SAMPLE_RULES = ("all-peaks", "paper")
+#: reproduces the paper's Table 2 samples per record (docs/benchmarks.md); ``contiguous``: a
+#: sample is the unbroken stretch of signal from half a window before a beat, ``window ×
+#: per_sample`` samples long, so the real timing between beats (RR intervals, the TQ segment
+#: where P and fibrillatory waves lie) is kept instead of cut out
+SAMPLE_RULES = ("all-peaks", "paper", "contiguous")
 #: seconds: RR intervals outside this range (above 240 or below 30 bpm) break a run of beats
 PLAUSIBLE_RR_S = (0.25, 2.0)
 
@@ -93,14 +96,25 @@ def peak_runs(peaks: np.ndarray, size: int, window: int, rule: str = "all-peaks"
     return np.split(peaks, breaks)
 
 
+def contiguous_stretches(signal: np.ndarray, peaks: np.ndarray, length: int, half: int, stride: int) -> np.ndarray:
+    """``(n, length)`` unbroken stretches of the signal, each starting ``half`` samples before a
+    peak, one every ``stride`` peaks, those that fit inside the signal."""
+    starts = np.asarray(peaks, dtype=np.int64)[::stride] - half
+    starts = starts[(starts >= 0) & (starts + length <= signal.size)]
+    return signal[starts[:, None] + np.arange(length)]
+
+
 def record_samples(signal: np.ndarray, peaks: np.ndarray, geometry: Geometry, fs: float = 300.0) -> np.ndarray:
     """float32 samples of one record (possibly zero rows); ``fs`` only matters for RR rules."""
     scaled = normalise(np.asarray(signal, dtype=np.float64), geometry.normalisation)
+    length = geometry.window * geometry.per_sample
+    if geometry.sample_rule == "contiguous":
+        return contiguous_stretches(scaled, peaks, length, geometry.window // 2, geometry.stride).astype(np.float32)
     runs = peak_runs(peaks, scaled.size, geometry.window, geometry.sample_rule, fs)
     parts = [group_windows(centred_windows(scaled, run, geometry.window), geometry.per_sample, geometry.stride)
              for run in runs]
     samples = np.concatenate(parts)
-    return samples.astype(np.float32).reshape(-1, geometry.window * geometry.per_sample)
+    return samples.astype(np.float32).reshape(-1, length)
 
 
 def small_sample(samples: np.ndarray) -> np.ndarray:
