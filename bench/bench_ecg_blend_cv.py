@@ -127,20 +127,13 @@ def main() -> None:
         # a record a model could not score has its reason and no usable probabilities
         final_tables = [np.array([probabilities([rows[n][r]], "p_")[0] if not rows[n][r]["reason"]
                                   else np.full(len(CLASSES), np.nan) for r in final_records]) for n in names]
-        candidates = {"gbm": final_tables[-1], "blend": combine(final_tables, chosen)}
-        summary["final"], predicted = {}, {}
-        for name, proba in candidates.items():
+        predicted = {}
+        for name, proba in (("gbm", final_tables[-1]), ("blend", combine(final_tables, chosen))):
             unscored = np.isnan(proba).any(axis=1)
-            pred = predicted[name] = np.where(unscored, NOISY, np.nan_to_num(proba).argmax(axis=1))
-            report = summary["final"][name] = protocol.final_report(y_final, pred, CLASSES, seed=args.seed)
-            if name != "gbm":
-                report["minus_gbm"] = protocol.paired_bootstrap_difference(
-                    y_final, pred, predicted["gbm"], lambda t, p: protocol.official_f1(t, p, CLASSES), seed=args.seed)
-            print(f"final {name:6s} {report['official_f1']:.3f} [{report['official_f1_ci95'][0]:.3f}, "
-                  f"{report['official_f1_ci95'][1]:.3f}] N {report['f1_N']:.3f} AF {report['f1_AF']:.3f} "
-                  f"O {report['f1_Other']:.3f} ~ {report['f1_Noisy']:.3f}"
-                  + (f" | − gbm {report['minus_gbm']['difference']:+.3f} [{report['minus_gbm']['ci95'][0]:+.3f}, "
-                     f"{report['minus_gbm']['ci95'][1]:+.3f}]" if name != "gbm" else ""))
+            predicted[name] = np.where(unscored, NOISY, np.nan_to_num(proba).argmax(axis=1))
+        summary["final"] = protocol.final_reports(y_final, predicted, CLASSES, baseline="gbm", seed=args.seed)
+        for name, report in summary["final"].items():
+            print(protocol.describe_final(name, report))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1))
 

@@ -209,21 +209,14 @@ def main() -> None:
         gbm = ecg_feature_model("gbm", args.seed).fit(X_dev, y_dev)
         gbm_final = dict(zip(np.asarray(rec_fin).astype(str).tolist(), gbm.predict_proba(X_fin)))
         net_final = mean_probabilities([read_probabilities(path) for path in args.final_predictions])
-        summary["final"], labels = {}, {}
-        candidates = (("gbm", gbm_final), ("net", net_final), (f"blend w={chosen}", blend(net_final, gbm_final, chosen)))
-        for name, proba in candidates:
+        predicted = {}
+        for name, proba in (("gbm", gbm_final), ("net", net_final), (f"blend w={chosen}", blend(net_final, gbm_final, chosen))):
             scored = [r for r in all_final if r in proba]
-            predicted = np.array([int(np.argmax(proba[r])) for r in scored], np.int64)
-            pred = labels[name] = protocol.complete_predictions(all_final, scored, predicted, NOISY)
-            report = summary["final"][name] = protocol.final_report(y_final, pred, CLASSES, seed=args.seed)
-            if name != "gbm":   # paired: both scored on the same resampled records
-                report["minus_gbm"] = protocol.paired_bootstrap_difference(
-                    y_final, pred, labels["gbm"], lambda t, p: protocol.official_f1(t, p, CLASSES), seed=args.seed)
-            print(f"final {name:12s} {report['official_f1']:.3f} [{report['official_f1_ci95'][0]:.3f}, "
-                  f"{report['official_f1_ci95'][1]:.3f}] N {report['f1_N']:.3f} AF {report['f1_AF']:.3f} "
-                  f"O {report['f1_Other']:.3f} ~ {report['f1_Noisy']:.3f}"
-                  + (f" | − gbm {report['minus_gbm']['difference']:+.3f} [{report['minus_gbm']['ci95'][0]:+.3f}, "
-                     f"{report['minus_gbm']['ci95'][1]:+.3f}]" if name != "gbm" else ""))
+            labels = np.array([int(np.argmax(proba[r])) for r in scored], np.int64)
+            predicted[name] = protocol.complete_predictions(all_final, scored, labels, NOISY)
+        summary["final"] = protocol.final_reports(y_final, predicted, CLASSES, baseline="gbm", seed=args.seed)
+        for name, report in summary["final"].items():
+            print(protocol.describe_final(name, report))
     (args.out / "cv.json").write_text(json.dumps(summary, indent=1))
 
 

@@ -142,3 +142,19 @@ def test_paired_bootstrap_difference_is_zero_for_one_model_and_positive_for_a_cl
     one_off[wrong] = y[wrong]
     close = paired_bootstrap_difference(y, one_off, good, f1, n_boot=200)
     assert close["difference"] > 0 and close["ci95"][0] <= 0 < close["ci95"][1] + 1e-12
+
+
+def test_final_reports_score_every_model_and_pair_each_with_the_baseline():
+    from diagnosenet.protocol import describe_final, final_reports, official_f1
+
+    classes = ["Normal", "AF", "Other", "Noisy"]
+    rng = np.random.default_rng(2)
+    y = rng.choice(4, size=200, p=[0.5, 0.15, 0.25, 0.1])
+    models = {"gbm": np.where(rng.random(200) < 0.8, y, 0), "net": np.where(rng.random(200) < 0.6, y, 0)}
+    reports = final_reports(y, {**models, "copy": models["gbm"]}, classes, baseline="gbm", n_boot=100)
+    assert "minus_baseline" not in reports["gbm"]
+    assert reports["copy"]["minus_baseline"]["difference"] == 0.0
+    assert reports["net"]["minus_baseline"]["difference"] == pytest.approx(
+        official_f1(y, models["net"], classes) - official_f1(y, models["gbm"], classes))
+    assert reports["net"]["minus_baseline"]["ci95"][1] < 0   # clearly worse: the whole interval below 0
+    assert "− baseline" in describe_final("net", reports["net"]) and "− baseline" not in describe_final("gbm", reports["gbm"])

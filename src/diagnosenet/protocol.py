@@ -92,3 +92,28 @@ def final_report(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str],
     low, high = bootstrap_interval(y_true, y_pred, lambda t, p: official_f1(t, p, classes), n_boot, seed=seed)
     return {"official_f1": summary["challenge_f1"], "official_f1_ci95": [low, high],
             **{k: summary[k] for k in ("f1_N", "f1_AF", "f1_Other", "f1_Noisy", "accuracy", "n_test", "confusion")}}
+
+
+def final_reports(y_true: np.ndarray, predictions: dict[str, np.ndarray], classes: Sequence[str], *, baseline: str,
+                  n_boot: int = 2000, seed: int = 0) -> dict[str, dict]:
+    """:func:`final_report` of every model on the final records; each model other than
+    ``baseline`` also gets ``minus_baseline``, its paired difference from it
+    (:func:`paired_bootstrap_difference`): the comparison the target is about."""
+    reports = {}
+    for name, y_pred in predictions.items():
+        reports[name] = final_report(y_true, y_pred, classes, n_boot=n_boot, seed=seed)
+        if name != baseline:
+            reports[name]["minus_baseline"] = paired_bootstrap_difference(
+                y_true, y_pred, predictions[baseline], lambda t, p: official_f1(t, p, classes), n_boot, seed=seed)
+    return reports
+
+
+def describe_final(name: str, report: dict) -> str:
+    """One line: official F1 [95 % CI], per-class F1, and the paired difference from the baseline."""
+    low, high = report["official_f1_ci95"]
+    line = (f"final {name:14s} {report['official_f1']:.3f} [{low:.3f}, {high:.3f}] N {report['f1_N']:.3f} "
+            f"AF {report['f1_AF']:.3f} O {report['f1_Other']:.3f} ~ {report['f1_Noisy']:.3f}")
+    if "minus_baseline" in report:
+        diff = report["minus_baseline"]
+        line += f" | − baseline {diff['difference']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]"
+    return line
