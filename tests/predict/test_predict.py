@@ -153,3 +153,17 @@ def test_pmsi_predict_counts_codes_never_seen_in_training(tmp_path):
     assert not {r["record"] for r in rows} & stay_numbers                 # pseudonyms only
     assert all(len(r["record"]) == PSEUDONYM_HEX_CHARS and int(r["record"], 16) >= 0 for r in rows)
     assert json.loads((out / "scores.json").read_text())["n_test"] == 120
+
+    # two runs (another seed): --model both averages their probabilities stay by stay
+    second = root / "run-seed2"
+    diagnosenet("train-desktop", "--task", "pmsi", "--dataset", str(root / "dataset"), "--shards", str(root / "shards"),
+                "--out", str(second), "--model-json", json.dumps({"backend": "numpy", "hidden_units": [16]}), "--seed", "2",
+                "--max-epochs", "2", "--patience", "2", "--batch-size", "16", "--lr", "0.01", "--monitor-rate", "0")
+    common = ["--rhs", *rhs, "--salt-file", str(salt)]
+    diagnosenet("predict", "--model", str(second), *common, "--out", str(root / "pred2"))
+    diagnosenet("predict", "--model", str(run), str(second), *common, "--out", str(root / "both"))
+    probabilities = {name: {r["record"]: np.array([float(v) for k, v in r.items() if k.startswith("p_")])
+                            for r in read_rows(root / name / "predictions.csv")} for name in ("pred", "pred2", "both")}
+    assert any(not np.allclose(probabilities["pred"][r], probabilities["pred2"][r]) for r in probabilities["pred"])
+    for record, mean in probabilities["both"].items():
+        np.testing.assert_allclose(mean, (probabilities["pred"][record] + probabilities["pred2"][record]) / 2, rtol=1e-6)
