@@ -160,3 +160,28 @@ def test_report_cites_the_paper_and_numbers_its_sections_without_gaps(finished_r
     captions = " ".join(r["caption"] for r in results.values())
     for where in (text, captions):
         assert not re.search(r"\[\s*'|\{'|\[\d+, \d", where), re.search(r".{60}(\[\s*'|\{'|\[\d+, \d).{60}", where)
+
+
+@pytest.mark.timeout(1800)
+def test_predict_trains_a_missing_seed_member_and_weights_the_models(finished_run):
+    """``snakemake predict`` with ``predict.model`` listing the run, a second seed of it and the
+    ECG feature model: only the missing member is trained (its own seed and directory), then
+    every synthetic record is scored by their weighted mean. (Last in this file: it adds runs.)"""
+    import yaml
+
+    workdir, config = finished_run
+    runs = "results/ecg/runs"
+    (workdir / "ensemble.yaml").write_text(yaml.safe_dump({"predict": {
+        "name": "ensemble", "records": "results/ecg/raw",
+        "model": [f"{runs}/desktop-w1", f"{runs}/desktop-w1-seed2", "results/ecg/baseline"],
+        "weights": [0.25, 0.25, 0.5]}}))
+    out = snakemake(workdir, "predict", "--cores", "2", "--configfile", str(config), "ensemble.yaml", timeout=900).stdout
+    assert planned_jobs(out) == {"train_desktop": 1, "predict": 1}, out[-3000:]
+    seeds = {run: json.loads((workdir / runs / run / "run.json").read_text())["settings"]["seed"]
+             for run in ("desktop-w1", "desktop-w1-seed2")}
+    assert seeds == {"desktop-w1": 1, "desktop-w1-seed2": 2}
+    assert (workdir / "results" / "logs" / "train" / "ecg_desktop-w1-seed2.log").exists()
+    counts = json.loads((workdir / "results" / "predict" / "ensemble" / "counts.json").read_text())
+    assert counts["combination"]["weights"] == [0.25, 0.25, 0.5] and counts["records_in"] == 40
+    rows = (workdir / "results" / "predict" / "ensemble" / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 1 + 40
