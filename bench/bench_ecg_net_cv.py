@@ -20,7 +20,8 @@ development record of the fold is scored (a record the windowing could not use c
 Noisy), so the CV F1 is the feature model's, record for record.
 
 ``--train-seeds 1 2 3`` trains one net per seed (initialisation and batch order) on each fold
-and scores their mean probabilities (a seed ensemble; each seed's own CV F1 is reported too);
+and scores their mean probabilities (a seed ensemble; each seed's own CV F1 is reported too,
+and its out-of-fold probabilities written to ``oof-seed{s}.csv``);
 the first seed's runs are the single-net CV's, so an ensemble reuses them.
 
 The blend ``w × p_net + (1 − w) × p_gbm`` (the gradient boosting alone where the net has no
@@ -158,6 +159,7 @@ def main() -> None:
     source = development_source(args.windows, set(rec_dev.tolist()), args.out / "development-windows")
 
     net_oof, gbm_oof, per_fold = {}, {}, []
+    seed_oof: dict[int, dict[str, np.ndarray]] = {s: {} for s in args.train_seeds}
     for fold in range(args.folds):
         held = folds == fold
         records = rec_dev[held].tolist()
@@ -167,6 +169,8 @@ def main() -> None:
         nets = {s: read_probabilities(run_dir(fold_dir, s) / "test_predictions.csv") for s in args.train_seeds}
         net = mean_probabilities(list(nets.values()))
         net_oof.update(net)
+        for s in args.train_seeds:
+            seed_oof[s].update(nets[s])
         gbm = ecg_feature_model("gbm", args.seed).fit(X_dev[~held], y_dev[~held])
         gbm_oof.update(dict(zip(records, gbm.predict_proba(X_dev[held]))))
         per_fold.append({"fold": fold, "records": len(records), "windowed": sum(r in net for r in records),
@@ -197,12 +201,18 @@ def main() -> None:
         "train_seconds": float(sum(f["train_seconds"] for f in per_fold)),
         "train_cpu_seconds": float(sum(f["train_cpu_seconds"] for f in per_fold)),
     }
-    with open(args.out / "oof.csv", "w", newline="") as handle:   # the out-of-fold probabilities, for later blends
-        writer = csv.writer(handle)
-        writer.writerow(["record", "fold", "label", *[f"net_{c}" for c in CLASSES], *[f"gbm_{c}" for c in CLASSES]])
-        for record, fold, label in zip(rec_dev.tolist(), folds.tolist(), y_dev.tolist()):
-            net = net_oof.get(record, np.full(len(CLASSES), np.nan))
-            writer.writerow([record, fold, CLASSES[label], *net.round(6), *gbm_oof[record].round(6)])
+    def write_oof(path: Path, nets: dict[str, np.ndarray]) -> None:   # out-of-fold probabilities, for later blends
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["record", "fold", "label", *[f"net_{c}" for c in CLASSES], *[f"gbm_{c}" for c in CLASSES]])
+            for record, fold, label in zip(rec_dev.tolist(), folds.tolist(), y_dev.tolist()):
+                net = nets.get(record, np.full(len(CLASSES), np.nan))
+                writer.writerow([record, fold, CLASSES[label], *net.round(6), *gbm_oof[record].round(6)])
+
+    write_oof(args.out / "oof.csv", net_oof)
+    if len(args.train_seeds) > 1:   # each seed's own, to blend one net at a time (bench_ecg_blend_cv.py)
+        for s in args.train_seeds:
+            write_oof(args.out / f"oof-seed{s}.csv", seed_oof[s])
     print(f"net CV {summary['net_cv'][0]:.3f} ± {summary['net_cv'][1]:.3f} | gbm CV {summary['gbm_cv'][0]:.3f} ± "
           f"{summary['gbm_cv'][1]:.3f} | blend w={chosen}: CV {np.mean(curve[chosen]):.3f} ± {np.std(curve[chosen], ddof=1):.3f}")
     if args.final_predictions:
