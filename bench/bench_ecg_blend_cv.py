@@ -13,9 +13,9 @@ Each ``oof.csv`` is ``bench_ecg_net_cv.py``'s: every development record with its
 the net's out-of-fold probabilities (empty where the net had no windows) and the gradient
 boosting's, on the same folds (the files must agree on folds and on the gbm). The weights run
 over the simplex in steps of ``--step`` (nets first, the gbm takes the rest); a record a net
-could not score takes the other models' combination, as ``predict`` does. The weight chosen
-on all folds is optimistic by construction (it is the best of many on those folds), so the
-**nested** estimate chooses the weights on four folds and scores the fifth.
+could not score takes the other models' combination (``predict``'s own ``weighted_mean``).
+The weight chosen on all folds is optimistic by construction (it is the best of many on those
+folds), so the **nested** estimate chooses the weights on four folds and scores the fifth.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from diagnosenet import protocol
 from diagnosenet.ecg.records import CLASSES
+from diagnosenet.predict.ecg import weighted_mean
 
 NOISY = CLASSES.index("Noisy")
 
@@ -41,15 +42,6 @@ def probabilities(rows: list[dict], prefix: str) -> np.ndarray:
     """(records, classes), NaN where the model scored nothing."""
     return np.array([[float(r[f"{prefix}{c}"]) if r.get(f"{prefix}{c}") not in (None, "") else np.nan
                       for c in CLASSES] for r in rows])
-
-
-def combine(tables: list[np.ndarray], weights) -> np.ndarray:
-    """Per record ``Σ wᵢ pᵢ / Σ wᵢ`` over the models that scored it (``predict.ecg.combine``'s rule)."""
-    stacked = np.stack(tables)                                    # (models, records, classes)
-    usable = ~np.isnan(stacked).any(axis=2)                       # (models, records)
-    w = np.asarray(weights, np.float64)[:, None] * usable
-    w = np.where(w.sum(axis=0) > 0, w, usable)                    # zero weight on every scorer: their plain mean
-    return np.einsum("mr,mrc->rc", w, np.nan_to_num(stacked)) / np.maximum(w.sum(axis=0), 1e-12)[:, None]
 
 
 def simplex(models: int, step: float) -> list[tuple[float, ...]]:
@@ -91,7 +83,7 @@ def main() -> None:
     grid = simplex(len(names), args.step)
 
     def fold_scores(weights, which=None) -> list[float]:
-        proba = combine(tables, weights)
+        proba = weighted_mean(tables, weights)
         return [official_f1(y[folds == k], proba[folds == k]) for k in sorted(set(folds)) if which is None or k in which]
 
     cv = {w: fold_scores(w) for w in grid}
@@ -128,7 +120,7 @@ def main() -> None:
         final_tables = [np.array([probabilities([rows[n][r]], "p_")[0] if not rows[n][r]["reason"]
                                   else np.full(len(CLASSES), np.nan) for r in final_records]) for n in names]
         predicted = {}
-        for name, proba in (("gbm", final_tables[-1]), ("blend", combine(final_tables, chosen))):
+        for name, proba in (("gbm", final_tables[-1]), ("blend", weighted_mean(final_tables, chosen))):
             unscored = np.isnan(proba).any(axis=1)
             predicted[name] = np.where(unscored, NOISY, np.nan_to_num(proba).argmax(axis=1))
         summary["final"] = protocol.final_reports(y_final, predicted, CLASSES, baseline="gbm", seed=args.seed)

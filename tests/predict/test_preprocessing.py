@@ -128,3 +128,17 @@ def test_predict_blends_nets_with_the_feature_model_record_by_record(tmp_path):
     assert ensemble_blend["A09999"]["reason"].startswith("unreadable")
     with pytest.raises(SystemExit, match="one non-negative weight per model"):
         main(["predict", "--records", str(records), "--out", str(tmp_path / "bad"), "--model", *nets, "--weights", "1"])
+
+
+def test_weighted_mean_uses_only_the_models_that_scored_each_record():
+    """Record 0: both models, weights 1:3; record 1: only the second; record 2: only the first,
+    whose weight is 0 (its plain mean, not a division by zero); record 3: none (NaN)."""
+    from diagnosenet.predict.ecg import weighted_mean
+
+    nan = [np.nan, np.nan]
+    first = [[1.0, 0.0], nan, [0.2, 0.8], nan]
+    second = [[0.0, 1.0], [0.4, 0.6], nan, nan]
+    mean = weighted_mean(np.array([first, second]), [1.0, 3.0])
+    np.testing.assert_allclose(mean[:3], [[0.25, 0.75], [0.4, 0.6], [0.2, 0.8]])
+    assert np.isnan(mean[3]).all()
+    np.testing.assert_allclose(weighted_mean(np.array([first, second]), [0.0, 1.0])[2], [0.2, 0.8])

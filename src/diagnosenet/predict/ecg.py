@@ -100,31 +100,40 @@ def decide(inputs: list[RecordInput], proba_of, classes: list[str]) -> tuple[lis
     return rows, np.asarray(table, dtype=np.float64).reshape(len(inputs), len(classes))
 
 
+def weighted_mean(tables: np.ndarray, weights) -> np.ndarray:
+    """``Σ wᵢ pᵢ / Σ wᵢ`` per record over the models that scored it: ``tables`` is
+    ``(models, records, classes)`` with NaN rows where a model could not score a record. A
+    record every model scored with weight 0 takes their plain mean; one no model scored stays NaN."""
+    tables = np.asarray(tables, dtype=np.float64)
+    usable = ~np.isnan(tables).any(axis=2)                                  # (models, records)
+    w = np.asarray(weights, np.float64)[:, None] * usable
+    w = np.where(w.sum(axis=0) > 0, w, usable.astype(np.float64))
+    total = w.sum(axis=0)
+    mean = np.einsum("mr,mrc->rc", w, np.nan_to_num(tables)) / np.where(total > 0, total, 1.0)[:, None]
+    return np.where((total > 0)[:, None], mean, np.nan)
+
+
 def combine(scored: list[tuple[list[dict], np.ndarray]], weights: list[float],
             classes: list[str]) -> tuple[list[dict], np.ndarray]:
-    """``Σ wᵢ pᵢ / Σ wᵢ`` per record over the models that could score it (:func:`decide`
-    outputs over the same records): a seed ensemble (equal weights), a net blended with the
-    feature model (``w``, ``1 − w``), or both. A record only some models could score takes their
-    combination alone (a record too short to window: the feature model's); one none could keeps
-    the first model's row (Noisy, its reason). The weights are chosen on out-of-fold
-    probabilities of the development records (``bench/bench_ecg_net_cv.py``)."""
+    """:func:`weighted_mean` of several :func:`decide` outputs over the same records: a seed
+    ensemble (equal weights), a net blended with the feature model (``w``, ``1 − w``), or both.
+    A record only some models could score takes their combination alone (a record too short to
+    window: the feature model's); one none could keeps the first model's row (Noisy, its
+    reason). The weights are chosen on out-of-fold probabilities of the development records
+    (``bench/bench_ecg_blend_cv.py``)."""
     names = [r["record"] for r in scored[0][0]]
     if any([r["record"] for r in rows] != names for rows, _ in scored[1:]):
         raise ValueError("the models scored different records")
     if len(weights) != len(scored) or min(weights) < 0 or sum(weights) <= 0:
         raise ValueError(f"weights {weights}: one non-negative weight per model, not all zero")
-    w = np.array(weights, np.float64)
-    usable = np.array([[not row["reason"] for row in rows] for rows, _ in scored])     # (models, records)
-    stacked = np.stack([proba for _, proba in scored])                                  # (models, records, classes)
+    tables = np.stack([np.where(np.array([[bool(row["reason"])] for row in rows]), np.nan, proba)
+                       for rows, proba in scored]).reshape(len(scored), len(names), len(classes))
+    mean = weighted_mean(tables, weights)
     rows, table = [], []
-    for index, first in enumerate(scored[0][0]):
-        mask = usable[:, index]
-        if mask.any():   # weight 0 on every model that could score it: their plain mean
-            weight = w[mask] if w[mask].sum() > 0 else np.ones(int(mask.sum()))
-            p = (weight[:, None] * stacked[mask, index]).sum(axis=0) / weight.sum()
-        else:
-            p = stacked[0, index]
+    for first, first_p, p in zip(scored[0][0], scored[0][1], mean):
+        none = bool(np.isnan(p).any())
+        p = first_p if none else p
         table.append(p)
         rows.append({**first, "predicted": classes[int(np.argmax(p))], **{f"p_{c}": float(v) for c, v in zip(classes, p)},
-                     "reason": "" if mask.any() else first["reason"]})
+                     "reason": first["reason"] if none else ""})
     return rows, np.asarray(table, dtype=np.float64).reshape(len(rows), len(classes))
