@@ -31,19 +31,34 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, binary: bool = False) -> None:
     """Call ``write(handle)`` on a temporary file, fsync, then rename it to ``path``, so a crash
-    never leaves a half-written file (outputs, checkpoints)."""
+    never leaves a half-written file (outputs, checkpoints); a write that fails (a full disk)
+    leaves the previous file as it was and raises ``OSError`` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise naming(exc, path) from exc
     try:
         with os.fdopen(fd, "wb" if binary else "w") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise naming(exc, path) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def naming(exc: OSError, path: str | os.PathLike) -> OSError:
+    """``exc`` with ``path`` as its file name when it has none: a write or fsync that fails for
+    lack of space says only "No space left on device", not where."""
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, f"{exc.strerror or exc} (writing)", str(path))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -70,7 +70,22 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:  # noqa: BLE001 - only errors that say what and where; others keep their traceback
+        if not is_clear_error(exc):
+            raise
+        logging.getLogger("diagnosenet").error("%s: %s", args.command, exc)
+        return 1
+
+
+def is_clear_error(exc: BaseException) -> bool:
+    """Errors whose message names the file and what is wrong with it (a damaged checkpoint or
+    artefact, a write that failed for lack of space): one line for the user, not a traceback."""
+    from diagnosenet.artifacts import ArtifactError
+    from diagnosenet.training.checkpoint import CheckpointError
+
+    return isinstance(exc, (ArtifactError, CheckpointError)) or (isinstance(exc, OSError) and exc.filename is not None)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from diagnosenet.training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from diagnosenet.training.checkpoint import BEST, LAST, PREVIOUS, load_checkpoint, save_checkpoint
 from diagnosenet.training.progress import TRACK_COLUMNS, EarlyStopping, TrackWriter, read_track
 
 
@@ -71,4 +71,5 @@ def test_checkpoint_round_trip_and_best_only_at_a_new_best(tmp_path):
     np.testing.assert_array_equal(best["replica_state"]["weights"], state["weights"])
     np.testing.assert_array_equal(last["replica_state"]["weights"], state["weights"] * 2)
     assert load_checkpoint(tmp_path / "none") is None
-    assert sorted(p.name for p in tmp_path.iterdir()) == [BEST, LAST]  # no temporary files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [BEST, LAST, PREVIOUS]  # no temporary files left
+    assert load_checkpoint(tmp_path, PREVIOUS)["epoch"] == 1   # the last one before, kept until epoch 2 was written

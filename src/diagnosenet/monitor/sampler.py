@@ -11,6 +11,7 @@ host-wide devices, and ``energy.run_energy`` counts them once per machine from t
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import socket
 import threading
@@ -20,6 +21,8 @@ from typing import Sequence
 
 from diagnosenet.artifacts import write_json
 from diagnosenet.monitor.sources import POWERCAP_ROOT, PROCESS_SOURCES, open_sources, unit_of
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SOURCES = ("process", "host", "nvml", "rapl", "tegrastats")
 BASE_COLUMNS = ("timestamp", "elapsed_s", "phase")
@@ -54,6 +57,7 @@ class Monitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.samples = 0
+        self.write_error: str | None = None
         self.source_columns: dict[str, list[str]] | None = None
 
     @property
@@ -90,7 +94,10 @@ class Monitor:
         if self._thread is not None:
             self._thread.join(timeout=10 * self.period + 5)
         self._write(self._sample("run"))
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:   # the buffered rows of a failed write (write_error says where)
+            pass
         for source in self.sources.values():
             close = getattr(source, "close", None)
             if close is not None:
@@ -109,8 +116,16 @@ class Monitor:
         return row
 
     def _write(self, row: dict) -> None:
-        self._writer.writerow(row)
-        self._file.flush()
+        if self.write_error is not None:
+            return
+        try:
+            self._writer.writerow(row)
+            self._file.flush()
+        except OSError as exc:  # a full disk: say where once, stop sampling, never stop the training
+            self.write_error = f"{self.path}: {exc.strerror or exc}; the monitor stopped sampling"
+            log.error("%s", self.write_error)
+            self._stop.set()
+            return
         self.samples += 1
 
     def _run(self) -> None:

@@ -110,7 +110,7 @@ def finalise_run(settings: TrainSettings, proba_test: np.ndarray, y_test: np.nda
     })
     files = [p.relative_to(out).as_posix() for p in sorted(out.rglob("*"))
              if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")
-             and "checkpoint" not in p.relative_to(out).parts]
+             and not {"checkpoint", "launch"} & set(p.relative_to(out).parts)]   # resume and launch-mpi state
     write_manifest(out, stage=STAGE, files=files,
                    params={"task": settings.task, "mode": settings.mode, "workers": settings.workers,
                            "seed": settings.seed, "batch_size": settings.batch_size})

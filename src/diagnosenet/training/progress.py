@@ -6,13 +6,17 @@ epoch and appends, so a resumed run never repeats an epoch in its track.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import io
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+
+from diagnosenet.artifacts import atomic_write
 
 
 @dataclass(frozen=True)
@@ -108,11 +112,8 @@ class TrackWriter:
         rows = read_track(source) if resume and source.exists() else []
         if keep_epochs is not None:
             rows = [row for row in rows if int(row["epoch"]) <= keep_epochs]
-        for target in (self.path, self.journal):
-            with open(target, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=TRACK_COLUMNS)
-                writer.writeheader()
-                writer.writerows(rows)
+        for target in (self.path, self.journal):   # atomic: a full disk leaves the old track as it was
+            atomic_write(target, lambda handle: _write_rows(handle, rows))
         self.rows = len(rows)
 
     def write(self, row: TrackRow | Mapping) -> None:
@@ -121,12 +122,38 @@ class TrackWriter:
         if missing:
             raise ValueError(f"track row lacks columns {missing}")
         values = {k: repr(float(row[k])) if isinstance(row[k], float) else row[k] for k in TRACK_COLUMNS}
+        line = io.StringIO()
+        csv.DictWriter(line, fieldnames=TRACK_COLUMNS, extrasaction="ignore").writerow(values)
         for target in (self.path, self.journal):
-            with open(target, "a", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=TRACK_COLUMNS, extrasaction="ignore").writerow(values)
-                handle.flush()
-                os.fsync(handle.fileno())
+            append_durably(target, line.getvalue().encode())
         self.rows += 1
+
+
+def _write_rows(handle, rows) -> None:
+    writer = csv.DictWriter(handle, fieldnames=TRACK_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def append_durably(path: Path, data: bytes) -> None:
+    """Append ``data`` and fsync; if that fails (a full disk), cut the file back to its previous
+    length, so no half row is left, and raise ``OSError`` naming it."""
+    from diagnosenet.artifacts import naming
+
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise naming(exc, path) from exc
+    finally:
+        os.close(fd)
 
 
 def read_track(path: str | Path) -> list[dict[str, str]]:

@@ -129,19 +129,13 @@ class Run:
 
     # -- start ----------------------------------------------------------------------------
     def resume_or_start(self) -> Resumed:
-        """Load the last checkpoint into the model when it matches this run, else start afresh."""
-        from diagnosenet.training.checkpoint import fingerprint, load_checkpoint
+        """Load the newest intact checkpoint into the model when it matches this run, else start
+        afresh; :class:`~diagnosenet.training.checkpoint.CheckpointError` when there are
+        checkpoints of this run and none is intact (a clear stop: deleting them is the user's call)."""
         from diagnosenet.training.progress import TrackWriter
 
         self.out.mkdir(parents=True, exist_ok=True)
-        self._fingerprint = fingerprint(self.settings)
-        checkpoint = load_checkpoint(self.checkpoints)
-        if checkpoint is not None and checkpoint["progress"].get("settings") != self._fingerprint:
-            log.warning("%s: checkpoint written with other settings, shards or code; deleting it and "
-                        "starting afresh", self.checkpoints)
-            for stale in self.checkpoints.glob("*.npz"):
-                stale.unlink()
-            checkpoint = None
+        checkpoint = self._newest_checkpoint()
         progress: dict = {}
         if checkpoint is not None:
             self.model.set_state(checkpoint["replica_state"])
@@ -155,6 +149,32 @@ class Run:
                                    keep_epochs=self.epoch if checkpoint is not None else None)
         self._tic = time.time()
         return Resumed(self.epoch, progress)
+
+    def _newest_checkpoint(self) -> dict | None:
+        from diagnosenet.artifacts import atomic_write
+        from diagnosenet.training.checkpoint import BEST, CheckpointError, fingerprint, intact_checkpoints
+
+        self._fingerprint = fingerprint(self.settings)
+        intact, damaged = intact_checkpoints(self.checkpoints)
+        if intact and all(c["progress"].get("settings") != self._fingerprint for c in intact):
+            log.warning("%s: checkpoint written with other settings, shards or code; deleting it and "
+                        "starting afresh", self.checkpoints)
+            for stale in self.checkpoints.glob("*.npz"):
+                stale.unlink()
+            return None
+        if damaged and not intact:
+            raise CheckpointError(f"no intact checkpoint to resume from: {'; '.join(damaged.values())}. Delete "
+                                  f"{self.checkpoints} to train this run afresh (its finished epochs are lost)")
+        matching = [c for c in intact if c["progress"].get("settings") == self._fingerprint]
+        for path, why in damaged.items():  # out of the rotation, kept for inspection
+            path.replace(path.with_name(path.name + ".damaged"))
+            log.warning("%s; set aside as %s.damaged, resuming from %s (epoch %d)", why, path.name,
+                        matching[0]["path"], matching[0]["epoch"])
+        chosen = matching[0] if matching else None
+        best = self.checkpoints / BEST
+        if chosen is not None and not best.exists() and chosen["progress"].get("best_epoch") == chosen["epoch"]:
+            atomic_write(best, lambda handle: handle.write(chosen["path"].read_bytes()), binary=True)
+        return chosen
 
     @property
     def should_stop(self) -> bool:
@@ -221,13 +241,14 @@ class Run:
     def finish(self, summary: dict) -> dict:
         """Best checkpoint into the model, test-split probabilities, the run's files; the metrics."""
         from diagnosenet.datasets.materialise import load_classes, load_split
-        from diagnosenet.training.checkpoint import BEST, load_checkpoint
+        from diagnosenet.training.checkpoint import BEST, CheckpointError, load_checkpoint
         from diagnosenet.training.evaluation import finalise_run
 
         train_seconds = time.time() - self.start
         best = load_checkpoint(self.checkpoints, BEST)
         if best is None:
-            raise RuntimeError(f"{self.checkpoints}: no best checkpoint; did training run any epoch?")
+            raise CheckpointError(f"{self.checkpoints / BEST}: no best checkpoint (damaged and set aside, or no "
+                                  "epoch trained); delete the run directory to train it afresh")
         self.model.set_state(best["replica_state"])
         X_test, y_test, _ = load_split(self.settings.dataset_dir, "test")
         proba = self.model.predict_proba(X_test)

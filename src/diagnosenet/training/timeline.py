@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from diagnosenet.artifacts import atomic_write
+
 COLUMNS = ("rank", "epoch", "step", "start", "compute_s", "exchange_s", "apply_s", "rows", "payload_bytes")
 
 
@@ -25,10 +27,14 @@ class StepTimeline:
         if resumed_epoch and self.path.exists():
             with open(self.path, newline="") as handle:
                 kept = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= resumed_epoch]
-        self._handle = open(self.path, "w", newline="")
+        def rewrite(handle) -> None:   # atomic: a full disk leaves the old timeline as it was
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(kept)
+
+        atomic_write(self.path, rewrite)
+        self._handle = open(self.path, "a", newline="")
         self._writer = csv.DictWriter(self._handle, fieldnames=COLUMNS)
-        self._writer.writeheader()
-        self._writer.writerows(kept)
 
     def record(self, epoch: int, step: int, start: float, compute_s: float, exchange_s: float, apply_s: float,
                rows: int, payload_bytes: int) -> None:

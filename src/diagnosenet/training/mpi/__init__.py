@@ -17,4 +17,8 @@ def train(settings: TrainSettings) -> dict | None:
         from diagnosenet.training.mpi.asynchronous import train as run
     else:
         raise ValueError(f"mode {settings.mode!r} is not an MPI mode")
-    return run(settings)
+    from mpi4py import MPI
+
+    from diagnosenet.training.mpi.common import stop_every_rank_on_error
+
+    return stop_every_rank_on_error(MPI.COMM_WORLD, settings, lambda: run(settings))

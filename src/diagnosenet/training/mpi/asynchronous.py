@@ -283,6 +283,7 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
                 timeline.flush()
         if code == DROPPED:
             log.warning("mpi-async rank %d: the master dropped this worker as silent; stopping", rank)
+        timeline.flush()   # before the master writes the manifest, which hashes it
         # stay alive until the master has written the outputs (after a lost rank, any exit ends the job)
         lost = np.zeros(1, np.int64)
         live.wait(comm.Irecv(lost, source=0, tag=TAG_BYE), "goodbye from the master", [0])

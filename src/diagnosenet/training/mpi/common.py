@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.0005
 ABORT_GRACE_S = 1.0  # for mpirun to forward the last line before MPI_Abort ends every rank
+ABORT_DEADLINE_S = 10.0  # MPI_Abort waits on the process manager: on a node cut off, for ever
 
 
 class RankTimeout(RuntimeError):
@@ -238,9 +239,16 @@ def abort(comm, message: str, code: int = 3) -> None:
     """Print one clear line and take the whole job down (``MPI_Abort``): the synchronous fault path.
 
     The line travels through ``mpirun``'s output forwarding, which the abort tears down: without
-    a pause it was once lost under load (the job still failed, but without saying why)."""
+    a pause it was once lost under load (the job still failed, but without saying why). On a
+    node cut off from the network the abort itself never returns (it waits on the process
+    manager): the rank then ends itself after :data:`ABORT_DEADLINE_S`."""
+    import os
+
     print(f"diagnosenet {message}", file=sys.stderr, flush=True)
     time.sleep(ABORT_GRACE_S)
+    watchdog = threading.Timer(ABORT_DEADLINE_S, os._exit, args=(code,))
+    watchdog.daemon = True
+    watchdog.start()
     comm.Abort(code)
 
 
@@ -250,3 +258,27 @@ def run_guarded(comm, body: Callable[[], Any], describe: Callable[[BaseException
         return body()
     except RankTimeout as exc:
         abort(comm, describe(exc))
+
+
+#: errors whose message says what is wrong and what to do: no traceback for these
+CLEAR_ERRORS = (RankTimeout, OSError)
+
+
+def stop_every_rank_on_error(comm, settings: TrainSettings, body: Callable[[], Any]):
+    """Run ``body``; any error on any rank ends every rank at once (``MPI_Abort``) with one line
+    naming the rank, its host and the error. Without it a rank that fails, e.g. rank 0 reading a
+    damaged checkpoint during start-up, leaves the others waiting for ``startup_timeout_s``."""
+    from diagnosenet.artifacts import ArtifactError
+    from diagnosenet.training.checkpoint import CheckpointError
+
+    try:
+        return body()
+    except (*CLEAR_ERRORS, ArtifactError, CheckpointError) as exc:
+        error = exc
+    except Exception as exc:  # noqa: BLE001 - an unexpected error: keep its traceback
+        log.exception("%s rank %d: unexpected error", settings.mode, comm.Get_rank())
+        error = exc
+    resume = "" if isinstance(error, CheckpointError) else (
+        f" Rerun the same command once this is fixed: it resumes from {settings.out_dir / 'checkpoint'}.")
+    abort(comm, f"{settings.mode} rank {comm.Get_rank()} on {socket.gethostname()}: {error}; stopping every "
+                f"rank.{resume}", code=1)

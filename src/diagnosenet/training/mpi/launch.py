@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,9 @@ HOSTFILE_OPTIONS = ("-f", "-hostfile", "--hostfile", "-machinefile", "--machinef
 HOSTLIST_OPTIONS = ("-hosts", "-host", "--host", "--hosts")
 SSH_LOST = 255  # ssh's status when the connection to the remote host fails or drops
 SAME_MOMENT_S = 0.5  # launcher exits this close to the first one belong to the same failure
+FINISH_GRACE_S = 10.0  # beyond timeout_s, for a job whose outputs are written to exit by itself
+CLEANUP_TIMEOUT_S = 10.0  # to reach a host and stop what a job left there
+JOB_POLL_S = 0.5
 
 RECORDING_LAUNCHER = """#!/bin/sh
 # Written by `diagnosenet launch-mpi`: runs the real remote launcher and appends, when it exits,
@@ -64,6 +68,16 @@ done
 status=$?
 printf '%s %s %s\\n' "$(date +%s.%N)" "$status" "$host" >> {record}
 exit $status
+"""
+
+#: every rank runs as ``sh -c RANK_SUPERVISOR diagnosenet-rank:TOKEN COMMAND...`` (see :func:`rank_argv`)
+RANK_SUPERVISOR = """trap '' USR1
+if command -v setpriv >/dev/null 2>&1; then setpriv --pdeathsig KILL -- "$@"; else "$@"; fi
+status=$?
+if [ "$status" -gt 128 ] && [ "$status" -lt 192 ]; then
+  echo "diagnosenet launch-mpi: rank ${PMI_RANK:-?} on $(hostname) ended by signal $((status - 128))" >&2
+fi
+exit "$status"
 """
 
 
@@ -180,10 +194,12 @@ def finished_since(out: Path, started: float) -> bool:
     from diagnosenet.artifacts import ArtifactError, verify_manifest
 
     try:
+        if (out / "manifest.json").stat().st_mtime < started:   # an earlier launch's: not hashed again
+            return False
         verify_manifest(out, stage="train")
-    except ArtifactError:
+    except (ArtifactError, OSError):
         return False
-    return (out / "manifest.json").stat().st_mtime >= started
+    return True
 
 
 def _settings_of(train_args: list[str]):
@@ -205,6 +221,98 @@ def _recording_launcher(launch_dir: Path) -> tuple[Path, Path]:
     return script, record
 
 
+def run_token(out: Path) -> str:
+    """A name for every process of one run's jobs (its ranks' supervisors carry it): a digest
+    of the run directory, so leftovers of an earlier launch of the same run are found too."""
+    import hashlib
+
+    return hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
+
+
+def rank_argv(token: str, command: list[str]) -> list[str]:
+    """``command`` under the rank supervisor: Hydra's ``SIGUSR1`` notices are ignored, a rank
+    killed by a signal becomes an ordinary exit status (Hydra was seen to end the whole job at
+    once, despite ``-disable-auto-cleanup``, when a rank died *by a signal*: the master's fault
+    line was then lost), and the rank gets ``SIGKILL`` when its supervisor is killed
+    (``setpriv --pdeathsig``), so stopping the supervisors stops the ranks."""
+    return ["sh", "-c", RANK_SUPERVISOR, f"diagnosenet-rank:{token}", *command]
+
+
+def leftover_pattern(token: str, launch_dir: Path) -> str:
+    """``pkill -f`` pattern of a run's rank supervisors and Hydra proxies (whose command line
+    names this run's recording launcher); the bracket keeps it from matching the shell that runs it."""
+    import re
+
+    proxies = re.escape(str(launch_dir.resolve() / "launcher")).replace("/launcher", "/[l]auncher")
+    return f"[d]iagnosenet-rank:{token}|{proxies}"
+
+
+def stop_leftovers(hosts: list[str], pattern: str, timeout_s: float = CLEANUP_TIMEOUT_S) -> dict[str, str]:
+    """SIGKILL every process matching ``pattern`` on each host (here when ``hosts`` is empty),
+    all hosts at once, each within ``timeout_s``; ``{host: what happened}`` for the hosts where
+    something was stopped or that could not be reached."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    remote = os.environ.get("HYDRA_LAUNCHER_EXEC") or "ssh"
+    options = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(timeout_s)}"] if Path(remote).name == "ssh" else []
+
+    def stop(host: str) -> str | None:
+        command = ["pkill", "-KILL", "-f", pattern]
+        argv = [remote, *options, host, shlex.join(command)] if host else command
+        try:
+            status = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, timeout=timeout_s).returncode
+        except subprocess.TimeoutExpired:
+            return f"unreachable (no answer within {timeout_s:g} s); its processes may still run"
+        except OSError as exc:
+            return f"unreachable ({exc})"
+        return {0: "stopped processes left running", 1: None}.get(status, f"unreachable (status {status})")
+
+    targets = list(dict.fromkeys(hosts)) or [""]
+    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+        outcomes = dict(zip(targets, pool.map(stop, targets)))
+    return {host or socket.gethostname(): what for host, what in outcomes.items() if what}
+
+
+def run_job(argv: list[str], env: dict, out: Path, started: float, grace_s: float) -> tuple[int, bool]:
+    """Run ``mpirun``; ``(status, stopped)``. Once this launch's outputs are complete, the job
+    gets ``grace_s`` to exit (the master's goodbyes are bounded by ``timeout_s``), then its
+    process group is stopped: an unreachable node's proxy would keep ``mpirun`` waiting for ever."""
+    job = subprocess.Popen(argv, env=env, start_new_session=True)
+    finished_at = None
+    try:
+        while True:
+            try:
+                return job.wait(timeout=JOB_POLL_S), False
+            except subprocess.TimeoutExpired:
+                pass
+            if finished_at is None and finished_since(out, started):
+                finished_at = time.monotonic()
+            elif finished_at is not None and time.monotonic() - finished_at > grace_s:
+                log.warning("%s: every output was written %.0f s ago and %s is still running; stopping it",
+                            out, grace_s, argv[0])
+                _stop_group(job)
+                return job.returncode, True
+    except BaseException:
+        _stop_group(job)
+        raise
+
+
+def _stop_group(job: subprocess.Popen) -> None:
+    import signal
+
+    for sig, wait_s in ((signal.SIGTERM, 3.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(job.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            job.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_reforms: int | None = None) -> int:
     """Run the job (see the module docstring); the exit status of the whole run."""
     settings = _settings_of(train_args)
@@ -212,6 +320,7 @@ def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_refo
     launch_dir = out / "launch"
     launcher = Launcher.parse(launcher_command)
     lost_workers = dict(settings.lost_workers)
+    token = run_token(out)
     reforms = 0
     max_reforms = settings.workers - 1 if max_reforms is None else max_reforms
     while True:
@@ -219,23 +328,26 @@ def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_refo
         (launch_dir / "ranks.json").unlink(missing_ok=True)
         script, record = _recording_launcher(launch_dir)
         record.unlink(missing_ok=True)
-        argv = [*launcher.argv, "-n", str(tasks), "diagnosenet", "train-mpi", *train_args,
-                "--lost-workers-json", json.dumps(lost_workers)]
-        log.info("launching %s", shlex.join(argv))
+        argv = [*launcher.argv, "-n", str(tasks), *rank_argv(token, [
+            "diagnosenet", "train-mpi", *train_args, "--lost-workers-json", json.dumps(lost_workers)])]
+        log.info("launching %s", shlex.join(argv).replace(shlex.quote(RANK_SUPERVISOR), "<rank supervisor>"))
         sys.stdout.flush()
         started = time.time()
-        status = subprocess.call(argv, env={**os.environ, "HYDRA_LAUNCHER_EXEC": str(script)})
-        if status == 0:
+        status, stopped = run_job(argv, {**os.environ, "HYDRA_LAUNCHER_EXEC": str(script)}, out, started,
+                                  settings.timeout_s + FINISH_GRACE_S)
+        for host, what in stop_leftovers([h for h, _ in launcher.hosts], leftover_pattern(token, launch_dir)).items():
+            log.warning("%s: %s", host, what)
+        if status == 0 and not stopped:
             return 0
         if finished_since(out, started):
             lost = read_lost(out)
-            log.warning("%s: %s exited with %d after the run had written every output%s", out, argv[0], status,
+            how = "was stopped" if stopped else f"exited with {status}"
+            log.warning("%s: %s %s after the run had written every output%s", out, argv[0], how,
                         f" (without worker(s) {', '.join(lost)})" if lost else "")
             return 0
         lost = wait_for_lost_host(record)
         if lost is None:
-            log.error("%s failed (exit %d) and no node was lost: see the ranks' messages above. Rerunning the same "
-                      "command resumes from %s", argv[0], status, out / "checkpoint")
+            log.error("%s failed (exit %d) and no node was lost: see the ranks' messages above", argv[0], status)
             return status or 1
         ranks = _ranks_on(lost.host, launch_dir / "ranks.json", launcher, tasks)
         how = f"its launcher exited with status {lost.status}" + (
