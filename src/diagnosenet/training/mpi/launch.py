@@ -347,7 +347,8 @@ def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_refo
             return 0
         lost = wait_for_lost_host(record)
         if lost is None:
-            log.error("%s failed (exit %d) and no node was lost: see the ranks' messages above", argv[0], status)
+            log.error("%s failed (exit %d) and no node's launcher failed: see the ranks' messages above (they name "
+                      "a rank that went silent, and its node)", argv[0], status)
             return status or 1
         ranks = _ranks_on(lost.host, launch_dir / "ranks.json", launcher, tasks)
         how = f"its launcher exited with status {lost.status}" + (
