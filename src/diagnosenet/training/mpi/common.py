@@ -260,23 +260,18 @@ def run_guarded(comm, body: Callable[[], Any], describe: Callable[[BaseException
         abort(comm, describe(exc))
 
 
-#: errors whose message says what is wrong and what to do: no traceback for these
-CLEAR_ERRORS = (RankTimeout, OSError)
-
-
 def stop_every_rank_on_error(comm, settings: TrainSettings, body: Callable[[], Any]):
     """Run ``body``; any error on any rank ends every rank at once (``MPI_Abort``) with one line
     naming the rank, its host and the error. Without it a rank that fails, e.g. rank 0 reading a
     damaged checkpoint during start-up, leaves the others waiting for ``startup_timeout_s``."""
-    from diagnosenet.artifacts import ArtifactError
+    from diagnosenet.cli import is_clear_error
     from diagnosenet.training.checkpoint import CheckpointError
 
     try:
         return body()
-    except (*CLEAR_ERRORS, ArtifactError, CheckpointError) as exc:
-        error = exc
-    except Exception as exc:  # noqa: BLE001 - an unexpected error: keep its traceback
-        log.exception("%s rank %d: unexpected error", settings.mode, comm.Get_rank())
+    except Exception as exc:  # noqa: BLE001 - every error ends the job; an unexpected one keeps its traceback
+        if not (isinstance(exc, RankTimeout) or is_clear_error(exc)):
+            log.exception("%s rank %d: unexpected error", settings.mode, comm.Get_rank())
         error = exc
     resume = "" if isinstance(error, CheckpointError) else (
         f" Rerun the same command once this is fixed: it resumes from {settings.out_dir / 'checkpoint'}.")
