@@ -196,8 +196,27 @@ def launch_on_cluster(tiny, mode: str, out: Path, *, epochs: int, timeout: float
             "--tasks", "3", "--", *train]
 
 
-def kill_node_after_epochs(command: list[str], out: Path, node: str, epochs: int) -> tuple[subprocess.Popen, float]:
-    """Start ``command``; once ``track.csv`` has ``epochs`` rows, SIGKILL every process of ``node``."""
+def node_pids(node: str) -> list[str]:
+    return subprocess.run(["ip", "netns", "pids", f"dn-{node}"], capture_output=True, text=True).stdout.split()
+
+
+def kill_node(node: str) -> None:
+    """SIGKILL every process of ``node`` (a node that crashes or loses power)."""
+    pids = node_pids(node)
+    assert pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), 9)
+
+
+def set_link(node: str, state: str) -> None:
+    """``down``: ``node`` is cut off from the network, its processes keep running (a pulled cable)."""
+    subprocess.run(["ip", "netns", "exec", f"dn-{node}", "ip", "link", "set", "eth0", state], check=True)
+
+
+def fault_after_epochs(command: list[str], out: Path, epochs: int, fault) -> tuple[subprocess.Popen, float]:
+    """Start ``command``; once ``track.csv`` has ``epochs`` rows, call ``fault()``; return the job
+    and when the fault happened."""
     import time
 
     launch = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -205,12 +224,27 @@ def kill_node_after_epochs(command: list[str], out: Path, node: str, epochs: int
     while not ((out / "track.csv").exists() and len(track_epochs(out)) >= epochs):
         assert launch.poll() is None and time.monotonic() < deadline, launch.stdout.read()[-3000:]
         time.sleep(0.05)
-    pids = subprocess.run(["ip", "netns", "pids", f"dn-{node}"], capture_output=True, text=True).stdout.split()
-    assert pids
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), 9)
+    fault()
     return launch, time.monotonic()
+
+
+def kill_node_after_epochs(command: list[str], out: Path, node: str, epochs: int) -> tuple[subprocess.Popen, float]:
+    return fault_after_epochs(command, out, epochs, lambda: kill_node(node))
+
+
+def nothing_left_running() -> dict[str, list[str]]:
+    """Processes still in the nodes' namespaces (a test that ends a job leaves none)."""
+    return {node: node_pids(node) for node in ("head", "node0", "node1", "node2") if node_pids(node)}
+
+
+def finish_within(launch: subprocess.Popen, seconds: float) -> str:
+    try:
+        output, _ = launch.communicate(timeout=seconds)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+            launch.communicate()
+    return output
 
 
 @pytest.mark.timeout(600)
@@ -300,3 +334,53 @@ def test_grpc_async_survives_a_killed_worker_node(jetson_run, tmp_path):
     assert "worker:1 exited with code" in text and "restarting it" in text
     assert track_epochs(tmp_path / "run") == list(range(1, 9))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["hosts"]["worker:1"] == "node2"
+
+
+@pytest.mark.timeout(600)
+def test_mpi_async_completes_when_a_worker_node_is_cut_off_from_the_network(cluster, tiny, tmp_path):
+    """Issue 23: node2's link goes down after epoch 2, its processes keep running. The master
+    drops rank 2 after timeout_s of silence and writes the run; launch-mpi returns success within
+    timeout_s + its finish grace, whatever node2's processes do, and leaves nothing running."""
+    import time
+
+    out = tmp_path / "mpi-async"
+    launch, cut_at = fault_after_epochs(launch_on_cluster(tiny, "mpi-async", out, epochs=12, timeout=5), out, 2,
+                                        lambda: set_link("node2", "down"))
+    try:
+        output = finish_within(launch, 200)
+        ended_after = time.monotonic() - cut_at
+    finally:
+        set_link("node2", "up")
+    assert launch.returncode == 0, output[-4000:]
+    assert ended_after < 5 + 10 + 45, output[-3000:]   # silence + finish grace + the epochs left (liveness bound)
+    assert track_epochs(out) == list(range(1, 13))
+    lost = json.loads((out / "metrics.json").read_text())["mpi"]["lost_workers"]
+    assert set(lost) == {"2"} and "node2" in lost["2"] and "silent" in lost["2"], lost
+    assert nothing_left_running() == {}
+
+
+@pytest.mark.timeout(600)
+def test_mpi_sync_stops_naming_a_node_cut_off_from_the_network_and_resumes_when_it_is_back(cluster, tiny, tmp_path):
+    """Issue 23: the same cut in mpi-sync ends the job (non-zero) within the liveness bound,
+    naming node2; once the link is back the same command resumes to the last epoch."""
+    import time
+
+    out = tmp_path / "mpi-sync"
+    command = launch_on_cluster(tiny, "mpi-sync", out, epochs=12, timeout=5)
+    launch, cut_at = fault_after_epochs(command, out, 2, lambda: set_link("node2", "down"))
+    try:
+        output = finish_within(launch, 200)
+        ended_after = time.monotonic() - cut_at
+    finally:
+        set_link("node2", "up")
+    assert launch.returncode != 0
+    assert ended_after < 5 + 10 + 15, output[-3000:]
+    assert "node2" in output and "silent" in output, output[-3000:]
+    assert nothing_left_running() == {}
+    done = len(track_epochs(out))
+    assert 2 <= done < 12
+    rerun = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=400)
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    assert f"resuming {out} after epoch" in rerun.stdout
+    assert track_epochs(out) == list(range(1, 13))
+    assert nothing_left_running() == {}
