@@ -84,3 +84,127 @@ def test_launcher_refuses_a_busy_port(tmp_path):
                                timeout_s=5, stream=out)
     assert code == 1
     assert f"worker:0 ({port})" in out.getvalue() and "started" not in out.getvalue()
+
+
+def test_a_reformed_cluster_drops_one_worker_and_keeps_the_others_addresses():
+    from diagnosenet.training.grpc.cluster import without_worker
+    from diagnosenet.training.grpc.launcher import with_lost_workers
+
+    tasks = plan_cluster("grpc-async", 3, base_port=40000, hosts={"ps": ["n0"], "workers": ["n1", "n2", "n3"]})
+    workers = [t for t in without_worker(tasks, 1) if t.type == "worker"]
+    assert [(t.index, t.host, t.port) for t in workers] == [(0, "n1", 40001), (1, "n3", 40003)]
+    assert len(without_worker(tasks, 1)) == len(tasks) - 1
+    with pytest.raises(ValueError):
+        without_worker(tasks, 3)
+    argv = with_lost_workers(["--out", "x", "--lost-workers-json", "{}"], {"2": "gone"})
+    assert argv == ["--out", "x", "--lost-workers-json", '{"2": "gone"}']
+    assert parse_train_args([*_train_argv_plain(), *argv[2:]]).lost_workers == {"2": "gone"}
+
+
+def _train_argv_plain() -> list[str]:
+    return ["--workers", "2", "--shards", "s", "--out", "o"]
+
+
+# -- liveness: tasks that are plain listeners (a TCP server, no TensorFlow) --------------------
+LISTENER = """
+import json, os, socket, sys, time
+task = json.loads(os.environ["TF_CONFIG"])["task"]
+me = f"{task['type']}:{task['index']}"
+port, silent_after, run_s = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+start = time.monotonic()
+if me != sys.argv[4] or silent_after > 0:       # the task under test may never listen (silent_after 0)
+    server = socket.create_server(("127.0.0.1", port), reuse_port=False)
+    if me == sys.argv[4]:
+        time.sleep(silent_after)
+        server.close()                          # alive, but no longer answering
+time.sleep(max(0.0, run_s - (time.monotonic() - start)))
+"""
+
+
+def _listeners(mode: str, silent: str, silent_after: float, run_s: float, **kw):
+    import sys
+
+    from diagnosenet.training.grpc.launcher import Launcher
+
+    base = _free_base(4)
+    tasks = plan_cluster(mode, 2, base_port=base)
+    stream = io.StringIO()
+    launcher = Launcher(mode, tasks, lambda t: [sys.executable, "-c", LISTENER, str(t.port), str(silent_after),
+                                                str(run_s), silent], stream=stream, **kw)
+    return launcher, tasks, stream
+
+
+def _free_base(count: int) -> int:
+    import random
+
+    while True:
+        base = random.randrange(30000, 60000, 10)
+        if all(port_free(base + i) for i in range(count)):
+            return base
+
+
+def _nothing_listens(tasks) -> bool:
+    return all(port_free(t.port) for t in tasks)
+
+
+@pytest.mark.timeout(120)
+def test_a_sync_worker_that_stops_answering_stops_the_run_naming_it_and_its_host():
+    launcher, tasks, stream = _listeners("grpc-sync", "worker:1", silent_after=1.0, run_s=60,
+                                         timeout_s=30, silence_s=1.0)
+    assert launcher.run() == 3
+    text = stream.getvalue()
+    assert "worker:1 at 127.0.0.1 has not answered" in text and "rerun the same command to resume" in text, text
+    assert "worker:0 at 127.0.0.1 has not answered" not in text
+    assert _nothing_listens(tasks)
+
+
+@pytest.mark.timeout(120)
+def test_an_async_worker_that_stops_answering_is_handed_to_the_caller_to_re_form():
+    from diagnosenet.training.grpc.launcher import WorkerLost
+
+    launcher, tasks, stream = _listeners("grpc-async", "worker:1", silent_after=1.0, run_s=60,
+                                         timeout_s=30, silence_s=1.0, reform=True)
+    with pytest.raises(WorkerLost) as lost:
+        launcher.run()
+    assert lost.value.task.name == "worker:1" and "re-form the cluster" in stream.getvalue()
+    assert _nothing_listens(tasks)
+
+
+@pytest.mark.timeout(120)
+def test_a_silent_parameter_server_stops_an_async_run_even_when_workers_re_form():
+    launcher, tasks, stream = _listeners("grpc-async", "ps:0", silent_after=1.0, run_s=60,
+                                         timeout_s=30, silence_s=1.0, reform=True)
+    assert launcher.run() == 3
+    assert "ps:0 at 127.0.0.1 has not answered" in stream.getvalue()
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_that_never_listens_is_named_after_the_start_up_bound():
+    launcher, tasks, stream = _listeners("grpc-sync", "worker:1", silent_after=0.0, run_s=60,
+                                         timeout_s=2.0, silence_s=1.0)
+    assert launcher.run() == 124
+    assert "worker:1 at 127.0.0.1 not listening" in stream.getvalue() and "reachable" in stream.getvalue()
+
+
+@pytest.mark.timeout(120)
+def test_a_stopped_but_listening_task_is_not_silent():
+    """The probe is a TCP connect, answered by the kernel: a task that computes (here: is
+    SIGSTOPped) for many times the silence bound is never taken for a lost one."""
+    import os
+    import signal
+    import threading
+    import time
+
+    launcher, tasks, stream = _listeners("grpc-sync", "none", silent_after=0.0, run_s=8, timeout_s=30,
+                                         silence_s=1.0)
+
+    def stop_worker_1():
+        time.sleep(1.5)
+        pid = launcher._procs[1].popen.pid
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(4)                          # four silence bounds
+        os.kill(pid, signal.SIGCONT)
+
+    threading.Thread(target=stop_worker_1, daemon=True).start()
+    assert launcher.run() == 0, stream.getvalue()
+    assert "has not answered" not in stream.getvalue()

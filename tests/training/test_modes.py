@@ -266,3 +266,38 @@ def test_one_worker_of_each_synchronous_mode_takes_the_desktop_step(one_worker):
             np.testing.assert_allclose(states[mode][key], states["desktop"][key], rtol=1e-5, atol=1e-7,
                                        err_msg=f"{mode} {key}")
         assert states[mode]["adam_iterations"][0] == states["desktop"]["adam_iterations"][0] == 6
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("mode", ["grpc-sync", "grpc-async"])
+def test_grpc_resumes_from_the_intact_checkpoint_and_stops_every_task_when_none_is(trained, mode, tmp_path):
+    """Issue 23 for the gRPC modes (the NumPy tests in test_faults.py cover desktop and MPI):
+    a truncated ``last.npz`` is set aside and the chief resumes from the newest intact one; with
+    none intact the chief stops with what to delete and the launcher stops every task at once
+    (not after the start-up bound)."""
+    import shutil
+
+    from diagnosenet.training.checkpoint import BEST, LAST, PREVIOUS, intact_checkpoints
+
+    out = tmp_path / "pmsi"
+    shutil.copytree(trained[mode].runs["pmsi"], out)      # a complete run of EPOCHS epochs
+    inputs = trained[mode].inputs["pmsi"]
+    last = out / "checkpoint" / LAST
+    last.write_bytes(last.read_bytes()[:last.stat().st_size // 2])
+    newest = intact_checkpoints(out / "checkpoint")[0][0]
+    rerun = Launch(command(mode, inputs, out, epochs=EPOCHS + 1, model=MODELS["pmsi"]), tmp_path / "rerun.log")
+    assert rerun.wait() == 0, rerun.text()[-4000:]
+    assert f"resuming from {newest['path']} (epoch {newest['epoch']})" in rerun.text(), rerun.text()[-3000:]
+    assert [int(r["epoch"]) for r in read_track(out / "track.csv")] == list(range(1, EPOCHS + 2))
+    assert "Traceback" not in rerun.text()
+
+    for name in (LAST, PREVIOUS, BEST):
+        path = out / "checkpoint" / name
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    stopped = Launch(command(mode, inputs, out, epochs=EPOCHS + 2, model=MODELS["pmsi"]), tmp_path / "stopped.log")
+    assert stopped.wait(limit_s=300) != 0     # liveness bound: the launcher's start-up bound is 600 s
+    text = stopped.text()
+    assert "no intact checkpoint to resume from" in text and f"Delete {out / 'checkpoint'}" in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    stopped.watch()
+    assert not [p for p in stopped.seen if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

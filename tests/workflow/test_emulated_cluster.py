@@ -297,43 +297,119 @@ def test_mpi_async_completes_with_the_survivors_when_a_node_is_killed(cluster, t
         assert int(list(csv.DictReader(handle))[-1]["samples"]) == shards[0]["rows"]   # worker 1's shard only
 
 
+def grpc_on_cluster(workdir: Path, mode: str, out: Path, *, epochs: int, timeout: float) -> list[str]:
+    """``diagnosenet train-grpc`` on the head node, tasks on node0 (ps, chief), node1 and node2
+    (worker:0, worker:1), on the data and shards of the jetson run."""
+    args = json.loads((workdir / "results/pmsi/runs/grpc-async-w2/run.json").read_text())["settings"]
+    shards = args["shards_dir"] if args["shards_dir"].startswith("/") else str(workdir / args["shards_dir"])
+    train = ["--task", "pmsi", "--mode", mode, "--workers", "2", "--dataset", str(workdir / "results/pmsi/dataset"),
+             "--shards", shards, "--out", str(out), "--batch-size", str(args["batch_size"]),
+             "--model-json", json.dumps(args["model"]), "--max-epochs", str(epochs), "--patience", str(epochs),
+             "--lr", "0.001", "--timeout", str(timeout), "--startup-timeout", "600", "--monitor-rate", "0"]
+    return [str(BIN / "diagnosenet"), "emulate-cluster", "run", "--", "sh", "-c",
+            f"cd {out.parent} && PATH={BIN}:$PATH exec diagnosenet train-grpc --mode {mode} --workers 2 "
+            f"--base-port 23450 --timeout 600 --wall-limit 800 --hosts-file {workdir}/results/cluster/hosts.json "
+            f"--remote-prefix '/run/diagnosenet-emulated/ssh {{host}}' -- " + " ".join(map(shlex_quote, train))]
+
+
+def start_logged(command: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "w") as handle:
+        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def wait_epochs(launch: subprocess.Popen, out: Path, epochs: int, log: Path, timeout: float = 600) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ((out / "track.csv").exists() and len(track_epochs(out)) >= epochs):
+        assert launch.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
 @pytest.mark.timeout(900)
 def test_grpc_async_survives_a_killed_worker_node(jetson_run, tmp_path):
     """(a) for gRPC: every process of node2 (worker:1) killed mid-run; the launcher restarts the
     worker on its node, the coordinator re-runs its steps and the run completes."""
-    import time
-
     workdir, _ = jetson_run
-    out = workdir / "results/pmsi/runs/grpc-async-w2"
-    args = json.loads((out / "run.json").read_text())["settings"]
-    log = tmp_path / "grpc.log"
-    train = ["--task", "pmsi", "--mode", "grpc-async", "--workers", "2", "--dataset", str(workdir / "results/pmsi/dataset"),
-             "--shards", args["shards_dir"] if args["shards_dir"].startswith("/") else str(workdir / args["shards_dir"]),
-             "--out", str(tmp_path / "run"), "--batch-size", str(args["batch_size"]),
-             "--model-json", json.dumps(args["model"]), "--max-epochs", "8", "--patience", "8", "--lr", "0.001",
-             "--timeout", "60", "--startup-timeout", "600", "--monitor-rate", "0"]
-    command = [str(BIN / "diagnosenet"), "emulate-cluster", "run", "--", "sh", "-c",
-               f"cd {tmp_path} && PATH={BIN}:$PATH exec diagnosenet train-grpc --mode grpc-async --workers 2 "
-               f"--base-port 23450 --timeout 600 --wall-limit 800 --hosts-file {workdir}/results/cluster/hosts.json "
-               f"--remote-prefix '/run/diagnosenet-emulated/ssh {{host}}' -- " + " ".join(map(shlex_quote, train))]
-    with open(log, "w") as handle:
-        launch = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    out, log = tmp_path / "run", tmp_path / "grpc.log"
+    launch = start_logged(grpc_on_cluster(workdir, "grpc-async", out, epochs=8, timeout=60), log)
     try:
-        deadline = time.monotonic() + 600
-        while not ((tmp_path / "run" / "track.csv").exists() and len(track_epochs(tmp_path / "run")) >= 2):
-            assert launch.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
-        for pid in subprocess.run(["ip", "netns", "pids", "dn-node2"], capture_output=True, text=True).stdout.split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), 9)
+        wait_epochs(launch, out, 2, log)
+        kill_node("node2")
         assert launch.wait(timeout=800) == 0, log.read_text()[-4000:]
     finally:
         if launch.poll() is None:
             launch.kill()
     text = log.read_text()
     assert "worker:1 exited with code" in text and "restarting it" in text
-    assert track_epochs(tmp_path / "run") == list(range(1, 9))
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["hosts"]["worker:1"] == "node2"
+    assert track_epochs(out) == list(range(1, 9))
+    assert json.loads((out / "metrics.json").read_text())["hosts"]["worker:1"] == "node2"
+
+
+@pytest.mark.timeout(900)
+def test_grpc_async_re_forms_without_a_worker_node_cut_off_from_the_network(jetson_run, tmp_path):
+    """Issue 23: node2 (worker:1) loses its link after epoch 1, its processes alive. Its port
+    stops answering; after timeout_s the launcher stops every task and re-forms the cluster on
+    node0 and node1, the chief resumes from its checkpoint and completes the run; the node is
+    recorded as lost and nothing is left running."""
+    import time
+
+    workdir, _ = jetson_run
+    out, log = tmp_path / "run", tmp_path / "grpc.log"
+    launch = start_logged(grpc_on_cluster(workdir, "grpc-async", out, epochs=4, timeout=10), log)
+    try:
+        wait_epochs(launch, out, 1, log)
+        set_link("node2", "down")
+        cut_at = time.monotonic()
+        while "re-forming with 1 worker(s)" not in log.read_text():
+            assert launch.poll() is None and time.monotonic() - cut_at < 10 + 30, log.read_text()[-3000:]
+            time.sleep(0.2)
+        assert launch.wait(timeout=600) == 0, log.read_text()[-4000:]
+    finally:
+        set_link("node2", "up")
+        if launch.poll() is None:
+            launch.kill()
+    text = log.read_text()
+    assert "worker:1 at node2 has not answered" in text, text[-3000:]
+    assert track_epochs(out) == [1, 2, 3, 4]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["lost_workers"]) == {"2"} and "node2" in metrics["lost_workers"]["2"]
+    assert metrics["hosts"] == {"ps:0": "node0", "chief:0": "node0", "worker:0": "node1"}
+    assert nothing_left_running() == {}
+
+
+@pytest.mark.timeout(900)
+def test_grpc_sync_stops_naming_a_worker_node_cut_off_from_the_network_and_resumes(jetson_run, tmp_path):
+    """Issue 23: the same cut in grpc-sync ends the run (exit 3) within timeout_s + a probe
+    period, naming worker:1 and node2; once the link is back the same command resumes."""
+    import time
+
+    workdir, _ = jetson_run
+    out, log = tmp_path / "run", tmp_path / "grpc.log"
+    command = grpc_on_cluster(workdir, "grpc-sync", out, epochs=4, timeout=10)
+    launch = start_logged(command, log)
+    try:
+        wait_epochs(launch, out, 1, log)
+        set_link("node2", "down")
+        cut_at = time.monotonic()
+        code = launch.wait(timeout=120)
+        ended_after = time.monotonic() - cut_at
+    finally:
+        set_link("node2", "up")
+        if launch.poll() is None:
+            launch.kill()
+    text = log.read_text()
+    assert code == 3, text[-3000:]
+    assert ended_after < 10 + 20, text[-3000:]
+    assert "worker:1 at node2 has not answered" in text, text[-3000:]
+    assert nothing_left_running() == {}
+    done = len(track_epochs(out))
+    assert 1 <= done < 4
+    rerun = start_logged(command, tmp_path / "rerun.log")
+    assert rerun.wait(timeout=600) == 0, (tmp_path / "rerun.log").read_text()[-4000:]
+    assert f"after epoch {done}" in (tmp_path / "rerun.log").read_text()
+    assert track_epochs(out) == [1, 2, 3, 4]
+    assert nothing_left_running() == {}
 
 
 @pytest.mark.timeout(600)

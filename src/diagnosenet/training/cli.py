@@ -46,6 +46,10 @@ def add_train_arguments(p: argparse.ArgumentParser, modes: tuple[str, ...]) -> N
     p.add_argument("--exchange-precision", choices=("float32", "bfloat16"), default=defaults.exchange_precision,
                    help="MPI sync: the all-reduced gradient travels as float32, or as bfloat16 (half the bytes)")
     p.add_argument("--monitor-rate", type=float, default=defaults.monitor_rate_hz, help="Hz; 0 disables")
+    if {"mpi-async", "grpc-async"} & set(modes):
+        p.add_argument("--lost-workers-json", default="{}",
+                       help="a re-formed asynchronous run without these workers: {worker id: why} "
+                            "(set by launch-mpi and train-grpc)")
 
 
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
@@ -93,8 +97,6 @@ def register(subparsers) -> None:
     m = subparsers.add_parser("train-mpi", help="one rank of an MPI run (started by launch-mpi, or by "
                                                 "mpirun -n workers+1)")
     add_train_arguments(m, ("mpi-sync", "mpi-async"))
-    m.add_argument("--lost-workers-json", default="{}",
-                   help="mpi-async re-formed without these workers: {worker id: why} (set by launch-mpi)")
     m.set_defaults(func=_train_mpi)
 
     from diagnosenet.training.mpi.launch import register as register_launch

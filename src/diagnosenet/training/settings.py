@@ -36,8 +36,8 @@ class TrainSettings:
     exchange: str = "sparse"       # MPI: "dense", or only the input rows a sparse batch touched (same gradient)
     exchange_precision: str = "float32"  # MPI sync: "bfloat16" halves the all-reduced bytes (not bit-exact)
     monitor_rate_hz: float = 2.0   # 0 disables the monitor
-    # MPI async re-formed after a node was lost (``diagnosenet launch-mpi``): worker id -> why;
-    # those workers' ranks are gone and their shards are no longer trained
+    # an asynchronous run re-formed after a node was lost (``launch-mpi``, ``train-grpc``):
+    # worker id -> why; those workers are gone and their shards are no longer trained
     lost_workers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,8 +54,8 @@ class TrainSettings:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         self.lost_workers = {str(k): str(v) for k, v in self.lost_workers.items()}
-        if self.lost_workers and self.mode != "mpi-async":
-            raise ValueError(f"{self.mode} needs every worker: only mpi-async carries on without lost ones")
+        if self.lost_workers and self.mode not in ("mpi-async", "grpc-async"):
+            raise ValueError(f"{self.mode} needs every worker: only the asynchronous modes carry on without lost ones")
         if not set(self.lost_workers) < {str(w) for w in range(1, self.workers + 1)}:
             raise ValueError(f"lost workers {sorted(self.lost_workers)} must be some (not all) of 1..{self.workers}")
         for name in ("dataset_dir", "shards_dir", "out_dir"):

@@ -37,14 +37,17 @@ def paper_cluster(mode: str, ip_ps: str | list[str], ip_workers: str | list[str]
 def between_graph_replication(d_replica_path: str, d_replica_name: str, ip_ps: str, ip_workers: str,
                               num_ps: int = 1, num_workers: int | None = None, *, mode: str = "grpc-async",
                               base_port: int = DEFAULT_BASE_PORT, timeout_s: float = 300.0,
-                              wall_limit_s: float = 0.0, remote_prefix: str | None = None) -> int:
-    """Run ``d_replica_path/d_replica_name JOB_NAME TASK_INDEX`` for every task; 0 on success."""
+                              wall_limit_s: float = 0.0, remote_prefix: str | None = None,
+                              silence_s: float = 120.0) -> int:
+    """Run ``d_replica_path/d_replica_name JOB_NAME TASK_INDEX`` for every task; 0 on success.
+    A task whose node stops answering for ``silence_s`` stops the run, naming it."""
     script = Path(d_replica_path) / d_replica_name
     if not script.is_file():
         raise FileNotFoundError(f"{script}: replica script not found")
     tasks = paper_cluster(mode, ip_ps, ip_workers, num_ps, num_workers, base_port)
     launcher = Launcher(mode, tasks, lambda task: [sys.executable, str(script), task.type, str(task.index)],
-                        timeout_s=timeout_s, wall_limit_s=wall_limit_s, remote_prefix=remote_prefix)
+                        timeout_s=timeout_s, silence_s=silence_s, wall_limit_s=wall_limit_s,
+                        remote_prefix=remote_prefix)
     return launcher.run()
 
 

@@ -15,7 +15,9 @@ valid statistics; the chief owns the :class:`~diagnosenet.training.run.Run` (val
 early stopping, track, checkpoints with the same state format as every mode, resume).
 A worker that dies is restarted by the launcher and TensorFlow re-runs its lost steps; the
 restarted worker starts a new pass over its shard, so that epoch may revisit some of its rows
-(``track.csv`` records the rows actually seen).
+(``track.csv`` records the rows actually seen). A worker whose node stops answering is dropped:
+the launcher re-forms the cluster without it (``settings.lost_workers``) and the chief resumes
+from its last checkpoint, training the live workers' shards only.
 """
 from __future__ import annotations
 
@@ -67,9 +69,10 @@ def train(settings: TrainSettings, graph=None) -> dict:
     role, _ = task_from_tf_config()
     if role != "chief":
         raise RuntimeError(f"grpc-async runs the training loop on the chief only, not on {role}")
-    manifest = shard_manifest(settings)
-    batches_per_epoch = sum(s["micro_batches"] for s in manifest["shards"]["train"])
-    max_batches = max(s["micro_batches"] for s in manifest["shards"]["train"])
+    # after a re-form (``train-grpc`` lost a worker's node) only the live workers' shards are trained
+    shards = [shard_manifest(settings)["shards"]["train"][w - 1] for w in settings.worker_ids]
+    batches_per_epoch = sum(s["micro_batches"] for s in shards)
+    max_batches = max(s["micro_batches"] for s in shards)
     input_size, n_classes = data_shape(settings)
     sparse = settings.task == "pmsi"
 
@@ -127,5 +130,5 @@ def train(settings: TrainSettings, graph=None) -> dict:
     return run.finish({
         "n_params": int(model_bytes(graph) // 4), "bytes_exchanged_per_epoch": per_step_bytes * batches_per_epoch,
         "steps_per_epoch": batches_per_epoch, "parameter_servers": resolver.cluster_spec().num_tasks("ps"),
-        "hosts": task_hosts(resolver.cluster_spec().as_dict()),
+        "hosts": task_hosts(resolver.cluster_spec().as_dict()), "lost_workers": dict(settings.lost_workers),
         "monitor": monitor_status})

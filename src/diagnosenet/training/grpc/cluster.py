@@ -59,6 +59,15 @@ def plan_cluster(mode: str, workers: int, *, host: str = "127.0.0.1", base_port:
     return tasks
 
 
+def without_worker(tasks: list[Task], index: int) -> list[Task]:
+    """``tasks`` without ``worker:index``; the workers after it move down one index and keep
+    their host and port (a re-formed asynchronous cluster)."""
+    kept = [t for t in tasks if (t.type, t.index) != ("worker", index)]
+    if len(kept) == len(tasks):
+        raise ValueError(f"no worker:{index} in the cluster")
+    return [Task(t.type, t.index - 1, t.host, t.port) if t.type == "worker" and t.index > index else t for t in kept]
+
+
 def cluster_spec(tasks: list[Task]) -> dict[str, list[str]]:
     """``{"ps": ["host:port", ...], "worker": [...], "chief": [...]}`` in task-index order."""
     spec: dict[str, list[str]] = {}

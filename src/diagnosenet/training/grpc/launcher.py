@@ -7,11 +7,20 @@ servers listen, streams every log line prefixed with ``role:index``, restarts a 
 dies in asynchronous mode (TensorFlow's coordinator re-runs the lost steps once the worker is
 back), and kills every process group on success, failure, timeout or SIGINT/SIGTERM, so no
 server is ever left listening.
+
+A node cut off from the network shows no exit: its processes live on, TensorFlow's RPCs to it
+simply never return. So the launcher probes every task's port (a TCP connect, answered by the
+node's kernel however busy the task is, so a long epoch or collective never looks silent) and
+a task that has not answered for the run's ``timeout_s`` is lost: in ``grpc-async`` a lost
+worker's node is dropped and the cluster re-formed on the others, resuming from the chief's
+last checkpoint; any other lost task stops the run, naming the task and its host.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import shlex
@@ -25,12 +34,16 @@ from pathlib import Path
 from typing import Callable
 
 from diagnosenet.artifacts import ArtifactError, verify_manifest
-from diagnosenet.training.grpc.cluster import Task, is_local, plan_cluster, port_free, port_open, tf_config
+from diagnosenet.training.grpc.cluster import (Task, is_local, plan_cluster, port_free, port_open, tf_config,
+                                               without_worker)
+from diagnosenet.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2
 KILL_GRACE_S = 5.0
+PROBE_TIMEOUT_S = 1.0
+SILENT_EXIT = 3   # as a silent rank in the MPI modes
 
 
 class LaunchError(RuntimeError):
@@ -39,6 +52,14 @@ class LaunchError(RuntimeError):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
+
+
+class WorkerLost(LaunchError):
+    """An asynchronous worker's node stopped answering: re-form the cluster without it."""
+
+    def __init__(self, task: Task, message: str):
+        super().__init__(message, code=SILENT_EXIT)
+        self.task = task
 
 
 @dataclass
@@ -51,6 +72,8 @@ class TrainArgs:
     out: Path
     batch_size: int | None
     monitor_rate: float
+    timeout_s: float                  # the run's bound on a peer's silence
+    lost_workers: dict[str, str]
 
 
 def parse_train_args(argv: list[str]) -> TrainArgs:
@@ -60,8 +83,20 @@ def parse_train_args(argv: list[str]) -> TrainArgs:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--monitor-rate", type=float, default=0.0)
+    parser.add_argument("--timeout", type=float, default=TrainSettings.timeout_s)
+    parser.add_argument("--lost-workers-json", default="{}")
     known, _ = parser.parse_known_args(argv)
-    return TrainArgs(list(argv), known.workers, known.shards, known.out, known.batch_size, known.monitor_rate)
+    return TrainArgs(list(argv), known.workers, known.shards, known.out, known.batch_size, known.monitor_rate,
+                     known.timeout, json.loads(known.lost_workers_json))
+
+
+def with_lost_workers(argv: list[str], lost: dict[str, str]) -> list[str]:
+    """``argv`` whose ``--lost-workers-json`` is ``lost`` (the tasks of a re-formed run read it)."""
+    argv = list(argv)
+    if "--lost-workers-json" in argv:
+        at = argv.index("--lost-workers-json")
+        del argv[at:at + 2]
+    return [*argv, "--lost-workers-json", json.dumps(lost)] if lost else argv
 
 
 def diagnosenet_command(*args: str) -> list[str]:
@@ -91,6 +126,9 @@ class Process:
     trains: bool                      # runs the training program (chief, or every sync worker)
     restarts: int = 0
     reader: threading.Thread | None = field(default=None, repr=False)
+    started: float = field(default_factory=time.monotonic)
+    answered: float | None = None     # when its port last accepted a connection (None: not yet)
+    stopped: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 class Launcher:
@@ -101,11 +139,14 @@ class Launcher:
     """
 
     def __init__(self, mode: str, tasks: list[Task], command_for: Callable[[Task], list[str]], *,
-                 timeout_s: float, wall_limit_s: float = 0.0, remote_prefix: str | None = None,
-                 max_restarts: int = 3, monitor_dir: Path | None = None, monitor_rate: float = 0.0,
-                 stream=None):
+                 timeout_s: float, silence_s: float = 0.0, wall_limit_s: float = 0.0,
+                 remote_prefix: str | None = None, max_restarts: int = 3, reform: bool = False,
+                 monitor_dir: Path | None = None, monitor_rate: float = 0.0, stream=None):
+        """``timeout_s`` bounds start-up (a task listening), ``silence_s`` (0: not watched) a
+        listening task's silence; ``reform``: a silent asynchronous worker raises
+        :class:`WorkerLost` (the caller re-forms) instead of stopping the run."""
         self.mode, self.tasks, self.command_for = mode, tasks, command_for
-        self.timeout_s, self.wall_limit_s = timeout_s, wall_limit_s
+        self.timeout_s, self.silence_s, self.wall_limit_s, self.reform = timeout_s, silence_s, wall_limit_s, reform
         self.remote_prefix, self.max_restarts = remote_prefix, max_restarts
         self.monitor_dir, self.monitor_rate = monitor_dir, monitor_rate
         self.stream = stream or sys.stdout
@@ -135,6 +176,8 @@ class Launcher:
         proc = Process(task, popen, trains=task.type == "chief" or self.mode == "grpc-sync", restarts=restarts)
         proc.reader = threading.Thread(target=self._pump, args=(proc,), daemon=True)
         proc.reader.start()
+        if self.silence_s > 0:
+            threading.Thread(target=self._probe, args=(proc,), daemon=True).start()
         self._monitor(proc)
         self.say("launcher", f"started {task.name} at {task.address} (pid {popen.pid})")
         return proc
@@ -153,8 +196,37 @@ class Launcher:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._monitors.enter_context(Monitor(path, pids=[proc.popen.pid], rate_hz=self.monitor_rate))
 
+    def _probe(self, proc: Process) -> None:
+        """Connect to the task's port every ``silence_s / 4``: ``proc.answered`` is the last success."""
+        period = min(max(self.silence_s / 4, POLL_S), 5.0)
+        while not proc.stopped.is_set() and proc.popen.poll() is None:
+            if port_open(proc.task.host, proc.task.port, timeout=min(PROBE_TIMEOUT_S, period)):
+                proc.answered = time.monotonic()
+            proc.stopped.wait(period)
+
+    def _check_answering(self, now: float) -> None:
+        """A live task that stopped answering for ``silence_s``, or never listened within
+        ``timeout_s`` of its start, is lost (see the module docstring)."""
+        for proc in self._procs:
+            if proc.popen.poll() is not None:
+                continue
+            task = proc.task
+            if proc.answered is None and now - proc.started > self.timeout_s:
+                raise LaunchError(f"{task.name} at {task.host} not listening on {task.address} "
+                                  f"{self.timeout_s:.0f} s after it started (--timeout): is {task.host} reachable?",
+                                  code=124)
+            if proc.answered is not None and now - proc.answered > self.silence_s:
+                what = (f"{task.name} at {task.host} has not answered on {task.address} for "
+                        f"{now - proc.answered:.0f} s (train timeout {self.silence_s:g} s): {task.host} is "
+                        "unreachable or down")
+                if self.reform and task.type == "worker":
+                    raise WorkerLost(task, what)
+                raise LaunchError(f"{what}; stopping every process (rerun the same command to resume from the "
+                                  f"last checkpoint once {task.host} is back)", code=SILENT_EXIT)
+
     def _kill(self, proc: Process) -> None:
         """SIGTERM the process group, then SIGKILL whatever of the group is left."""
+        proc.stopped.set()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.popen.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -222,6 +294,8 @@ class Launcher:
                     raise LaunchError(f"{proc.task.name} exited with code {code}", code=code if code > 0 else 1)
                 if not proc.trains:
                     self._on_server_exit(index, proc)
+            if self.silence_s > 0:
+                self._check_answering(now)
             if all(p.popen.poll() == 0 for p in trainers):
                 return 0
             # the chief finishes last (it writes the outputs); others still running after it are stuck
@@ -248,6 +322,9 @@ class Launcher:
             code = self._supervise(start)
             self.say("launcher", f"training finished in {time.monotonic() - start:.1f} s")
             return code
+        except WorkerLost as exc:
+            self.say("launcher", f"{exc}; stopping every process to re-form the cluster without it")
+            raise
         except LaunchError as exc:
             self.say("launcher", f"error: {exc}")
             return exc.code
@@ -283,11 +360,27 @@ def launch_training(mode: str, train_argv: list[str], *, workers: int, base_port
     if problem:
         stream.write(f"[launcher] error: {problem}\n")
         return 1
+    lost = dict(train.lost_workers)
     tasks = plan_cluster(mode, workers, host=host, base_port=base_port, hosts=hosts)
-    launcher = Launcher(mode, tasks, lambda task: task_command(mode, tasks, task, train), timeout_s=timeout_s,
-                        wall_limit_s=wall_limit_s, remote_prefix=remote_prefix, max_restarts=max_restarts,
-                        monitor_dir=train.out / "monitor", monitor_rate=train.monitor_rate, stream=stream)
-    return launcher.run()
+    for worker_id in sorted(map(int, lost), reverse=True):   # a rerun of a re-formed run: the same cluster
+        tasks = without_worker(tasks, worker_id - 1)
+    while True:
+        run_args = dataclasses.replace(train, argv=with_lost_workers(train.argv, lost))
+        live_ids = [w for w in range(1, workers + 1) if str(w) not in lost]
+        launcher = Launcher(mode, tasks, lambda task, args=run_args, tasks=tasks: task_command(mode, tasks, task, args),
+                            timeout_s=timeout_s, silence_s=train.timeout_s, wall_limit_s=wall_limit_s,
+                            remote_prefix=remote_prefix, max_restarts=max_restarts,
+                            reform=mode == "grpc-async" and len(live_ids) > 1,
+                            monitor_dir=train.out / "monitor", monitor_rate=train.monitor_rate, stream=stream)
+        try:
+            return launcher.run()
+        except WorkerLost as exc:
+            lost[str(live_ids[exc.task.index])] = f"{exc}; the run was re-formed without it"
+            tasks = without_worker(tasks, exc.task.index)
+            stream.write(f"[launcher] grpc-async: re-forming with {len(live_ids) - 1} worker(s) on "
+                         f"{', '.join(t.host for t in tasks if t.type == 'worker')}, resuming from the last "
+                         "checkpoint\n")
+            stream.flush()
 
 
 class Interrupted(Exception):

@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def serve(cluster: dict, job: str, index: int, *, threads: int, shards_dir: str | Path | None = None,
-          workdir: str | Path | None = None) -> None:
-    """Stage this worker's shard (async workers), then start the server and block."""
+          workdir: str | Path | None = None, shard: int | None = None) -> None:
+    """Stage this worker's shard (async workers: ``shard``, by default its task index), then
+    start the server and block."""
     import tensorflow as tf
 
     if workdir is not None:
@@ -27,7 +28,7 @@ def serve(cluster: dict, job: str, index: int, *, threads: int, shards_dir: str 
     if shards_dir is not None:
         from diagnosenet.training.grpc.data import stage_shard
 
-        stage_shard(shards_dir, index, Path.cwd())
+        stage_shard(shards_dir, index if shard is None else shard, Path.cwd())
     config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=threads)
     server = tf.distribute.Server(tf.train.ClusterSpec(cluster), job_name=job, task_index=index,
                                   protocol="grpc", config=config, start=True)
@@ -45,8 +46,9 @@ def run_task(settings, *, threads: int) -> dict | None:
     role, index = task_from_tf_config()
     if settings.mode == "grpc-async" and role in ("ps", "worker"):
         worker = role == "worker"
+        shard = settings.worker_ids[index] - 1 if worker else None  # worker:i of a re-formed cluster
         serve(json.loads(os.environ["TF_CONFIG"])["cluster"], role, index, threads=threads,
               shards_dir=Path(settings.shards_dir).resolve() if worker else None,
-              workdir=worker_workdir(Path(settings.out_dir).resolve(), index) if worker else None)
+              workdir=worker_workdir(Path(settings.out_dir).resolve(), shard) if worker else None, shard=shard)
         return None
     return train(settings)

@@ -10,9 +10,9 @@ moving statistics are averaged at the end of every epoch, and replicas stay iden
 Worker 0 is the chief: it owns the :class:`~diagnosenet.training.run.Run` (resume-or-start,
 checkpoints, track, outputs) and broadcasts the initial state. Because replicas are
 identical, validation is the chief's model scored on the whole validation split, computed
-in parallel: each worker scores its validation shard and the sums are all-reduced. A
-collective that waits longer than ``timeout_s`` fails the run (a dead worker), and the
-launcher stops every process; rerunning resumes from the chief's last checkpoint.
+in parallel: each worker scores its validation shard and the sums are all-reduced. A worker
+that exits, or whose node stops answering for ``timeout_s`` (the launcher's probes), makes
+the launcher stop every process; rerunning resumes from the chief's last checkpoint.
 """
 from __future__ import annotations
 
@@ -99,8 +99,9 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
     if role != "worker":
         raise RuntimeError(f"grpc-sync runs on worker tasks only, not on {role}")
     # first: the strategy connects this process to the cluster before any other TensorFlow op
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=settings.timeout_s)
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    # no timeout_seconds: it bounds a collective's *duration* and would cut a long but live step;
+    # a silent peer is found by the launcher's probes (``train-grpc``, within timeout_s of silence)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
     collective = Collective(strategy)
     chief = index == 0
     steps = sync_steps(shard_manifest(settings))

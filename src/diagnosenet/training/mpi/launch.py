@@ -207,7 +207,6 @@ def _settings_of(train_args: list[str]):
 
     parser = argparse.ArgumentParser(prog="train-mpi")
     add_train_arguments(parser, ("mpi-sync", "mpi-async"))
-    parser.add_argument("--lost-workers-json", default="{}")
     return settings_from_args(parser.parse_args(train_args))
 
 
