@@ -5,6 +5,8 @@ No TensorFlow at import time: the launcher itself never imports it, tasks import
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 
 def _train_grpc(args: argparse.Namespace) -> int:
@@ -27,8 +29,30 @@ def _grpc_task(args: argparse.Namespace) -> int:
     from diagnosenet.training.cli import settings_from_args
     from diagnosenet.training.grpc.server import run_task
 
-    run_task(settings_from_args(args), threads=args.threads)
+    try:
+        run_task(settings_from_args(args), threads=args.threads)
+    except Exception as exc:  # noqa: BLE001 - a peer's loss is one line; anything else keeps its traceback
+        if not is_peer_loss(exc):
+            raise
+        import json
+        import os
+        import socket
+
+        task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        logging.getLogger("diagnosenet").error(
+            "%s %s:%s on %s: a peer left (%s: %s); stopping (the launcher names the task that failed first)",
+            args.mode, task.get("type"), task.get("index"), socket.gethostname(), type(exc).__name__, first)
+        return 1
     return 0
+
+
+def is_peer_loss(exc: BaseException) -> bool:
+    """TensorFlow's error in a task whose peer exited or vanished mid-collective or mid-RPC:
+    the fault is the peer's (named by the launcher), this task's traceback is noise."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(exc, (tf.errors.UnavailableError, tf.errors.AbortedError,
+                                               tf.errors.CancelledError))
 
 
 def register(subparsers) -> None:
