@@ -247,6 +247,15 @@ def finish_within(launch: subprocess.Popen, seconds: float) -> str:
     return output
 
 
+def assert_the_rerun_resumes(command: list[str], out: Path) -> None:
+    """A job stopped after epoch 2 of 12: the same command resumes it to the last epoch."""
+    assert 2 <= len(track_epochs(out)) < 12
+    rerun = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=400)
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    assert f"resuming {out} after epoch" in rerun.stdout
+    assert track_epochs(out) == list(range(1, 13))
+
+
 @pytest.mark.timeout(600)
 def test_a_killed_node_stops_mpi_sync_naming_the_node_and_the_rerun_resumes(cluster, tiny, tmp_path):
     """(b): SIGKILL of every process of node2 mid-run. The process manager ends the job at once
@@ -265,12 +274,7 @@ def test_a_killed_node_stops_mpi_sync_naming_the_node_and_the_rerun_resumes(clus
     assert launch.returncode != 0
     assert time.monotonic() - killed_at < 5 + 10  # within the liveness bound (+ slack)
     assert "node node2 was lost" in output and "signal 9" in output and "rank(s) 2" in output, output[-3000:]
-    done = len(track_epochs(out))
-    assert 2 <= done < 12
-    rerun = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=400)
-    assert rerun.returncode == 0, rerun.stdout[-4000:]
-    assert f"resuming {out} after epoch" in rerun.stdout
-    assert track_epochs(out) == list(range(1, 13))
+    assert_the_rerun_resumes(command, out)
 
 
 @pytest.mark.timeout(600)
@@ -453,10 +457,5 @@ def test_mpi_sync_stops_naming_a_node_cut_off_from_the_network_and_resumes_when_
     assert ended_after < 5 + 10 + 15, output[-3000:]
     assert "node2" in output and "silent" in output, output[-3000:]
     assert nothing_left_running() == {}
-    done = len(track_epochs(out))
-    assert 2 <= done < 12
-    rerun = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=400)
-    assert rerun.returncode == 0, rerun.stdout[-4000:]
-    assert f"resuming {out} after epoch" in rerun.stdout
-    assert track_epochs(out) == list(range(1, 13))
+    assert_the_rerun_resumes(command, out)
     assert nothing_left_running() == {}
