@@ -97,7 +97,7 @@ def test_epoch_logs_step_progress_with_rows_per_second(caplog, monkeypatch):
     import scipy.sparse as sp
 
     from diagnosenet.training.loop import run_epoch
-    from diagnosenet.training.numpy_backend import NumpyReplica
+    from diagnosenet.models.numpy_backend import NumpyReplica
 
     monkeypatch.setenv(ENV_INTERVAL, "0")
     caplog.set_level(logging.INFO, logger="diagnosenet.training.loop")

@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from diagnosenet.training.numpy_backend import NumpyReplica
+from diagnosenet.models.numpy_backend import NumpyReplica
 from diagnosenet.training.replica import mean_cross_entropy
 from diagnosenet.training.run import class_weights
 from diagnosenet.training.settings import TrainSettings

@@ -5,7 +5,7 @@ import scipy.sparse as sp
 
 from diagnosenet.training.exchange import RowWeighted as row_weighted
 from diagnosenet.training.loop import EpochStats, run_epoch, weighted_mean
-from diagnosenet.training.numpy_backend import NumpyReplica
+from diagnosenet.models.numpy_backend import NumpyReplica
 
 
 def data(rows: int, seed: int):

@@ -23,7 +23,7 @@ import pytest
 import scipy.sparse as sp
 
 from diagnosenet.artifacts import read_json, verify_manifest
-from diagnosenet.training.numpy_backend import NumpyReplica
+from diagnosenet.models.numpy_backend import NumpyReplica
 
 
 def _shared_fixtures():

@@ -3,7 +3,7 @@
 Training modes differ only in how gradients and weights travel (in-process, MPI, gRPC).
 Keeping the exchange format to one contiguous float32 vector lets MPI send it with
 buffer-based collectives (no pickling) and lets the exchange logic be tested with the
-small pure-NumPy model in :mod:`diagnosenet.training.numpy_backend`, without TensorFlow
+small pure-NumPy model in :mod:`diagnosenet.models.numpy_backend`, without TensorFlow
 (:mod:`diagnosenet.models.tensorflow_backend` is the real one).
 
 ``X`` batches are ``scipy.sparse.csr_matrix`` (PMSI) or dense ``numpy`` arrays (ECG);

@@ -41,7 +41,7 @@ def make_replica(settings: TrainSettings, input_size: int, n_classes: int):
     model = dict(settings.model)
     backend = model.pop("backend", "tensorflow")
     if backend == "numpy":
-        from diagnosenet.training.numpy_backend import NumpyReplica
+        from diagnosenet.models.numpy_backend import NumpyReplica
 
         return NumpyReplica(input_size, n_classes, model.get("hidden_units", ()), seed=settings.seed,
                             learning_rate=settings.learning_rate, delay_s=model.get("delay_s", 0.0),

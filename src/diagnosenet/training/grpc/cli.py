@@ -26,7 +26,7 @@ def _train_grpc(args: argparse.Namespace) -> int:
 
 
 def _grpc_task(args: argparse.Namespace) -> int:
-    from diagnosenet.training.cli import settings_from_args
+    from diagnosenet.training.arguments import settings_from_args
     from diagnosenet.training.grpc.server import run_task
 
     try:
@@ -75,7 +75,7 @@ def register(subparsers) -> None:
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the training arguments (as for `train-desktop`)")
     p.set_defaults(func=_train_grpc)
 
-    from diagnosenet.training.cli import add_train_arguments
+    from diagnosenet.training.arguments import add_train_arguments
 
     t = subparsers.add_parser("grpc-task", help="one task of a gRPC run, its role from TF_CONFIG "
                                                 "(started by train-grpc)")

@@ -203,7 +203,7 @@ def finished_since(out: Path, started: float) -> bool:
 
 
 def _settings_of(train_args: list[str]):
-    from diagnosenet.training.cli import add_train_arguments, settings_from_args
+    from diagnosenet.training.arguments import add_train_arguments, settings_from_args
 
     parser = argparse.ArgumentParser(prog="train-mpi")
     add_train_arguments(parser, ("mpi-sync", "mpi-async"))
