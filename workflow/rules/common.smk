@@ -99,6 +99,7 @@ def train_args(task, mode, workers, member="", *, out=None, model=None, batch_si
         f"--model-json '{json.dumps(model, sort_keys=True)}'",
         f"--seed {member_seed(member)} --max-epochs {max_epochs or t['max_epochs']} --patience {t['patience']}",
         f"--lr {per_task(t['learning_rate'], task)} --batch-size {batch_size} --class-weight {t['class_weight']}",
+        f"--optimizer {t['optimizer']}",
         f"--timeout {t['timeout_s']} --startup-timeout {t['startup_timeout_s']}",
         f"--weighting {config['mpi']['weighting']} --exchange {config['mpi']['exchange']}",
         f"--exchange-precision {config['mpi']['exchange_precision']}",

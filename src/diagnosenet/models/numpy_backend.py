@@ -4,7 +4,9 @@ Distributed modes only move flat ``float32`` vectors, so their exchange logic (b
 all-reduce, asynchronous updates, timeouts, resume) can be tested with this model in a
 fraction of a second per rank instead of paying TensorFlow's 15-60 s import per rank.
 It is selected with ``"backend": "numpy"`` in the model config (``--model-json``).
-ReLU hidden layers, softmax output, mean cross-entropy, Adam (Keras defaults); no dropout.
+ReLU hidden layers, softmax output, mean cross-entropy, Adam (Keras defaults) or lazy Adam
+(``optimizer="lazy-adam"``: the first layer's rows move only when they have a gradient, as
+:class:`diagnosenet.models.optim.LazyAdam`); no dropout.
 ``delay_s`` sleeps in every gradient computation to emulate a slower device (fault and
 staleness tests need steps that take a known, non-trivial time).
 """
@@ -16,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from diagnosenet.training.exchange import nonzero_rows
 from diagnosenet.training.replica import mean_cross_entropy
 
 
@@ -35,7 +38,10 @@ class NumpyReplica:
 
     def __init__(self, input_size: int, n_classes: int, hidden_units: Sequence[int] = (), *, seed: int = 1,
                  learning_rate: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-7,
-                 delay_s: float = 0.0, class_weights=None):
+                 delay_s: float = 0.0, class_weights=None, optimizer: str = "adam"):
+        if optimizer not in ("adam", "lazy-adam"):
+            raise ValueError(f"optimizer {optimizer!r} is neither 'adam' nor 'lazy-adam'")
+        self.lazy = optimizer == "lazy-adam"
         self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float32)
         sizes = [int(input_size), *map(int, hidden_units), int(n_classes)]
         self.shapes = [s for a, b in zip(sizes, sizes[1:]) for s in ((a, b), (b,))]
@@ -107,10 +113,17 @@ class NumpyReplica:
     def apply_gradients(self, flat_grads: np.ndarray) -> None:
         g = np.asarray(flat_grads, dtype=np.float32)
         self._t += 1
-        self._m = self.beta1 * self._m + (1 - self.beta1) * g
-        self._v = self.beta2 * self._v + (1 - self.beta2) * g * g
         lr_t = self.lr * np.sqrt(1 - self.beta2 ** self._t) / (1 - self.beta1 ** self._t)
-        self._w = (self._w - lr_t * self._m / (np.sqrt(self._v) + self.eps)).astype(np.float32)
+        at = slice(None)
+        if self.lazy:   # the input block's rows without a gradient keep their weights and moments
+            inputs, units = self.input_block
+            rows = nonzero_rows(g, self.input_block)
+            at = np.concatenate([(rows[:, None] * units + np.arange(units)).ravel(),
+                                 np.arange(inputs * units, self.n_params)])
+        g = g[at]
+        self._m[at] = self.beta1 * self._m[at] + (1 - self.beta1) * g
+        self._v[at] = self.beta2 * self._v[at] + (1 - self.beta2) * g * g
+        self._w[at] = (self._w[at] - lr_t * self._m[at] / (np.sqrt(self._v[at]) + self.eps)).astype(np.float32)
 
     def get_statistics(self) -> np.ndarray:
         return np.zeros(0, np.float32)  # no batch normalisation

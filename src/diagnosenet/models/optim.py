@@ -75,11 +75,67 @@ class Adam:
         # could read a new m with a still-zero v and take a step of lr * m / eps (seen: the tiny
         # PMSI MLP's loss jumped from 1.4 to 5 in its first epoch, now and then).
         t = tf.cast(self.iterations + 1, tf.float32)
-        beta_1_power, beta_2_power = tf.pow(self.beta_1, t), tf.pow(self.beta_2, t)
-        for (grad, var), m, v in zip(grads_and_vars, self.m, self.v):
-            tf.raw_ops.ResourceApplyAdam(
-                var=var.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power, beta2_power=beta_2_power,
-                lr=tf.constant(self.lr, tf.float32), beta1=tf.constant(self.beta_1, tf.float32),
-                beta2=tf.constant(self.beta_2, tf.float32), epsilon=tf.constant(self.epsilon, tf.float32),
-                grad=tf.convert_to_tensor(grad, tf.float32), use_locking=True)
+        for index, ((grad, var), m, v) in enumerate(zip(grads_and_vars, self.m, self.v)):
+            self._apply_one(index, tf.convert_to_tensor(grad, tf.float32), var, m, v, t)
         self.iterations.assign_add(1)
+
+    def _apply_one(self, index: int, grad, var, m, v, t) -> None:
+        tf.raw_ops.ResourceApplyAdam(
+            var=var.handle, m=m.handle, v=v.handle, beta1_power=tf.pow(self.beta_1, t),
+            beta2_power=tf.pow(self.beta_2, t), lr=tf.constant(self.lr, tf.float32),
+            beta1=tf.constant(self.beta_1, tf.float32), beta2=tf.constant(self.beta_2, tf.float32),
+            epsilon=tf.constant(self.epsilon, tf.float32), grad=grad, use_locking=True)
+
+
+class LazyAdam(Adam):
+    """Adam whose first variable, a ``(inputs, units)`` kernel fed a sparse input, moves by rows:
+    a row without a gradient on this step keeps its weights **and** both moments (TensorFlow's
+    LazyAdam, for the dense gradient of a sparse matmul). Every other variable, the step count
+    and the bias correction are Adam's. ``lazy_first=False`` (a model whose first variable is
+    not such a kernel, e.g. the ECG CNN) is Adam.
+
+    Why: with Adam a row whose feature is absent still moves (its moment decays), so every
+    weight changes every step; with lazy rows only the rows a batch touched change, which lets
+    ``mpi-async`` reply with those rows instead of the whole model. The three row updates are
+    separate scatters (no fused sparse Adam kernel exists): concurrent ``grpc-async`` workers
+    may interleave them, like Hogwild! updates of one row.
+    """
+
+    def __init__(self, lr: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 lazy_first: bool = True):
+        super().__init__(lr, beta_1, beta_2, epsilon)
+        self.lazy_first = lazy_first
+
+    def __repr__(self) -> str:
+        return f"LazyAdam(lr={self.lr})"
+
+    def _apply_one(self, index: int, grad, var, m, v, t) -> None:
+        if index or not self.lazy_first or len(var.shape) != 2:
+            return super()._apply_one(index, grad, var, m, v, t)
+        lr_t = self.lr * tf.sqrt(1 - tf.pow(self.beta_2, t)) / (1 - tf.pow(self.beta_1, t))
+        rows = tf.where(tf.reduce_any(tf.not_equal(grad, 0.0), axis=1))[:, 0]
+        g, m_old, v_old = tf.gather(grad, rows), m.sparse_read(rows), v.sparse_read(rows)
+        m_rows = m_old + (g - m_old) * (1 - self.beta_1)           # ApplyAdam's own form
+        v_rows = v_old + (g * g - v_old) * (1 - self.beta_2)
+        m.scatter_update(tf.IndexedSlices(m_rows, rows))
+        v.scatter_update(tf.IndexedSlices(v_rows, rows))
+        var.scatter_sub(tf.IndexedSlices(lr_t * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
+
+
+def make_optimizer(name: str, lr: float, graph) -> Adam:
+    """``train.optimizer`` for ``graph``: ``adam``, or ``lazy-adam`` lazy on the graph's input kernel."""
+    if name == "adam":
+        return Adam(lr=lr)
+    if name == "lazy-adam":
+        return LazyAdam(lr=lr, lazy_first=input_kernel(graph) is not None)
+    raise ValueError(f"optimizer {name!r} is neither 'adam' nor 'lazy-adam'")
+
+
+def input_kernel(graph) -> tuple[int, int] | None:
+    """``(inputs, units)`` of the graph's first variable when it is the kernel fed by the raw
+    input (an MLP's first layer, whose rows a sparse input leaves at zero gradient), else ``None``."""
+    from diagnosenet.models.graphs import SequentialGraph
+
+    if not isinstance(graph, SequentialGraph) or not graph.layers:
+        return None
+    return graph.input_size, int(graph.layers[0].out_size)

@@ -14,7 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from diagnosenet.models.graphs import Graph, SequentialGraph
+from diagnosenet.models.graphs import Graph
+from diagnosenet.models.optim import input_kernel
 
 
 def to_tensor(X):
@@ -58,8 +59,7 @@ class TFReplica:
         self._sizes = [int(np.prod(v.shape)) for v in self.variables]
         #: the leading weight block fed by the input (an MLP's first kernel): row i is zero in a
         #: gradient whose batch lacks feature i (training/exchange.py); None for the ECG CNN
-        first = tuple(int(d) for d in self.variables[0].shape) if self.variables else ()
-        self.input_block = first if isinstance(graph, SequentialGraph) and first[:1] == (graph.input_size,) else None
+        self.input_block = input_kernel(graph)
         self._gradients = tf.function(self._gradients_fn, reduce_retracing=True)
         self._apply = tf.function(self._apply_fn, reduce_retracing=True)
         self._step = tf.function(self._step_fn, reduce_retracing=True)
@@ -170,13 +170,13 @@ def assign_graph_state(graph: Graph, optimizer, state: dict[str, np.ndarray]) ->
 
 
 def tensorflow_replica(task: str, model_config: dict, input_size: int, n_classes: int, *, seed: int,
-                 learning_rate: float, class_weights=None) -> TFReplica:
-    """The replica every mode trains: graph from the config, Adam at the run's learning rate,
-    cross-entropy weighted by ``class_weights`` (one per class) when given."""
+                       learning_rate: float, class_weights=None, optimizer: str = "adam") -> TFReplica:
+    """The replica every mode trains: graph from the config, ``optimizer`` (``train.optimizer``)
+    at the run's learning rate, cross-entropy weighted by ``class_weights`` (one per class) when given."""
     from diagnosenet.models.graphs import build_graph
-    from diagnosenet.models.optim import Adam, CrossEntropy
+    from diagnosenet.models.optim import CrossEntropy, make_optimizer
 
     tf.random.set_seed(seed)
     graph = build_graph(task, model_config, input_size, n_classes, seed=seed)
     graph.loss = CrossEntropy(class_weights)
-    return TFReplica(graph, Adam(lr=learning_rate))
+    return TFReplica(graph, make_optimizer(optimizer, learning_rate, graph))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from diagnosenet.training.settings import TrainSettings
+from diagnosenet.training.settings import OPTIMIZERS, TrainSettings
 
 
 def add_train_arguments(p: argparse.ArgumentParser, modes: tuple[str, ...]) -> None:
@@ -28,6 +28,8 @@ def add_train_arguments(p: argparse.ArgumentParser, modes: tuple[str, ...]) -> N
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--class-weight", choices=("none", "balanced"), default=defaults.class_weight,
                    help="balanced: weight each class's loss by n / (k n_c) over the training split")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer,
+                   help="lazy-adam: a first-layer row (weights and Adam moments) moves only when it has a gradient")
     p.add_argument("--timeout", type=float, default=defaults.timeout_s, help="seconds of silence of a peer")
     p.add_argument("--startup-timeout", type=float, default=defaults.startup_timeout_s,
                    help="seconds for every process to start (TensorFlow's import included)")
@@ -51,7 +53,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
     return TrainSettings(
         task=args.task, mode=args.mode, workers=args.workers, dataset_dir=args.dataset, shards_dir=args.shards,
         out_dir=args.out, model=model, seed=args.seed, max_epochs=args.max_epochs, patience=args.patience,
-        learning_rate=args.lr, batch_size=args.batch_size, class_weight=args.class_weight, timeout_s=args.timeout,
+        learning_rate=args.lr, batch_size=args.batch_size, class_weight=args.class_weight, optimizer=args.optimizer, timeout_s=args.timeout,
         startup_timeout_s=args.startup_timeout, weighting=args.weighting, exchange=args.exchange,
         exchange_precision=args.exchange_precision, monitor_rate_hz=args.monitor_rate,
         lost_workers=json.loads(getattr(args, "lost_workers_json", None) or "{}"))

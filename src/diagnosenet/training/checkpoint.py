@@ -120,7 +120,7 @@ def intact_checkpoints(directory: str | Path) -> tuple[list[dict], dict[Path, st
 #: settings that must match for a checkpoint to be resumed (max_epochs and patience may change:
 #: a rerun with more epochs extends a run)
 RESUME_KEYS = ("mode", "task", "model", "seed", "learning_rate", "batch_size", "workers", "class_weight",
-               "exchange_precision")
+               "exchange_precision", "optimizer")
 #: the training code, relative to ``src/diagnosenet``: the one list that both the checkpoint
 #: fingerprint and the workflow's ``code=`` inputs of training rules read (common.smk)
 TRAINING_CODE = ("models", "training", "monitor", "metrics.py", "artifacts.py", "datasets/shards.py",

@@ -153,11 +153,18 @@ class SparseInputRows:
         return out
 
 
+def nonzero_rows(grads: np.ndarray, block: tuple[int, int]) -> np.ndarray:
+    """Indices of the rows of the leading ``block`` of ``grads`` with a non-zero value: the rows
+    a sparse batch touched, which the sparse exchange sends and ``lazy-adam`` updates."""
+    inputs, units = block
+    return np.flatnonzero(grads[:inputs * units].reshape(inputs, units).any(axis=1))
+
+
 def pack_rows(grads: np.ndarray, block: tuple[int, int], scale: float = 1.0) -> np.ndarray:
     """``[index, scale × values…]`` for every non-zero row of the leading ``block``, flattened."""
     inputs, units = block
     rows = grads[:inputs * units].reshape(inputs, units)
-    present = np.flatnonzero(rows.any(axis=1))   # no boolean temporary of the whole block
+    present = nonzero_rows(grads, block)   # no boolean temporary of the whole block
     packed = np.empty((present.size, units + 1), np.float32)
     packed[:, 0] = present           # exact in float32 below 2**24 features
     np.multiply(rows[present], np.float32(scale), out=packed[:, 1:])

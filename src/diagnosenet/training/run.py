@@ -37,7 +37,8 @@ class MasterModel(Protocol):
 
 def make_replica(settings: TrainSettings, input_size: int, n_classes: int):
     """The replica of any mode: ``model.backend: numpy`` selects the NumPy test model, otherwise
-    (the default) the TensorFlow graph of ``models.<task>`` with Adam at the run's learning rate."""
+    (the default) the TensorFlow graph of ``models.<task>``; both with ``train.optimizer`` at the
+    run's learning rate."""
     model = dict(settings.model)
     backend = model.pop("backend", "tensorflow")
     if backend == "numpy":
@@ -45,7 +46,7 @@ def make_replica(settings: TrainSettings, input_size: int, n_classes: int):
 
         return NumpyReplica(input_size, n_classes, model.get("hidden_units", ()), seed=settings.seed,
                             learning_rate=settings.learning_rate, delay_s=model.get("delay_s", 0.0),
-                            class_weights=class_weights(settings))
+                            class_weights=class_weights(settings), optimizer=settings.optimizer)
     if backend != "tensorflow":
         raise ValueError(f"model backend {backend!r} is neither 'tensorflow' nor 'numpy'")
     import tensorflow as tf
@@ -54,7 +55,8 @@ def make_replica(settings: TrainSettings, input_size: int, n_classes: int):
 
     tf.config.experimental.enable_op_determinism()
     return tensorflow_replica(settings.task, model, input_size, n_classes, seed=settings.seed,
-                           learning_rate=settings.learning_rate, class_weights=class_weights(settings))
+                              learning_rate=settings.learning_rate, class_weights=class_weights(settings),
+                              optimizer=settings.optimizer)
 
 
 def class_weights(settings: TrainSettings) -> np.ndarray | None:

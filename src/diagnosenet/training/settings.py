@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("desktop", "mpi-sync", "mpi-async", "grpc-sync", "grpc-async")
+#: ``adam``: every weight and moment moves every step; ``lazy-adam``: the input layer's rows
+#: (weights and moments) move only on a step whose gradient has that row (docs/training.md)
+OPTIMIZERS = ("adam", "lazy-adam")
 
 
 @dataclass
@@ -29,6 +32,7 @@ class TrainSettings:
     patience: int = 3              # early stopping on validation loss
     learning_rate: float = 1e-3
     class_weight: str = "none"     # "balanced": cross-entropy weighted n / (k n_c) over the training split
+    optimizer: str = "adam"        # one of OPTIMIZERS
     batch_size: int = 128          # micro-batch size; must match the shards' manifest
     timeout_s: float = 120.0       # bound on the *silence* of a peer (heartbeats reset it)
     startup_timeout_s: float = 900.0  # bound on start-up (a slow `import tensorflow` included)
@@ -45,6 +49,8 @@ class TrainSettings:
             raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.exchange not in ("dense", "sparse"):
             raise ValueError(f"exchange {self.exchange!r} is neither 'dense' nor 'sparse'")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.class_weight not in ("none", "balanced"):
             raise ValueError(f"class_weight {self.class_weight!r} is neither 'none' nor 'balanced'")
         if self.exchange_precision not in ("float32", "bfloat16"):

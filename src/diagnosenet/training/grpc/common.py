@@ -22,14 +22,14 @@ def build_model(settings: TrainSettings, input_size: int, n_classes: int, graph=
     import tensorflow as tf
 
     from diagnosenet.models.graphs import build_graph
-    from diagnosenet.models.optim import Adam, CrossEntropy
+    from diagnosenet.models.optim import CrossEntropy, make_optimizer
     from diagnosenet.training.run import class_weights
 
     tf.random.set_seed(settings.seed)
     if graph is None:  # the workflow's graph, at the run's learning rate and class weights
         graph = build_graph(settings.task, settings.model, input_size, n_classes, seed=settings.seed)
         graph.loss = CrossEntropy(class_weights(settings))
-        optimizer = Adam(lr=settings.learning_rate)
+        optimizer = make_optimizer(settings.optimizer, settings.learning_rate, graph)
     else:  # the paper's API: the graph carries its optimizer
         optimizer = graph.optimizer
     graph.build()
