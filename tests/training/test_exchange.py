@@ -136,3 +136,43 @@ def test_pack_rows_ships_only_the_present_rows():
     grads[3 * 8 + 1] = 2.0
     packed = pack_rows(grads, BLOCK, 2.0).reshape(-1, 9)
     assert packed.shape == (1, 9) and packed[0, 0] == 3 and packed[0, 2] == 4.0
+
+
+def test_row_replies_keep_every_worker_equal_to_the_master_after_every_reply():
+    """A master under lazy Adam and three workers at different versions (asynchronous order):
+    after each reply the worker's copy is the master's weights bit for bit, and a reply carries
+    far fewer rows than the block when few features are present."""
+    import scipy.sparse as sp
+
+    from diagnosenet.models.numpy_backend import NumpyReplica
+    from diagnosenet.training.exchange import RowReplies, apply_reply
+
+    inputs, units = 40, 6
+    master = NumpyReplica(inputs, 3, [units], seed=1, learning_rate=0.05, optimizer="lazy-adam")
+    replies = RowReplies(master.input_block, master.n_params)
+    rng = np.random.default_rng(3)
+    version, held, copies = 0, {}, {}
+    for worker in range(3):   # the start: every weight
+        body, rows = replies.message(master.get_weights(), held.get(worker))
+        assert rows == -1
+        copies[worker] = np.empty(master.n_params, np.float32)
+        apply_reply(copies[worker], body, rows, master.input_block)
+        held[worker] = version
+    sent_rows = []
+    for step in range(60):
+        worker = int(rng.integers(0, 3))
+        X = np.zeros((4, inputs), np.float32)
+        X[:, rng.choice(inputs, 3, replace=False)] = 1.0
+        worker_replica = NumpyReplica(inputs, 3, [units], seed=1)
+        worker_replica.set_weights(copies[worker])   # the gradient on the (stale) copy it holds
+        grads, _, _ = worker_replica.compute_gradients(sp.csr_matrix(X), rng.integers(0, 3, 4))
+        master.apply_gradients(grads)
+        version += 1
+        replies.updated(grads, version)
+        body, rows = replies.message(master.get_weights(), held[worker])
+        apply_reply(copies[worker], body, rows, master.input_block)
+        held[worker] = version
+        np.testing.assert_array_equal(copies[worker], master.get_weights())
+        sent_rows.append(rows)
+    assert max(sent_rows) < inputs and np.mean(sent_rows) < inputs / 2, sent_rows
+    assert replies.max_floats == inputs * (units + 1) + master.n_params - inputs * units

@@ -147,3 +147,26 @@ def test_the_traced_tensorflow_step_of_an_mlp_leaves_absent_feature_rows_alone()
     after = first()
     moved = [r for r in range(INPUTS) if not np.array_equal(after[r], before[r])]
     assert moved == [2, 5, 9], moved
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(600)
+def test_mpi_async_row_replies_leave_every_worker_with_the_masters_weights(tiny_inputs, tmp_path):
+    """Two workers, lazy Adam, the sparse exchange: the master replies with changed rows only,
+    and at the end each worker's copy has the master's digest (each rank logs the check)."""
+    from diagnosenet.artifacts import read_json
+
+    inputs, out = tiny_inputs("pmsi", workers=2), tmp_path / "run"
+    command = [str(BIN / "diagnosenet"), "launch-mpi", "--launcher", "mpirun -disable-auto-cleanup", "--tasks", "3",
+               "--", "--task", "pmsi", "--mode", "mpi-async", "--workers", "2", "--dataset", str(inputs.dataset),
+               "--shards", str(inputs.shards), "--out", str(out), "--batch-size", str(inputs.batch_size),
+               "--model-json", json.dumps({"backend": "numpy", "hidden_units": [8]}), "--max-epochs", "3",
+               "--patience", "10", "--lr", "0.01", "--seed", "3", "--optimizer", "lazy-adam", "--exchange", "sparse",
+               "--timeout", "30", "--startup-timeout", "300", "--monitor-rate", "0"]
+    proc = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300,
+                          env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for rank in (1, 2):
+        assert f"mpi-async rank {rank}: final weights equal the master's" in proc.stdout, proc.stdout[-3000:]
+    assert "differ from the master's" not in proc.stdout
+    assert read_json(out / "metrics.json")["mpi"]["replies"] == "changed rows"

@@ -213,3 +213,52 @@ def payload_formula(n_params: int, block: tuple[int, int] | None, rows_sent: int
     rest = n_params - inputs * units
     gathered = 4 * rows_sent * (units + 1) + 4   # rows + this worker's length
     return gathered + 4 + 2 * rest if half else gathered + 4 * (rest + 1)
+
+
+class RowReplies:
+    """The asynchronous master's replies that carry only what changed since the version the
+    worker holds (``mpi-async`` with ``lazy-adam`` and a sparse input block).
+
+    Under lazy Adam an input-block row changes only on an update whose gradient has it, so the
+    master records, per row, the version of its last change (:meth:`updated`); a worker at
+    version ``h`` needs exactly the rows changed after ``h``, plus every parameter after the
+    block (those change on every update). A reply is ``[index, row values…]`` per such row,
+    then the rest; :func:`apply_reply` writes it into the worker's copy, which then equals the
+    master's weights bit for bit (tested). A worker whose version is unknown gets every weight.
+    """
+
+    def __init__(self, block: tuple[int, int], n_params: int):
+        self.inputs, self.units = (int(b) for b in block)
+        self.head, self.n_params = self.inputs * self.units, int(n_params)
+        self.changed_at = np.full(self.inputs, -1, np.int64)
+
+    @property
+    def max_floats(self) -> int:
+        """The largest reply: every row with its index, and the rest."""
+        return self.inputs * (self.units + 1) + self.n_params - self.head
+
+    def updated(self, applied_gradient: np.ndarray, version: int) -> None:
+        """The update that made ``version`` applied ``applied_gradient`` (lazily)."""
+        self.changed_at[nonzero_rows(applied_gradient, (self.inputs, self.units))] = version
+
+    def message(self, weights: np.ndarray, held: int | None) -> tuple[np.ndarray, int]:
+        """The reply to a worker at version ``held`` (``None``: unknown) and its row count
+        (``-1``: every weight, dense)."""
+        if held is None:
+            return weights, -1
+        rows = np.flatnonzero(self.changed_at > held)
+        packed = np.empty((rows.size, self.units + 1), np.float32)
+        packed[:, 0] = rows
+        packed[:, 1:] = weights[:self.head].reshape(self.inputs, self.units)[rows]
+        return np.concatenate([packed.ravel(), weights[self.head:]]), int(rows.size)
+
+
+def apply_reply(weights: np.ndarray, reply: np.ndarray, rows: int, block: tuple[int, int] | None) -> None:
+    """Write a reply of :class:`RowReplies` (``rows`` rows, or ``-1``: dense) into ``weights``."""
+    if rows < 0 or block is None:
+        weights[:] = reply[:weights.size]
+        return
+    inputs, units = block
+    packed = reply[:rows * (units + 1)].reshape(rows, units + 1)
+    weights[:inputs * units].reshape(inputs, units)[packed[:, 0].astype(np.int64)] = packed[:, 1:]
+    weights[inputs * units:] = reply[rows * (units + 1):rows * (units + 1) + weights.size - inputs * units]

@@ -13,6 +13,12 @@ fully asynchronous (gradients may be stale: computed on an older version than th
 update); ``k = N`` waits for every worker each version (no staleness). ``metrics.json``
 records gradients, versions and staleness, so each value's effect is visible.
 
+What travels: a gradient goes as its non-zero input-block rows plus the rest (``mpi.exchange:
+sparse``); a reply is every weight, except under ``lazy-adam`` with the sparse exchange, where
+it is only the input-block rows changed since the version the worker holds, plus the rest
+(:class:`~diagnosenet.training.exchange.RowReplies`: lossless, and the last reply carries a
+digest of the master's weights that every worker checks its copy against).
+
 Semantics shared with every mode (docs/training.md): an epoch is one pass of every worker
 over its shard — a worker that finished its shard waits at the epoch's end while the others
 finish theirs; then the master sets its moving statistics to the mean of the workers' latest
@@ -34,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diagnosenet.training.exchange import input_block, pack_rows, unpack_rows
+from diagnosenet.training.exchange import RowReplies, apply_reply, input_block, pack_rows, unpack_rows
 from diagnosenet.training.mpi import common as mc
 from diagnosenet.training.settings import TrainSettings
 
@@ -43,6 +49,25 @@ log = logging.getLogger(__name__)
 TAG_HEAD, TAG_GRAD, TAG_REPLY_HEAD, TAG_REPLY, TAG_EPOCH, TAG_BEAT, TAG_BYE = range(21, 28)
 HEAD_FLOATS = 5      # version used, batch mean loss, batch rows, rows right, packed input-row floats (-1: dense)
 CONTINUE, STOP, DROPPED = 0, 1, 2   # the second value of every reply head
+#: reply head: version, code, rows of a row reply (-1: every weight), digest of the master's weights (STOP only)
+REPLY_HEAD = 4
+
+
+def weights_digest(weights: np.ndarray) -> int:
+    """64 bits of the sha256 of a weight vector: the worker checks its copy against the master's."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(np.ascontiguousarray(weights, np.float32).tobytes()).digest()[:8],
+                          "little", signed=True)
+
+
+def row_replies(settings: TrainSettings, replica) -> RowReplies | None:
+    """Replies with the changed rows only: ``lazy-adam`` (rows without a gradient stay put) and
+    the sparse exchange, on a model with an input block; else every reply is every weight."""
+    block = input_block(replica)
+    if settings.optimizer != "lazy-adam" or settings.exchange != "sparse" or block is None:
+        return None
+    return RowReplies(block, replica.n_params)
 
 
 def train(settings: TrainSettings) -> dict | None:
@@ -110,13 +135,20 @@ class _Master:
         self.ex = Exchange(settings.weighting, lost={int(w): why for w, why in settings.lost_workers.items()})
         self.latest_stats: dict[int, np.ndarray] = {}
         self.sends: dict[int, list] = {w: [] for w in self.workers}
+        self.rows = row_replies(settings, self.replica)
+        self.held: dict[int, int] = {}   # the version each worker's weights are at (its last reply)
 
     def reply(self, worker: int, code: int) -> None:
-        """Send ``[version, code]`` and the current weights (non-blocking; mpi4py keeps the
-        buffers alive with the requests)."""
-        head, weights = np.array([self.version, code], np.int64), self.replica.get_weights()
+        """Send the reply head and the weights — with row replies, only what changed since the
+        worker's version — (non-blocking; mpi4py keeps the buffers alive with the requests)."""
+        weights = self.replica.get_weights()
+        body, rows = (weights, -1) if self.rows is None or code == DROPPED else \
+            self.rows.message(weights, self.held.get(worker))
+        head = np.array([self.version, code, rows, weights_digest(weights) if code == STOP else 0], np.int64)
+        self.held[worker] = self.version
+        self.message_bytes += head.nbytes + body.nbytes
         self.sends[worker] = [r for r in self.sends[worker] if not r.Test()] + [
-            self.comm.Isend(head, dest=worker, tag=TAG_REPLY_HEAD), self.comm.Isend(weights, dest=worker, tag=TAG_REPLY)]
+            self.comm.Isend(head, dest=worker, tag=TAG_REPLY_HEAD), self.comm.Isend(body, dest=worker, tag=TAG_REPLY)]
 
     def lose(self, worker: int, why: str) -> None:
         """Carry on without ``worker`` and send it nothing more (sends to a dead or stopped rank
@@ -126,6 +158,7 @@ class _Master:
         self.ex.lost[self.worker_of[worker]] = f"{self.live.name(worker)}: {why}"
         self.workers.discard(worker)
         self.latest_stats.pop(worker, None)
+        self.held.pop(worker, None)
         if not self.workers:
             raise mc.RankTimeout("every worker is lost")
         self.live.forget(worker)
@@ -160,7 +193,7 @@ class _Master:
                     dense_head = 0 if packed < 0 else self.block[0] * self.block[1]
                     buffer = np.empty(max(packed, 0) + self.n - dense_head + self.n_stats, np.float32)
                     self.live.wait(comm.Irecv(buffer, source=source, tag=TAG_GRAD), f"gradient from rank {source}", [source])
-                    self.message_bytes += head.nbytes + buffer.nbytes + 16 + 4 * self.n   # and the reply
+                    self.message_bytes += head.nbytes + buffer.nbytes   # (replies: counted by reply())
                     if source not in self.workers:  # spoke again after being dropped: tell it to stop
                         self.ex.dropped_gradients += 1
                         self.live.remember(source)  # it waits for the goodbye with liveness
@@ -185,9 +218,12 @@ class _Master:
             pending = [p for p in pending if p[0] in self.workers]
             in_epoch = self.workers - at_end
             if pending and len(pending) >= min(self.settings.weighting, len(in_epoch)):
-                self.replica.apply_gradients(weighted_mean([g for *_, g in pending], [r for _, _, r, _ in pending]))
+                update = weighted_mean([g for *_, g in pending], [r for _, _, r, _ in pending])
+                self.replica.apply_gradients(update)
                 self.ex.staleness += [self.version - used for _, used, _, _ in pending]
                 self.version += 1
+                if self.rows is not None:
+                    self.rows.updated(update, self.version)
                 self.ex.gradients += len(pending)
                 self.ex.updates += 1
                 gradients += len(pending)
@@ -220,7 +256,8 @@ def _master(settings: TrainSettings, comm, live) -> tuple[dict, bool]:
         result = run.finish({
             "n_params": master.n, "bytes_exchanged_per_epoch": exchanged, "monitor": monitor_status,
             "mpi": {**master.ex.summary(), "ranks": comm.Get_size(), "hosts": live.hosts,
-                    "rank_workers": master.worker_of}})
+                    "rank_workers": master.worker_of,
+                    "replies": "every weight" if master.rows is None else "changed rows"}})
     lost_in_job = len(master.ex.lost) > len(settings.lost_workers)   # not those of an earlier, re-formed job
     bye = np.array([lost_in_job], np.int64)
     goodbyes = {w: comm.Isend(bye, dest=w, tag=TAG_BYE) for w in live.dests}  # live or spoke again
@@ -242,20 +279,32 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
     epoch = int(meta["epoch"])
     shard = load_worker_shard(settings, settings.worker_ids[rank - 1] - 1)
     n_batches = len(shard.boundaries) - 1
-    weights, reply_head = np.empty(replica.n_params, np.float32), np.empty(2, np.int64)
     block = input_block(replica) if settings.exchange == "sparse" else None
     dense_head = block[0] * block[1] if block else 0
+    rows = row_replies(settings, replica)
+    weights, reply_head = replica.get_weights(), np.empty(REPLY_HEAD, np.int64)
+    reply = np.empty(rows.max_floats if rows else replica.n_params, np.float32)
 
     def await_reply(what: str) -> int:
-        requests = [comm.Irecv(reply_head, source=0, tag=TAG_REPLY_HEAD), comm.Irecv(weights, source=0, tag=TAG_REPLY)]
+        requests = [comm.Irecv(reply_head, source=0, tag=TAG_REPLY_HEAD), comm.Irecv(reply, source=0, tag=TAG_REPLY)]
         for request in requests:
             live.wait(request, what, [0])
         return int(reply_head[1])
 
+    def take_reply() -> None:
+        apply_reply(weights, reply, int(reply_head[2]), block if rows else None)
+        replica.set_weights(weights)
+        if reply_head[1] == STOP:   # the master's digest of its final weights: is this copy the same?
+            if weights_digest(weights) == int(reply_head[3]):
+                log.info("mpi-async rank %d: final weights equal the master's (sha256)", rank)
+            else:
+                log.error("mpi-async rank %d: final weights differ from the master's (sha256): a reply was lost "
+                          "or misapplied", rank)
+
     monitor, _ = monitor_for(settings, f"rank{rank}")
     with monitor, StepTimeline(settings.out_dir, rank, resumed_epoch=epoch) as timeline:
         code = await_reply("start decision from the master")
-        replica.set_weights(weights)
+        take_reply()
         while code == CONTINUE:
             epoch += 1
             for step, (X_b, y_b) in enumerate(shard.microbatches(batch_order(n_batches, settings.seed, epoch)), 1):
@@ -271,7 +320,7 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
                     live.wait(request, "sending a gradient to the master", [0])
                 code = await_reply("weights from the master")
                 t2 = time.perf_counter()
-                replica.set_weights(weights)
+                take_reply()
                 timeline.record(epoch, step, start, t1 - t0, t2 - t1, time.perf_counter() - t2, len(y_b),
                                 head.nbytes + buffer.nbytes)
                 if code != CONTINUE:
@@ -279,7 +328,7 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
             else:
                 live.wait(comm.Isend(np.ones(1, np.int64), dest=0, tag=TAG_EPOCH), "end of epoch", [0])
                 code = await_reply("the master's decision after the epoch")
-                replica.set_weights(weights)
+                take_reply()
                 timeline.flush()
         if code == DROPPED:
             log.warning("mpi-async rank %d: the master dropped this worker as silent; stopping", rank)
