@@ -78,22 +78,39 @@ def describe(nodes: int) -> dict:
             "grpc": {"host": "0.0.0.0"}}
 
 
-def up(nodes: int, link: str = "1gbit", cpu: float = 0.25, cpu_period_ms: float = 100.0) -> dict:
+def per_node(value, nodes: int, option: str, kind=str) -> list:
+    """``value`` for each of ``nodes`` nodes: one value for all, or a list (or ``"a,b,c"``) of
+    exactly one per node (a heterogeneous cluster)."""
+    values = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
+    values = [kind(v.strip() if isinstance(v, str) else v) for v in values]
+    if len(values) == 1:
+        return values * nodes
+    if len(values) != nodes:
+        raise ValueError(f"{option}: {len(values)} values for {nodes} nodes (give one, or one per node)")
+    return values
+
+
+def up(nodes: int, link="1gbit", cpu=0.25, cpu_period_ms: float = 100.0) -> dict:
     """Create the cluster; on any failure remove what was created and re-raise.
 
     ``cpu`` cores per node are a CFS quota of ``cpu × cpu_period_ms`` per ``cpu_period_ms``: a
     shorter period makes a node behave more like a slower core (a process that never waits
-    is throttled in short slices instead of long pauses; docs/cluster-emulation.md)."""
+    is throttled in short slices instead of long pauses; docs/cluster-emulation.md). ``cpu``
+    and ``link`` are one value for every node or one per node (``[0.5, 0.25, 0.25]``, or
+    ``"1gbit,100mbit,100mbit"``): heterogeneous boards."""
     if not 1.0 <= cpu_period_ms <= 1000.0:
         raise ValueError(f"--cpu-period-ms must be in 1..1000, got {cpu_period_ms}")
+    if not 1 <= nodes <= 200:
+        raise ValueError(f"--nodes must be in 1..200, got {nodes}")
+    cpus, links = per_node(cpu, nodes, "--cpu", float), per_node(link, nodes, "--link")
+    if not all(0 < c <= 64 for c in cpus):
+        raise ValueError(f"--cpu: every share must be in (0, 64] cores, got {cpus}")
     if os.geteuid() != 0:
         raise PermissionError("emulate-cluster needs root (network namespaces, tc, cgroups)")
     if STATE.exists():
         raise RuntimeError(f"an emulated cluster is already up ({STATE}); run `diagnosenet emulate-cluster down`")
-    if not 1 <= nodes <= 200:
-        raise ValueError(f"--nodes must be in 1..200, got {nodes}")
     names = [HEAD, *node_names(nodes)]
-    state: dict = {"nodes": names, "link": link, "cpu": cpu, "cpu_period_ms": cpu_period_ms, "namespaces": [], "links": [], "cgroups": [],
+    state: dict = {"nodes": names, "link": dict(zip(names[1:], links)), "cpu": dict(zip(names[1:], cpus)), "cpu_period_ms": cpu_period_ms, "namespaces": [], "links": [], "cgroups": [],
                    "netns_dirs": [], "bridge": None}
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     try:
@@ -116,14 +133,14 @@ def up(nodes: int, link: str = "1gbit", cpu: float = 0.25, cpu_period_ms: float 
                             ("ip", "addr", "add", f"{SUBNET}.{i + 1}/24", "dev", "eth0")):
                 _run("ip", "netns", "exec", ns, *command)
             if name != HEAD:  # the nodes' egress at the paper's link speed
-                _run("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", link,
+                _run("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", links[i - 1],
                      "burst", "256kb", "latency", "20ms")
                 cgroup = CGROUP_CPU / ns
                 cgroup.mkdir()
                 state["cgroups"].append(str(cgroup))
                 period_us = int(cpu_period_ms * 1000)
                 (cgroup / "cpu.cfs_period_us").write_text(str(period_us))
-                (cgroup / "cpu.cfs_quota_us").write_text(str(max(1000, int(cpu * period_us))))
+                (cgroup / "cpu.cfs_quota_us").write_text(str(max(1000, int(cpus[i - 1] * period_us))))
             netns_dir = Path("/etc/netns") / ns
             netns_dir.mkdir(parents=True, exist_ok=True)
             state["netns_dirs"].append(str(netns_dir))
@@ -134,7 +151,8 @@ def up(nodes: int, link: str = "1gbit", cpu: float = 0.25, cpu_period_ms: float 
     except BaseException:
         _teardown(state)
         raise
-    log.info("emulated cluster up: head + %d nodes, %s links, %.2f core each", nodes, link, cpu)
+    log.info("emulated cluster up: head + %d nodes; links %s; cores %s", nodes,
+             ", ".join(f"{n} {r}" for n, r in state["link"].items()), ", ".join(f"{n} {c:g}" for n, c in state["cpu"].items()))
     return state
 
 
@@ -231,8 +249,9 @@ def register(subparsers) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     u = actions.add_parser("up", help="create head + N nodes (namespaces, bridge, tbf links, CPU quotas)")
     u.add_argument("--nodes", type=int, default=3)
-    u.add_argument("--link", default="1gbit", help="tc rate of every node's link, e.g. 1gbit, 100mbit")
-    u.add_argument("--cpu", type=float, default=0.25, help="CPU share of every node, in cores")
+    u.add_argument("--link", default="1gbit",
+                   help="tc rate of every node's link (1gbit, 100mbit), or one per node: 1gbit,100mbit,...")
+    u.add_argument("--cpu", default="0.25", help="CPU share of every node in cores, or one per node: 0.5,0.25,0.25")
     u.add_argument("--cpu-period-ms", type=float, default=100.0,
                    help="CFS period of the CPU quota (shorter: closer to a slower core; default the kernel's 100 ms)")
     u.add_argument("--describe", help="also write the cluster description (config keys) to this YAML file")
