@@ -92,3 +92,51 @@ def test_source_change_is_detected(sparse_stage, tmp_path):
     write_json(ds / "classes.json", ["tampered"])
     with pytest.raises(ArtifactError, match="classes.json"):
         write_shards(ds, tmp_path / "s", Batching(devices_number=2, batch_size=8), seed=0)
+
+
+# -- balanced shards for heterogeneous workers (shards.balance: measured) -------------------
+def test_weighted_assignment_deals_each_class_in_proportion_to_the_speeds():
+    from diagnosenet.datasets.shards import weighted_assignment
+
+    table1 = np.array([5271, 21684, 15342, 6310, 3448, 9679, 21247, 16594, 875, 2426, 359, 2643, 10799, 20])
+    y = np.random.default_rng(0).choice(14, size=3000, p=table1 / table1.sum())
+    assert np.array_equal(weighted_assignment(y, [1.0, 1.0, 1.0], seed=3), stratified_assignment(y, 3, seed=3))
+    shares = np.array([2.0, 1.0, 1.0]) / 4
+    assignment = weighted_assignment(y, [2.0, 1.0, 1.0], seed=3)
+    totals = np.bincount(assignment, minlength=3)
+    assert np.all(np.abs(totals - shares * len(y)) <= 14), totals      # ±1 row per class
+    for cls in np.unique(y):
+        counts = np.bincount(assignment[y == cls], minlength=3)
+        assert np.all(np.abs(counts - shares * (y == cls).sum()) <= 1), (cls, counts)
+    with pytest.raises(ValueError, match="positive"):
+        weighted_assignment(y, [1.0, 0.0], seed=3)
+
+
+def test_balanced_shards_give_each_worker_its_share_and_the_same_number_of_micro_batches(sparse_stage, tmp_path):
+    ds = tmp_path / "ds"
+    materialise(sparse_stage, ds, valid_fraction=0.1, test_fraction=0.1, seed=1)
+    manifest = write_shards(ds, tmp_path / "shards", Batching(devices_number=3, batch_size=8, speeds=(2.0, 1.0, 1.0)),
+                            seed=2)
+    train = manifest["shards"]["train"]
+    assert [s["batch_size"] for s in train] == [12, 6, 6]      # the mean micro-batch is 8
+    assert max(s["micro_batches"] for s in train) - min(s["micro_batches"] for s in train) <= 1
+    rows = [s["rows"] for s in train]
+    assert abs(rows[0] - 2 * rows[1]) <= 2 * len(manifest["classes"]) and sum(rows) == load_split(ds, "train")[1].size
+    assert manifest["params"]["balance"] == "measured" and manifest["params"]["speeds"] == [2.0, 1.0, 1.0]
+    shard = load_shard(tmp_path / "shards", "train", 0, workers=3, batch_size=8)
+    assert int(np.diff(shard.boundaries).max()) == 12
+    with pytest.raises(ValueError, match="one per worker"):
+        Batching(devices_number=3, batch_size=8, speeds=(1.0, 2.0))
+
+
+def test_speeds_are_measured_from_an_earlier_runs_timeline(tmp_path):
+    from diagnosenet.training.timeline import COLUMNS, measured_speeds
+
+    (tmp_path / "timeline").mkdir()
+    for rank, seconds in ((1, 0.5), (2, 1.0)):     # worker 1 twice as fast as worker 2
+        lines = [",".join(COLUMNS)] + [f"{rank},{epoch},{step},0,{seconds if epoch > 1 else 9.0},0.1,0,32,0"
+                                       for epoch in (1, 2, 3) for step in (1, 2)]
+        (tmp_path / "timeline" / f"rank{rank}.csv").write_text("\n".join(lines) + "\n")
+    assert measured_speeds(tmp_path, 2) == pytest.approx([64.0, 32.0])   # the slow first epoch left out
+    with pytest.raises(ArtifactError, match=r"worker\(s\) \[3\]"):
+        measured_speeds(tmp_path, 3)

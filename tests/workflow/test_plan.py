@@ -139,3 +139,27 @@ def test_a_grpc_run_asked_for_by_path_alone_gets_its_own_port_block(workdir):
     ports = [int(p) for p in re.findall(r"--base-port (\d+)", out)]
     assert len(ports) == 3 and len(set(ports)) == 3, out[-3000:]
     assert all(abs(a - b) >= 20 for a in ports for b in ports if a != b)
+
+
+def test_measured_balance_trains_on_shards_from_the_calibration_runs_speeds(workdir):
+    """shards.balance: measured — the calibration run (speeds_from) trains on equal shards; the
+    balanced shards are written from its timeline and every other run of that worker count
+    trains on them."""
+    import yaml
+
+    (workdir / "local.yaml").write_text(yaml.safe_dump({
+        "tasks": ["pmsi"], "shards": {"batch_size": 128, "seed": 42, "balance": "measured", "speeds_from": "mpi-sync-w2"},
+        "train": {**yaml.safe_load((workdir / "config" / "config.yaml").read_text())["train"],
+                  "runs": [{"mode": "mpi-sync", "workers": 2}, {"mode": "mpi-async", "workers": 2}]}}))
+    out = snakemake(workdir, "-n", "-p", "--cores", "2", "--configfile", "config/config.yaml", "local.yaml").stdout
+    commands = [line.strip().removeprefix("Shell command: ") for line in out.splitlines() if "diagnosenet " in line]
+    shard = [c for c in commands if c.startswith("diagnosenet shard") and "-measured" in c]
+    assert shard and "--speeds-from results/pmsi/runs/mpi-sync-w2" in shard[0], shard
+    train = {mode: next(c for c in commands if "launch-mpi" in c and f"--mode {mode}" in c)
+             for mode in ("mpi-sync", "mpi-async")}
+    assert "--shards results/pmsi/shards/w2-b128 " in train["mpi-sync"]
+    assert "--shards results/pmsi/shards/w2-b128-measured " in train["mpi-async"]
+    # measured without a calibration run is refused by the schema
+    (workdir / "bad.yaml").write_text(yaml.safe_dump({"shards": {"batch_size": 128, "seed": 42, "balance": "measured"}}))
+    bad = snakemake(workdir, "-n", "--cores", "2", "--configfile", "config/config.yaml", "bad.yaml", check=False)
+    assert bad.returncode != 0 and "speeds_from" in bad.stdout, bad.stdout[-2000:]

@@ -77,8 +77,25 @@ def baseline_metrics_files():
     return [f"{RESULTS}/{task}/baseline/metrics.json" for task in TASKS]
 
 
-def shards_dir(task, workers, batch_size=None):
-    return f"{RESULTS}/{task}/shards/w{workers}-b{batch_size or config['shards']['batch_size']}"
+def calibration_run():
+    """``(mode, workers)`` of ``shards.speeds_from`` (e.g. ``mpi-sync-w4``), or None."""
+    name = config["shards"].get("speeds_from")
+    if config["shards"].get("balance", "equal") != "measured" or not name:
+        return None
+    mode, workers = name.rsplit("-w", 1)
+    return mode, int(workers)
+
+
+def balanced(mode, workers):
+    """Whether a run trains on shards balanced by measured speeds (``shards.balance: measured``):
+    every run with the calibration run's worker count, except that run itself (equal shards)."""
+    calibration = calibration_run()
+    return calibration is not None and int(workers) == calibration[1] and mode != calibration[0]
+
+
+def shards_dir(task, workers, batch_size=None, mode=None):
+    suffix = "-measured" if mode is not None and balanced(mode, workers) else ""
+    return f"{RESULTS}/{task}/shards/w{workers}-b{batch_size or config['shards']['batch_size']}{suffix}"
 
 
 def per_task(value, task):
@@ -94,7 +111,7 @@ def train_args(task, mode, workers, member="", *, out=None, model=None, batch_si
     model = model if model is not None else config["models"][task]
     args = [
         f"--task {task} --mode {mode} --workers {workers}",
-        f"--dataset {RESULTS}/{task}/dataset --shards {shards_dir(task, workers, batch_size)}",
+        f"--dataset {RESULTS}/{task}/dataset --shards {shards_dir(task, workers, batch_size, mode)}",
         f"--out {out or run_dir(task, mode, workers, member)}",
         f"--model-json '{json.dumps(model, sort_keys=True)}'",
         f"--seed {member_seed(member)} --max-epochs {max_epochs or t['max_epochs']} --patience {t['patience']}",
@@ -133,7 +150,8 @@ def parent(name):
 
 
 def shards_for(wc, workers=None):
-    return f"{shards_dir(wc.task, workers or wc.workers)}/manifest.json"
+    mode = wc.get("mpi_mode") or wc.get("grpc_mode") or "desktop"
+    return f"{shards_dir(wc.task, workers or wc.workers, mode=mode)}/manifest.json"
 
 
 def grpc_port(wc):

@@ -36,19 +36,25 @@ rule materialise:
 rule shard:
     input:
         dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
-        code=code("datasets/shards"),
+        # -measured: the calibration run (shards.speeds_from) whose timeline gives each worker's speed
+        calibration=lambda wc: [f"{RESULTS}/{wc.task}/runs/{config['shards']['speeds_from']}/metrics.json"]
+        if wc.balance else [],
+        code=code("datasets/shards", "training/timeline"),
     output:
-        manifest=f"{RESULTS}/{{task}}/shards/w{{workers}}-b{{batch}}/manifest.json",
+        manifest=f"{RESULTS}/{{task}}/shards/w{{workers}}-b{{batch}}{{balance}}/manifest.json",
+    wildcard_constraints:
+        balance="(-measured)?",
     params:
         dataset=parent("input.dataset"),
         out=parent("output.manifest"),
         seed=config["shards"]["seed"],
+        speeds=lambda wc, input: f"--speeds-from {os.path.dirname(input.calibration[0])}" if wc.balance else "",
     conda:
         ENV
     log:
-        f"{RESULTS}/logs/datasets/shard_{{task}}_w{{workers}}-b{{batch}}.log",
+        f"{RESULTS}/logs/datasets/shard_{{task}}_w{{workers}}-b{{batch}}{{balance}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/datasets/shard_{{task}}_w{{workers}}-b{{batch}}.tsv"
+        f"{RESULTS}/benchmarks/datasets/shard_{{task}}_w{{workers}}-b{{batch}}{{balance}}.tsv"
     shell:
         "diagnosenet shard --dataset {params.dataset} --out {params.out} --workers {wildcards.workers}"
-        " --batch-size {wildcards.batch} --seed {params.seed} > {log} 2>&1"
+        " --batch-size {wildcards.batch} --seed {params.seed} {params.speeds} > {log} 2>&1"

@@ -20,11 +20,18 @@ def _materialise(args: argparse.Namespace) -> int:
 def _shard(args: argparse.Namespace) -> int:
     from diagnosenet.datasets.shards import Batching, write_shards
 
+    speeds = [float(s) for s in args.speeds.split(",")] if args.speeds else None
+    if args.speeds_from:
+        from diagnosenet.training.timeline import measured_speeds
+
+        speeds = measured_speeds(args.speeds_from, args.workers)
+        log.info("measured speeds (rows/s) of %s: %s", args.speeds_from, ", ".join(f"{s:.1f}" for s in speeds))
     batching = Batching(devices_number=args.workers, batch_size=args.batch_size,
-                        memory_budget_mb=args.memory_budget_mb)
+                        memory_budget_mb=args.memory_budget_mb, speeds=speeds)
     manifest = write_shards(args.dataset, args.out, batching, seed=args.seed)
     for split, shards in manifest["shards"].items():
-        log.info("%s: rows per worker %s", split, [s["rows"] for s in shards])
+        log.info("%s: rows per worker %s, micro-batches %s", split, [s["rows"] for s in shards],
+                 [s["batch_size"] for s in shards])
     return 0
 
 
@@ -48,4 +55,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--memory-budget-mb", type=float, default=None)
     p.add_argument("--seed", type=int, default=42)
+    balance = p.add_mutually_exclusive_group()
+    balance.add_argument("--speeds", help="relative speed of each worker, e.g. 2,1,1: rows and micro-batch "
+                                          "in proportion (heterogeneous nodes)")
+    balance.add_argument("--speeds-from", help="an earlier run's directory: each worker's measured rows/s "
+                                               "(its timeline) as --speeds")
     p.set_defaults(func=_shard)

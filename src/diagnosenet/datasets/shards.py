@@ -6,6 +6,12 @@ the original sharded in contiguous blocks and rare classes landed on one worker.
 is one ``.npz`` (CSR parts for sparse data: nothing is densified) and the manifest records the
 parameters, rows, class counts, micro-batch boundaries and sha256 of every shard; readers refuse
 a shard set written for other parameters.
+
+Heterogeneous workers (``Batching.speeds``, ``shards.balance: measured``): worker ``i`` gets a
+share ``s_i / Σ s`` of each class's rows and a micro-batch of ``batch_size × N × s_i / Σ s``
+rows, so every worker has the same number of micro-batches and a synchronous step takes
+each worker about the same time. The update is still the row-weighted mean of the
+micro-batch gradients (docs/training.md), so an epoch and a step mean what they always mean.
 """
 from __future__ import annotations
 
@@ -38,6 +44,28 @@ def stratified_assignment(y: np.ndarray, n_workers: int, seed: int) -> np.ndarra
     return assignment
 
 
+def weighted_assignment(y: np.ndarray, shares: Sequence[float], seed: int) -> np.ndarray:
+    """:func:`stratified_assignment` with worker ``i`` dealt a share ``shares[i] / Σ shares`` of
+    each class (smooth weighted round-robin: each row goes to the worker furthest below its
+    share). With equal shares it is exactly the round-robin deal."""
+    shares = np.asarray(shares, np.float64)
+    if shares.ndim != 1 or not len(shares) or np.any(shares <= 0):
+        raise ValueError(f"shares must be positive, one per worker, got {shares.tolist()}")
+    equal = stratified_assignment(y, len(shares), seed)
+    if np.allclose(shares, shares[0]):
+        return equal
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([
+        rows[rng.permutation(len(rows))] for rows in (np.flatnonzero(y == c) for c in np.unique(y))
+    ]) if len(y) else np.empty(0, dtype=np.int64)
+    target, counts = shares / shares.sum(), np.zeros(len(shares))
+    assignment = np.empty(len(y), dtype=np.int64)
+    for k, row in enumerate(order):
+        worker = int(np.argmax(target * (k + 1) - counts))
+        assignment[row], counts[worker] = worker, counts[worker] + 1
+    return assignment
+
+
 def row_bytes(X) -> float:
     """Average in-memory bytes per row (CSR: values + column indices + row pointer)."""
     if sp.issparse(X):
@@ -59,12 +87,29 @@ class Batching:
     memory_budget_mb: float | None = None
     valid_size: float = 0.05
     dataset_name: str | None = None
+    #: relative speed of each worker (rows/s); None: equal shards (see the module docstring)
+    speeds: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.devices_number < 1:
             raise ValueError("devices_number must be >= 1")
         if self.batch_size is None and self.memory_budget_mb is None:
             raise ValueError("give batch_size, memory_budget_mb or both")
+        if self.speeds is not None:
+            if len(self.speeds) != self.devices_number or any(not s > 0 for s in self.speeds):
+                raise ValueError(f"speeds must be {self.devices_number} positive numbers (one per worker), "
+                                 f"got {list(self.speeds)}")
+            object.__setattr__(self, "speeds", tuple(float(s) for s in self.speeds))
+
+    def shares(self) -> np.ndarray:
+        """Each worker's fraction of the rows (equal without ``speeds``)."""
+        speeds = np.asarray(self.speeds or [1.0] * self.devices_number, np.float64)
+        return speeds / speeds.sum()
+
+    def worker_batch_sizes(self, batch_size: int) -> list[int]:
+        """Each worker's micro-batch: ``batch_size`` (the mean) scaled by its share."""
+        n = self.devices_number
+        return [max(1, int(round(batch_size * n * share))) for share in self.shares()]
 
     def micro_batch_size(self, bytes_per_row: float) -> int:
         sizes = [self.batch_size] if self.batch_size else []
@@ -102,26 +147,29 @@ def write_shards(dataset_dir: str | Path, out_dir: str | Path, batching: Batchin
     for split in SHARDED_SPLITS:
         X, y, _ = load_split(dataset_dir, split)
         batch_size = batch_size or batching.micro_batch_size(row_bytes(X))
-        assignment = stratified_assignment(y, n, seed)
+        worker_batches = batching.worker_batch_sizes(batch_size)
+        assignment = weighted_assignment(y, batching.shares(), seed)
         rng = np.random.default_rng([seed, n, SHARDED_SPLITS.index(split)])
         shards[split] = []
         for worker in range(n):
             rows = np.flatnonzero(assignment == worker)
             rows = rows[rng.permutation(len(rows))]  # mix classes inside micro-batches
-            bounds = Batching.boundaries(len(rows), batch_size)
+            bounds = Batching.boundaries(len(rows), worker_batches[worker])
             name = f"{split}_{worker:02d}.npz"
             _save_shard(out_dir / name, X[rows], y[rows], rows, bounds)
             files.append(name)
             shards[split].append({
                 "file": name, "rows": int(len(rows)),
                 "class_counts": np.bincount(y[rows], minlength=len(classes)).tolist(),
-                "micro_batches": int(len(bounds) - 1),
+                "micro_batches": int(len(bounds) - 1), "batch_size": int(worker_batches[worker]),
             })
     return write_manifest(
         out_dir, stage=STAGE, files=files,
         params={"workers": n, "batch_size": int(batch_size), "seed": seed,
                 "requested_batch_size": batching.batch_size,
-                "memory_budget_mb": batching.memory_budget_mb},
+                "memory_budget_mb": batching.memory_budget_mb,
+                "balance": "equal" if batching.speeds is None else "measured",
+                "speeds": list(batching.speeds) if batching.speeds else None},
         source={"dir": str(dataset_dir), "files": source["files"]},
         classes=classes, shards=shards,
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from diagnosenet.artifacts import atomic_write
 
 COLUMNS = ("rank", "epoch", "step", "start", "compute_s", "exchange_s", "apply_s", "rows", "payload_bytes")
@@ -64,3 +66,31 @@ def read_timeline(out_dir: Path) -> list[dict]:
                 rows.append({k: (float(v) if k in ("start", "compute_s", "exchange_s", "apply_s") else int(v))
                              for k, v in row.items()})
     return rows
+
+
+def measured_speeds(out_dir: Path, workers: int) -> list[float]:
+    """Each worker's training throughput in an earlier run (rows per second of its own compute,
+    exchange excluded), from its timeline: the ``speeds`` of balanced shards. Worker ``w``
+    (1-based) is the rank ``metrics.json`` maps to it (``mpi.rank_workers``), else rank ``w``;
+    the first epoch (TensorFlow's tracing) is left out when there are later ones."""
+    from diagnosenet.artifacts import ArtifactError, read_json
+
+    out_dir = Path(out_dir)
+    rows = read_timeline(out_dir)
+    if len({r["epoch"] for r in rows}) > 1:
+        first = min(r["epoch"] for r in rows)
+        rows = [r for r in rows if r["epoch"] != first]
+    metrics = out_dir / "metrics.json"
+    rank_workers = (read_json(metrics).get("mpi", {}).get("rank_workers") if metrics.exists() else None) or {}
+    worker_of = {int(rank): int(worker) for rank, worker in rank_workers.items()}
+    done, seconds = np.zeros(workers + 1), np.zeros(workers + 1)
+    for row in rows:
+        worker = worker_of.get(row["rank"], row["rank"])
+        if 1 <= worker <= workers:
+            done[worker] += row["rows"]
+            seconds[worker] += row["compute_s"]
+    missing = [w for w in range(1, workers + 1) if seconds[w] <= 0]
+    if missing:
+        raise ArtifactError(f"{out_dir}/timeline: no timed steps of worker(s) {missing} among {workers}; "
+                            "measure speeds on a run with the same number of workers")
+    return [float(done[w] / seconds[w]) for w in range(1, workers + 1)]
