@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_scaling.py --nodes 1 2 4 --cpu 0.25 --link 1gbit \\
         --patients 116831 --rows-per-worker 2048 --batch-sizes 64 --exchanges dense sparse \
-        --modes mpi-sync mpi-async
+        --modes mpi-sync mpi-async [--optimizers adam lazy-adam]
 
 Builds the data once with the project's own stages (``synth-pmsi``, ``compose-pmsi``): the
 paper-size feature space (all composed features), then for each worker count N a data set
@@ -80,8 +80,9 @@ def weak_dataset(composed: Path, workers: int, rows_per_worker: int, held_out: i
 
 
 def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, dataset: Path, shards: Path,
-          epochs: int, cpu: float, link: str) -> Path:
-    out = OUT / "runs" / f"{task}-{mode}-{exchange}-b{batch_size}" / f"{mode}-w{workers}"
+          epochs: int, cpu: float, link: str, optimizer: str = "adam") -> Path:
+    lever = f"{task}-{mode}-{exchange}-b{batch_size}" + ("" if optimizer == "adam" else f"-{optimizer}")
+    out = OUT / "runs" / lever / f"{mode}-w{workers}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     nodes = workers + 1
     diagnosenet("emulate-cluster", "down", stdout=subprocess.DEVNULL)
@@ -95,7 +96,7 @@ def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, da
                 "--max-epochs", str(epochs), "--patience", str(epochs), "--batch-size", str(batch_size),
                 "--exchange", exchange.removesuffix("-bf16"),
                 "--exchange-precision", "bfloat16" if exchange.endswith("-bf16") else "float32", "--monitor-rate", "1", "--timeout", "300", "--startup-timeout", "1800",
-                "--weighting", "1"]
+                "--weighting", "1", "--optimizer", optimizer]
         if mode.startswith("grpc"):   # the parameter server / chief on node0, workers on node1..N
             cluster = OUT / f"cluster-{nodes}"
             diagnosenet("cluster-files", "--hosts", *[f"node{i}" for i in range(nodes)], "--out", str(cluster),
@@ -110,7 +111,7 @@ def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, da
         else:
             command = ["env", f"PATH={BIN}:/usr/bin:/bin", "diagnosenet", "launch-mpi", "--launcher",
                        f"mpirun -disable-auto-cleanup -f {hostfile}", "--tasks", str(nodes), "--", *args]
-        log = OUT / "logs" / f"{task}-{mode}-{exchange}-b{batch_size}-w{workers}.log"
+        log = OUT / "logs" / f"{lever}-w{workers}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as handle:
             subprocess.run([str(BIN / "diagnosenet"), "emulate-cluster", "run", "--", *command], check=True,
@@ -139,6 +140,8 @@ def main() -> None:
     parser.add_argument("--rows-per-worker", type=int, default=2048)
     parser.add_argument("--held-out", type=int, default=2000, help="validation rows (and as many test rows)")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--optimizers", nargs="+", default=["adam"], choices=("adam", "lazy-adam"),
+                        help="train.optimizer; lazy-adam + mpi-async + sparse: replies carry the changed rows only")
     args = parser.parse_args()
     global OUT, CPU_PERIOD_MS
     OUT, CPU_PERIOD_MS = (args.out or OUT).resolve(), args.cpu_period_ms
@@ -149,10 +152,11 @@ def main() -> None:
             dataset, shards = weak_dataset(composed, workers, args.rows_per_worker, args.held_out, batch_size)
             for mode in args.modes:
                 for exchange in args.exchanges:
-                    task = "ecg" if (composed / "X.npy").exists() else "pmsi"
-                    runs.append(train(task, mode, workers, exchange, batch_size, dataset, shards, args.epochs,
-                                      args.cpu, args.link))
-                    print("done", runs[-1], flush=True)
+                    for optimizer in args.optimizers:
+                        task = "ecg" if (composed / "X.npy").exists() else "pmsi"
+                        runs.append(train(task, mode, workers, exchange, batch_size, dataset, shards, args.epochs,
+                                          args.cpu, args.link, optimizer))
+                        print("done", runs[-1], flush=True)
     for lever in sorted({run.parent for run in runs}):
         mine = [run for run in runs if run.parent == lever]
         diagnosenet("scalability-figure", "--runs", *map(str, mine), "--out", str(lever / "scalability.png"))
