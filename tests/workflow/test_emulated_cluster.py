@@ -459,3 +459,26 @@ def test_mpi_sync_stops_naming_a_node_cut_off_from_the_network_and_resumes_when_
     assert nothing_left_running() == {}
     assert_the_rerun_resumes(command, out)
     assert nothing_left_running() == {}
+
+
+@pytest.mark.timeout(600)
+def test_a_node_unreachable_from_the_start_is_a_lost_node(cluster, tiny, tmp_path):
+    """node2's link is down before the job starts: Hydra's proxy there cannot connect back
+    (it exits 5, the others are torn down). launch-mpi names node2: mpi-sync stops, mpi-async
+    re-forms on node0 and node1 and completes without worker 2."""
+    outs = {mode: tmp_path / mode for mode in ("mpi-sync", "mpi-async")}
+    set_link("node2", "down")
+    try:
+        runs = {mode: subprocess.run(launch_on_cluster(tiny, mode, out, epochs=3, timeout=5), text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+                for mode, out in outs.items()}
+    finally:
+        set_link("node2", "up")
+    sync, asynchronous = runs["mpi-sync"], runs["mpi-async"]
+    assert sync.returncode != 0 and "node node2 was lost" in sync.stdout, sync.stdout[-3000:]
+    assert "before the job started" in sync.stdout
+    assert asynchronous.returncode == 0, asynchronous.stdout[-3000:]
+    assert "re-forming on node0, node1 with 2 rank(s)" in asynchronous.stdout
+    assert track_epochs(outs["mpi-async"]) == [1, 2, 3]
+    assert set(json.loads((outs["mpi-async"] / "metrics.json").read_text())["mpi"]["lost_workers"]) == {"2"}
+    assert nothing_left_running() == {}

@@ -114,6 +114,16 @@ def lost_host(exits: list[LauncherExit]) -> LauncherExit | None:
     return next((e for e in exits if e.lost and e.at - exits[0].at <= SAME_MOMENT_S), None)
 
 
+def failed_at_start(exits: list[LauncherExit], roster: Path) -> LauncherExit | None:
+    """The host whose launcher failed first when the job never started (rank 0 wrote no
+    ``roster``): a node unreachable from the start, whose proxy cannot connect back to
+    ``mpiexec`` (Hydra's proxy then exits 5 and the others are torn down after it), is a lost
+    node like a killed one."""
+    if roster.exists():
+        return None
+    return next((e for e in exits if e.status != 0), None)
+
+
 def wait_for_lost_host(record: Path, grace_s: float = 3.0) -> LauncherExit | None:
     """:func:`lost_host`, waiting up to ``grace_s`` for it: the process manager can exit (Hydra's
     ``assert (!closed)``) before the killed node's launcher wrapper has appended its line, and
@@ -344,14 +354,15 @@ def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_refo
             log.warning("%s: %s %s after the run had written every output%s", out, argv[0], how,
                         f" (without worker(s) {', '.join(lost)})" if lost else "")
             return 0
-        lost = wait_for_lost_host(record)
+        lost = wait_for_lost_host(record) or failed_at_start(read_exits(record), launch_dir / "ranks.json")
         if lost is None:
             log.error("%s failed (exit %d) and no node's launcher failed: see the ranks' messages above (they name "
                       "a rank that went silent, and its node)", argv[0], status)
             return status or 1
         ranks = _ranks_on(lost.host, launch_dir / "ranks.json", launcher, tasks)
         how = f"its launcher exited with status {lost.status}" + (
-            f" (signal {lost.status - 128})" if 128 < lost.status < 255 else " (connection lost)")
+            f" (signal {lost.status - 128})" if 128 < lost.status < 255 else " (connection lost)" if lost.lost
+            else " before the job started: unreachable, or its MPI proxy could not connect back")
         epoch = _last_epoch(out)
         where = f"after epoch {epoch}" if epoch else "before the first epoch ended"
         if mode != "mpi-async" or 0 in ranks or not ranks or reforms >= max_reforms:
