@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from diagnosenet.training.exchange import nonzero_rows
 from diagnosenet.training.replica import mean_cross_entropy
+from diagnosenet.training.settings import OPTIMIZERS
 
 
 def _matmul(X, W: np.ndarray) -> np.ndarray:
@@ -39,8 +40,8 @@ class NumpyReplica:
     def __init__(self, input_size: int, n_classes: int, hidden_units: Sequence[int] = (), *, seed: int = 1,
                  learning_rate: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-7,
                  delay_s: float = 0.0, class_weights=None, optimizer: str = "adam"):
-        if optimizer not in ("adam", "lazy-adam"):
-            raise ValueError(f"optimizer {optimizer!r} is neither 'adam' nor 'lazy-adam'")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         self.lazy = optimizer == "lazy-adam"
         self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float32)
         sizes = [int(input_size), *map(int, hidden_units), int(n_classes)]
