@@ -1,4 +1,6 @@
 """The gRPC cluster layout and the launcher's checks that need no TensorFlow process."""
+import contextlib
+import dataclasses
 import io
 import json
 import socket
@@ -208,3 +210,68 @@ def test_a_stopped_but_listening_task_is_not_silent():
     threading.Thread(target=stop_worker_1, daemon=True).start()
     assert launcher.run() == 0, stream.getvalue()
     assert "has not answered" not in stream.getvalue()
+
+
+# -- a training task that fails because a peer's host vanished ---------------------------------
+FAILS_OR_WAITS = """
+import json, os, sys, time
+task = json.loads(os.environ["TF_CONFIG"])["task"]
+if task["index"] == 0:
+    time.sleep(0.5)
+    sys.exit(1)                                 # as TensorFlow fails a task when a peer's heartbeat stops
+time.sleep(60)
+"""
+
+
+@contextlib.contextmanager
+def _host_that_does_not_answer(host: str):
+    """A port on ``host`` whose accept queue is full: the kernel drops every further SYN, so a
+    connect times out as it does to a node cut off from the network."""
+    server = socket.socket()
+    server.bind((host, 0))
+    server.listen(0)
+    filler = socket.create_connection(server.getsockname())
+    try:
+        yield server.getsockname()[1]
+    finally:
+        filler.close()
+        server.close()
+
+
+def _sync_run_with_worker_1_at(host: str, port: int):
+    import sys
+
+    from diagnosenet.training.grpc.launcher import Launcher
+
+    tasks = plan_cluster("grpc-sync", 2, base_port=_free_base(2))
+    tasks[1] = dataclasses.replace(tasks[1], host=host, port=port)
+    stream = io.StringIO()
+    launcher = Launcher("grpc-sync", tasks, lambda t: [sys.executable, "-c", FAILS_OR_WAITS], timeout_s=30,
+                        remote_prefix="env", stream=stream)  # "remote" worker:1 runs here, through env
+    return launcher, stream
+
+
+def test_host_answers_tells_a_refused_port_from_a_host_that_does_not_answer():
+    from diagnosenet.training.grpc.cluster import host_answers
+
+    assert host_answers("127.0.0.2", _free_base(1), timeout=0.5)      # refused: the host is up
+    with _host_that_does_not_answer("127.0.0.2") as port:
+        assert not host_answers("127.0.0.2", port, timeout=0.5)
+
+
+@pytest.mark.timeout(120)
+def test_a_task_failing_because_a_peer_host_vanished_names_that_host_not_the_task():
+    with _host_that_does_not_answer("127.0.0.2") as port:
+        launcher, stream = _sync_run_with_worker_1_at("127.0.0.2", port)
+        assert launcher.run() == 3
+    text = stream.getvalue()
+    assert "worker:0 exited with code 1 and 127.0.0.2 does not answer" in text, text
+    assert f"worker:1 at 127.0.0.2 has not answered on 127.0.0.2:{port} since worker:0 failed" in text, text
+
+
+@pytest.mark.timeout(120)
+def test_a_task_failing_while_every_host_answers_is_blamed_itself():
+    launcher, stream = _sync_run_with_worker_1_at("127.0.0.2", _free_base(1))
+    assert launcher.run() == 1
+    text = stream.getvalue()
+    assert "error: worker:0 exited with code 1" in text and "has not answered" not in text, text

@@ -48,11 +48,12 @@ def _grpc_task(args: argparse.Namespace) -> int:
 
 
 def is_peer_loss(exc: BaseException) -> bool:
-    """TensorFlow's error in a task whose peer exited or vanished mid-collective or mid-RPC:
+    """TensorFlow's error in a task whose peer exited or vanished mid-collective or mid-RPC (or
+    whose coordination heartbeat stopped being answered):
     the fault is the peer's (named by the launcher), this task's traceback is noise."""
     tf = sys.modules.get("tensorflow")
     return tf is not None and isinstance(exc, (tf.errors.UnavailableError, tf.errors.AbortedError,
-                                               tf.errors.CancelledError))
+                                               tf.errors.CancelledError, tf.errors.DeadlineExceededError))
 
 
 def register(subparsers) -> None:

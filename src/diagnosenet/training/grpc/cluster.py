@@ -112,6 +112,19 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def host_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether ``host``'s kernel answers a TCP connect to ``port``: accepted or refused (nothing
+    listens there any more) both prove the host is up; a timeout or no route means it is cut
+    off or down. This tells a task that failed from a host that vanished."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
 def port_free(port: int) -> bool:
     """Whether ``port`` can be bound here (TensorFlow's server binds 0.0.0.0, so check that).
 

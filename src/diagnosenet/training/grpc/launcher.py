@@ -14,10 +14,16 @@ node's kernel however busy the task is, so a long epoch or collective never look
 a task that has not answered for the run's ``timeout_s`` is lost: in ``grpc-async`` a lost
 worker's node is dropped and the cluster re-formed on the others, resuming from the chief's
 last checkpoint; any other lost task stops the run, naming the task and its host.
+
+TensorFlow may see the loss first (its coordination heartbeat, a collective's deadline) and
+fail a healthy task. So when a training task fails, the launcher asks every other host once
+(:func:`~diagnosenet.training.grpc.cluster.host_answers`) before blaming it: a host that does
+not answer is the cause, and is named and handled as a silent one.
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -34,8 +40,8 @@ from pathlib import Path
 from typing import Callable
 
 from diagnosenet.artifacts import ArtifactError, verify_manifest
-from diagnosenet.training.grpc.cluster import (Task, is_local, plan_cluster, port_free, port_open, tf_config,
-                                               without_worker)
+from diagnosenet.training.grpc.cluster import (Task, host_answers, is_local, plan_cluster, port_free, port_open,
+                                               tf_config, without_worker)
 from diagnosenet.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -216,13 +222,29 @@ class Launcher:
                                   f"{self.timeout_s:.0f} s after it started (--timeout): is {task.host} reachable?",
                                   code=124)
             if proc.answered is not None and now - proc.answered > self.silence_s:
-                what = (f"{task.name} at {task.host} has not answered on {task.address} for "
-                        f"{now - proc.answered:.0f} s (train timeout {self.silence_s:g} s): {task.host} is "
-                        "unreachable or down")
-                if self.reform and task.type == "worker":
-                    raise WorkerLost(task, what)
-                raise LaunchError(f"{what}; stopping every process (rerun the same command to resume from the "
-                                  f"last checkpoint once {task.host} is back)", code=SILENT_EXIT)
+                raise self._lost(task, f"for {now - proc.answered:.0f} s (train timeout {self.silence_s:g} s)")
+
+    def _lost(self, task: Task, how_long: str) -> LaunchError:
+        """The error for a task whose host is gone: :class:`WorkerLost` where the run re-forms."""
+        what = f"{task.name} at {task.host} has not answered on {task.address} {how_long}: {task.host} is " \
+               "unreachable or down"
+        if self.reform and task.type == "worker":
+            return WorkerLost(task, what)
+        return LaunchError(f"{what}; stopping every process (rerun the same command to resume from the "
+                           f"last checkpoint once {task.host} is back)", code=SILENT_EXIT)
+
+    def _failed(self, proc: Process, code: int) -> LaunchError:
+        """The error for a training task that exited ``code``: a host that no longer answers
+        (every remote task probed once, at the same time) is named as the cause, else the task."""
+        remote = [p.task for p in self._procs if not is_local(p.task.host)]  # its own host too: it may be the cut one
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(remote))) as pool:
+            answers = list(pool.map(lambda t: host_answers(t.host, t.port, PROBE_TIMEOUT_S), remote))
+        gone = [t for t, answered in zip(remote, answers) if not answered]
+        if gone:
+            self.say("launcher", f"{proc.task.name} exited with code {code} and "
+                                 f"{', '.join(sorted({t.host for t in gone}))} does not answer")
+            return self._lost(gone[0], f"since {proc.task.name} failed")
+        return LaunchError(f"{proc.task.name} exited with code {code}", code=code if code > 0 else 1)
 
     def _kill(self, proc: Process) -> None:
         """SIGTERM the process group, then SIGKILL whatever of the group is left."""
@@ -291,7 +313,7 @@ class Launcher:
                 if code is None:
                     continue
                 if proc.trains and code != 0:
-                    raise LaunchError(f"{proc.task.name} exited with code {code}", code=code if code > 0 else 1)
+                    raise self._failed(proc, code)
                 if not proc.trains:
                     self._on_server_exit(index, proc)
             if self.silence_s > 0:
