@@ -170,3 +170,38 @@ def test_mpi_async_row_replies_leave_every_worker_with_the_masters_weights(tiny_
         assert f"mpi-async rank {rank}: final weights equal the master's" in proc.stdout, proc.stdout[-3000:]
     assert "differ from the master's" not in proc.stdout
     assert read_json(out / "metrics.json")["mpi"]["replies"] == "changed rows"
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("optimizer", ["adam", "lazy-adam"])
+def test_reading_the_first_layer_by_rows_takes_the_same_step(optimizer):
+    """``grpc-async`` reads the input kernel by rows (``Dense.read_rows``): the gradient is the
+    present features' rows only (what travels to the parameter server), and the step, lazy or
+    dense Adam, is the one the whole kernel gives."""
+    import tensorflow as tf
+
+    from diagnosenet.models.graphs import build_graph
+    from diagnosenet.models.optim import CrossEntropy, make_optimizer
+    from diagnosenet.models.tensorflow_backend import to_tensor
+
+    rng = np.random.default_rng(5)
+    X, y = to_tensor(sparse_batch(rng, 8, [1, 4, 7])), tf.constant(rng.integers(0, CLASSES, 8))
+    graphs = []
+    for read_rows in (False, True):
+        graph = build_graph("pmsi", {"hidden_units": [UNITS], "dropout_keep": 1.0}, INPUTS, CLASSES, seed=1)
+        graph.loss = CrossEntropy()
+        graph.layers[0].read_rows = read_rows
+        graph.build()
+        opt = make_optimizer(optimizer, 0.01, graph)
+        opt.build(graph.trainable_variables)
+        for _ in range(2):
+            with tf.GradientTape() as tape:
+                loss = graph.loss(graph(X, training=True), y)
+            grads = tape.gradient(loss, graph.trainable_variables)
+            opt.apply_gradients(zip(grads, graph.trainable_variables))
+        graphs.append((graph, grads[0]))
+    (dense, dense_grad), (by_rows, rows_grad) = graphs
+    assert isinstance(rows_grad, tf.IndexedSlices) and not isinstance(dense_grad, tf.IndexedSlices)
+    assert sorted(rows_grad.indices.numpy().tolist()) == [1, 4, 7]
+    for a, b in zip(dense.trainable_variables, by_rows.trainable_variables):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6, atol=1e-7)

@@ -301,3 +301,30 @@ def test_grpc_resumes_from_the_intact_checkpoint_and_stops_every_task_when_none_
     assert "Traceback" not in text, text[-3000:]
     stopped.watch()
     assert not [p for p in stopped.seen if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.timeout(1200)
+def test_grpc_async_lazy_adam_moves_only_the_first_layer_rows_its_batches_name(tiny_inputs, tmp_path):
+    """Issue 24: ``grpc-async`` reads the input kernel from the parameter server by rows and,
+    under lazy Adam, writes back only those rows, computed where they live. The traffic it
+    reports is exactly the rows of every micro-batch (from the shards) plus the dense rest,
+    twice, and the loss does not blow up (concurrent row scatters are Hogwild!-like)."""
+    from diagnosenet.datasets.shards import load_shard
+
+    inputs = tiny_inputs("pmsi", workers=2)
+    out = tmp_path / "lazy"
+    launch = Launch([*command("grpc-async", inputs, out, epochs=2, model=MODELS["pmsi"]), "--optimizer", "lazy-adam"],
+                    tmp_path / "lazy.log")
+    assert launch.wait() == 0, launch.text()[-4000:]
+    metrics = read_json(out / "metrics.json")
+    assert metrics["row_reads"] is True and metrics["epochs_run"] == 2
+    n_features, units = load_shard(inputs.shards, "train", 0, workers=2).X.shape[1], MODELS["pmsi"]["hidden_units"][0]
+    rows_read, steps = 0, 0
+    for worker in range(2):
+        for X_b, _ in load_shard(inputs.shards, "train", worker, workers=2).microbatches():
+            rows_read, steps = rows_read + np.unique(X_b.tocoo().col).size, steps + 1
+    other = 4 * (metrics["n_params"] - n_features * units)
+    assert metrics["bytes_exchanged_per_epoch"] == int(2 * other * steps + 2 * 4 * units * rows_read)
+    track = read_track(out / "track.csv")
+    assert [int(r["samples"]) for r in track] == [train_rows(inputs)] * 2
+    assert float(track[-1]["train_loss"]) < float(track[0]["train_loss"]) + 0.5

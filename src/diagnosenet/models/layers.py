@@ -32,9 +32,16 @@ class Layer(tf.Module):
 
 
 class Dense(Layer):
-    """``h = f(x W + b)``; a ``tf.SparseTensor`` input is multiplied without densifying it."""
+    """``h = f(x W + b)``; a ``tf.SparseTensor`` input is multiplied without densifying it.
+
+    ``read_rows``: a sparse input reads only the rows of ``W`` its features select (a gather,
+    which runs where ``W`` lives), so the gradient is those rows (``tf.IndexedSlices``). On a
+    parameter server that is what travels per step instead of the whole kernel; the product
+    is the same.
+    """
 
     activation = None
+    read_rows = False
 
     def __init__(self, in_size: int, out_size: int):
         super().__init__(name=type(self).__name__.lower())
@@ -54,12 +61,23 @@ class Dense(Layer):
         return [self.kernel, self.bias]
 
     def __call__(self, x):
-        if isinstance(x, tf.SparseTensor):
+        if isinstance(x, tf.SparseTensor) and self.read_rows:
+            z = sparse_matmul_by_rows(x, self.kernel)
+        elif isinstance(x, tf.SparseTensor):
             z = tf.sparse.sparse_dense_matmul(x, self.kernel)
         else:
             z = tf.matmul(x, self.kernel)
         z = z + self.bias
         return self.activation(z) if self.activation is not None else z
+
+
+def sparse_matmul_by_rows(x: tf.SparseTensor, kernel: tf.Variable) -> tf.Tensor:
+    """``x @ kernel`` from the rows of ``kernel`` that ``x``'s columns name only."""
+    columns, local = tf.unique(x.indices[:, 1])
+    rows = tf.gather(kernel, columns)
+    remapped = tf.SparseTensor(tf.stack([x.indices[:, 0], tf.cast(local, tf.int64)], axis=1), x.values,
+                               tf.stack([x.dense_shape[0], tf.cast(tf.size(columns), tf.int64)]))
+    return tf.sparse.sparse_dense_matmul(remapped, rows)
 
 
 class Relu(Dense):

@@ -76,10 +76,12 @@ class Adam:
         # PMSI MLP's loss jumped from 1.4 to 5 in its first epoch, now and then).
         t = tf.cast(self.iterations + 1, tf.float32)
         for index, ((grad, var), m, v) in enumerate(zip(grads_and_vars, self.m, self.v)):
-            self._apply_one(index, tf.convert_to_tensor(grad, tf.float32), var, m, v, t)
+            self._apply_one(index, grad, var, m, v, t)
         self.iterations.assign_add(1)
 
     def _apply_one(self, index: int, grad, var, m, v, t) -> None:
+        """``grad`` may be a ``tf.IndexedSlices`` (a kernel read by rows): Adam moves every row, so dense."""
+        grad = tf.convert_to_tensor(grad, tf.float32)
         tf.raw_ops.ResourceApplyAdam(
             var=var.handle, m=m.handle, v=v.handle, beta1_power=tf.pow(self.beta_1, t),
             beta2_power=tf.pow(self.beta_2, t), lr=tf.constant(self.lr, tf.float32),
@@ -112,14 +114,20 @@ class LazyAdam(Adam):
     def _apply_one(self, index: int, grad, var, m, v, t) -> None:
         if index or not self.lazy_first or len(var.shape) != 2:
             return super()._apply_one(index, grad, var, m, v, t)
-        lr_t = self.lr * tf.sqrt(1 - tf.pow(self.beta_2, t)) / (1 - tf.pow(self.beta_1, t))
-        rows = tf.where(tf.reduce_any(tf.not_equal(grad, 0.0), axis=1))[:, 0]
-        g, m_old, v_old = tf.gather(grad, rows), m.sparse_read(rows), v.sparse_read(rows)
-        m_rows = m_old + (g - m_old) * (1 - self.beta_1)           # ApplyAdam's own form
-        v_rows = v_old + (g * g - v_old) * (1 - self.beta_2)
-        m.scatter_update(tf.IndexedSlices(m_rows, rows))
-        v.scatter_update(tf.IndexedSlices(v_rows, rows))
-        var.scatter_sub(tf.IndexedSlices(lr_t * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
+        if isinstance(grad, tf.IndexedSlices):   # the kernel was read by rows: its gradient is those rows
+            values, rows = grad.values, tf.cast(grad.indices, tf.int64)
+        else:
+            values, rows = grad, tf.range(tf.shape(grad, out_type=tf.int64)[0])
+        has_gradient = tf.reduce_any(tf.not_equal(values, 0.0), axis=1)   # as exchange.nonzero_rows
+        g, rows = tf.boolean_mask(values, has_gradient), tf.boolean_mask(rows, has_gradient)
+        with tf.device(var.device):   # where the rows live: only g travels to a parameter server
+            lr_t = self.lr * tf.sqrt(1 - tf.pow(self.beta_2, t)) / (1 - tf.pow(self.beta_1, t))
+            m_old, v_old = m.sparse_read(rows), v.sparse_read(rows)
+            m_rows = m_old + (g - m_old) * (1 - self.beta_1)           # ApplyAdam's own form
+            v_rows = v_old + (g * g - v_old) * (1 - self.beta_2)
+            m.scatter_update(tf.IndexedSlices(m_rows, rows))
+            v.scatter_update(tf.IndexedSlices(v_rows, rows))
+            var.scatter_sub(tf.IndexedSlices(lr_t * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
 
 
 def make_optimizer(name: str, lr: float, graph) -> Adam:

@@ -57,9 +57,26 @@ class ParameterServerModel:
         assign_graph_state(self.graph, self.optimizer, state)
 
 
+class StepTraffic:
+    """Bytes between a worker and the parameter server per step: the weights read and the
+    gradient written; with row reads the first layer's part of both is the rows a batch
+    names (the gradient stays the whole kernel under dense Adam, which moves every row)."""
+
+    def __init__(self, model_bytes: int, kernel: tuple[int, int] | None, lazy: bool):
+        self.kernel_bytes = 0 if kernel is None else 4 * kernel[0] * kernel[1]
+        self.other_bytes, self.units, self.lazy = model_bytes - self.kernel_bytes, 0 if kernel is None else kernel[1], lazy
+
+    def bytes(self, steps: int, rows_read: float) -> float:
+        if not self.kernel_bytes:
+            return 2.0 * self.other_bytes * steps
+        rows_bytes = 4.0 * self.units * rows_read
+        return 2.0 * self.other_bytes * steps + rows_bytes + (rows_bytes if self.lazy else self.kernel_bytes * steps)
+
+
 def train(settings: TrainSettings, graph=None) -> dict:
     import tensorflow as tf
 
+    from diagnosenet.models.optim import input_kernel
     from diagnosenet.training.grpc.cluster import worker_workdir
     from diagnosenet.training.grpc.common import batch_sums, build_model, model_bytes, task_from_tf_config, task_hosts
     from diagnosenet.training.grpc.data import local_shard_dataset
@@ -82,6 +99,9 @@ def train(settings: TrainSettings, graph=None) -> dict:
     with strategy.scope():
         graph, optimizer = build_model(settings, input_size, n_classes, graph)
     variables = list(graph.trainable_variables)
+    kernel = input_kernel(graph) if sparse else None
+    if kernel is not None:  # each step reads (and lazy Adam writes) the rows its features name, not the kernel
+        graph.layers[0].read_rows = True
     model = ParameterServerModel(graph, optimizer)
     run = Run(settings, model, name="chief")
     run.resume_or_start()
@@ -96,39 +116,41 @@ def train(settings: TrainSettings, graph=None) -> dict:
             sums = batch_sums(graph, x, y, training=True)
             loss = sums[0] / sums[2]
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return sums
+        features = tf.size(tf.unique(x.indices[:, 1])[0]) if sparse else 0   # first-layer rows read
+        return tf.concat([sums, [tf.cast(features, tf.float32)]], axis=0)
 
     @tf.function
     def worker_step(iterator):
         batch = iterator.get_next_as_optional()
         return tf.cond(batch.has_value(), lambda: strategy.run(replica_step, args=batch.get_value()),
-                       lambda: tf.zeros(3))
+                       lambda: tf.zeros(4))
 
-    per_step_bytes = 2 * model_bytes(graph)  # pull the weights, push the gradient
+    traffic = StepTraffic(model_bytes(graph), kernel, lazy=type(optimizer).__name__ == "LazyAdam")
 
-    def run_epoch() -> tuple[EpochStats, int]:
+    def run_epoch() -> tuple[EpochStats, int, float]:
         iterator = iter(per_worker_dataset)  # a fresh pass over every worker's shard
-        sums, remaining, steps = np.zeros(3), batches_per_epoch, 0
+        sums, remaining, steps = np.zeros(4), batches_per_epoch, 0
         while remaining > 0:
             results = [coordinator.schedule(worker_step, args=(iterator,)) for _ in range(remaining)]
             coordinator.join()
-            values = np.array([r.fetch() for r in results], np.float64).reshape(-1, 3)
+            values = np.array([r.fetch() for r in results], np.float64).reshape(-1, 4)
             trained = int(np.count_nonzero(values[:, 2]))
             sums += values.sum(axis=0)
             remaining -= trained
             steps += trained
-        return EpochStats(sums[0], sums[1], int(sums[2])), steps
+        return EpochStats(sums[0], sums[1], int(sums[2])), steps, traffic.bytes(steps, sums[3])
 
     monitor, monitor_status = run.monitor()
+    sent = 0.0
     with monitor:
         while not run.should_stop:
             run.begin_epoch()
-            stats, steps = run_epoch()
-            run.end_epoch(stats, bytes_exchanged=per_step_bytes * steps)
+            stats, steps, sent = run_epoch()
+            run.end_epoch(stats, bytes_exchanged=sent)
     # the workers' staged shards were a cache for this run: keep them out of its manifest
     shutil.rmtree(worker_workdir(settings.out_dir, 0).parent, ignore_errors=True)
     return run.finish({
-        "n_params": int(model_bytes(graph) // 4), "bytes_exchanged_per_epoch": per_step_bytes * batches_per_epoch,
+        "n_params": int(model_bytes(graph) // 4), "bytes_exchanged_per_epoch": int(sent), "row_reads": kernel is not None,
         "steps_per_epoch": batches_per_epoch, "parameter_servers": resolver.cluster_spec().num_tasks("ps"),
         "hosts": task_hosts(resolver.cluster_spec().as_dict()), "lost_workers": dict(settings.lost_workers),
         "monitor": monitor_status})
