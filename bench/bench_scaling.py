@@ -48,15 +48,18 @@ def compose(patients: int) -> Path:
     return composed
 
 
-def weak_dataset(composed: Path, workers: int, rows_per_worker: int, held_out: int, batch_size: int) -> tuple[Path, Path]:
+def weak_dataset(composed: Path, workers: int, rows_per_worker: int, held_out: int, batch_size: int,
+                 speeds_from: Path | None = None) -> tuple[Path, Path]:
     """A composed-stage subset of ``workers × rows_per_worker`` training rows + ``2 × held_out``
-    validation/test rows (every feature column kept), materialised and sharded for ``workers``."""
+    validation/test rows (every feature column kept), materialised and sharded for ``workers``
+    (``speeds_from``: balanced by that earlier run's measured speeds, ``shards.balance: measured``)."""
     from diagnosenet.artifacts import write_json, write_manifest
 
     task = "ecg" if (composed / "X.npy").exists() else "pmsi"
     name = f"{task}-w{workers}-r{rows_per_worker}"
     subset, dataset = OUT / f"composed-{name}", OUT / f"dataset-{name}"
-    shards = OUT / f"shards-{name}-b{batch_size}"
+    shards = OUT / f"shards-{name}-b{batch_size}" if speeds_from is None else \
+        OUT / f"shards-{name}-b{batch_size}-measured-{speeds_from.parent.name}"
     if not (dataset / "manifest.json").exists():
         X = np.load(composed / "X.npy") if task == "ecg" else sp.load_npz(composed / "X.npz").tocsr()
         y, groups = np.load(composed / "y.npy"), np.load(composed / "groups.npy", allow_pickle=False)
@@ -74,14 +77,18 @@ def weak_dataset(composed: Path, workers: int, rows_per_worker: int, held_out: i
         diagnosenet("materialise", "--input", str(subset), "--out", str(dataset), "--seed", "1",
                     "--valid-fraction", f"{fraction:.6f}", "--test-fraction", f"{fraction:.6f}")
     if not (shards / "manifest.json").exists():
+        balance = [] if speeds_from is None else ["--speeds-from", str(speeds_from)]
         diagnosenet("shard", "--dataset", str(dataset), "--out", str(shards), "--workers", str(workers),
-                    "--batch-size", str(batch_size), "--seed", "1")
+                    "--batch-size", str(batch_size), "--seed", "1", *balance)
     return dataset, shards
 
 
 def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, dataset: Path, shards: Path,
-          epochs: int, cpu: float, link: str, optimizer: str = "adam") -> Path:
-    lever = f"{task}-{mode}-{exchange}-b{batch_size}" + ("" if optimizer == "adam" else f"-{optimizer}")
+          epochs: int, cpu: str, link: str, optimizer: str = "adam", balance: str = "equal") -> Path:
+    """One run on a fresh emulated cluster of ``workers + 1`` nodes; ``cpu`` and ``link``: one
+    value for every node or one per node, node0 (rank 0, the ps and chief) first."""
+    lever = f"{task}-{mode}-{exchange}-b{batch_size}" + ("" if optimizer == "adam" else f"-{optimizer}") \
+        + ("" if balance == "equal" else f"-{balance}")
     out = OUT / "runs" / lever / f"{mode}-w{workers}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     nodes = workers + 1
@@ -124,7 +131,8 @@ def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, da
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4], help="worker nodes (+1 for rank 0)")
-    parser.add_argument("--cpu", type=float, default=0.25)
+    parser.add_argument("--cpu", default="0.25", help="cores per node: one value, or one per node from node0 "
+                                                       "(e.g. 0.25,0.5,0.25,0.25,0.25: a heterogeneous cluster)")
     parser.add_argument("--cpu-period-ms", type=float, default=100.0, help="CFS period of each node's CPU quota")
     parser.add_argument("--out", type=Path, default=None, help="output root (default bench/out/scaling)")
     parser.add_argument("--link", default="1gbit")
@@ -142,6 +150,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--optimizers", nargs="+", default=["adam"], choices=("adam", "lazy-adam"),
                         help="train.optimizer; lazy-adam + mpi-async + sparse: replies carry the changed rows only")
+    parser.add_argument("--balance", nargs="+", default=["equal"], choices=("equal", "measured"),
+                        help="shards.balance; measured: shards sized by the speeds the equal run measured "
+                             "(so equal runs first)")
     args = parser.parse_args()
     global OUT, CPU_PERIOD_MS
     OUT, CPU_PERIOD_MS = (args.out or OUT).resolve(), args.cpu_period_ms
@@ -154,9 +165,16 @@ def main() -> None:
                 for exchange in args.exchanges:
                     for optimizer in args.optimizers:
                         task = "ecg" if (composed / "X.npy").exists() else "pmsi"
-                        runs.append(train(task, mode, workers, exchange, batch_size, dataset, shards, args.epochs,
-                                          args.cpu, args.link, optimizer))
-                        print("done", runs[-1], flush=True)
+                        equal = train(task, mode, workers, exchange, batch_size, dataset, shards, args.epochs,
+                                      args.cpu, args.link, optimizer)
+                        runs.append(equal)
+                        print("done", equal, flush=True)
+                        if "measured" in args.balance and workers > 1:
+                            _, balanced = weak_dataset(composed, workers, args.rows_per_worker, args.held_out,
+                                                       batch_size, speeds_from=equal)
+                            runs.append(train(task, mode, workers, exchange, batch_size, dataset, balanced,
+                                              args.epochs, args.cpu, args.link, optimizer, balance="measured"))
+                            print("done", runs[-1], flush=True)
     for lever in sorted({run.parent for run in runs}):
         mine = [run for run in runs if run.parent == lever]
         diagnosenet("scalability-figure", "--runs", *map(str, mine), "--out", str(lever / "scalability.png"))

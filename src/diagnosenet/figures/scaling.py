@@ -5,8 +5,9 @@ several worker counts and modes, :func:`scaling_table` gives one row per run:
 
 - per step: median compute and exchange seconds and bytes handed to the exchange, from the
   timelines of the workers (``training.timeline``);
-- ``step_samples_per_second`` = N × micro-batch / median step seconds (compute + exchange +
-  apply), and the **weak-scaling efficiency** ``sps(N) / (N × sps(1))`` against the same
+- ``step_samples_per_second`` = the sum over workers of a worker's median micro-batch / its
+  median step seconds (compute + exchange + apply): N × micro-batch / step seconds with equal
+  shards, and right with balanced ones, whose micro-batches differ; the **weak-scaling efficiency** ``sps(N) / (N × sps(1))`` against the same
   mode's (else desktop's) one-worker run: each worker keeps its own micro-batch, so the work
   per worker and step is constant (the per-GPU throughput ratio Horovod reports). Without a
   timeline, the run's end-to-end ``samples_per_second`` (validation included) stands in;
@@ -49,10 +50,13 @@ def step_profile(run_dir: Path) -> dict:
     steps = [r for r in read_timeline(run_dir) if r["rows"] > 0]
     if not steps:
         return {}
-    workers = len({r["rank"] for r in steps})
-    step_s = statistics.median(r["compute_s"] + r["exchange_s"] + r["apply_s"] for r in steps)
+    per_worker = []   # each worker's rows/s: balanced shards give the workers different micro-batches
+    for rank in sorted({r["rank"] for r in steps}):
+        mine = [r for r in steps if r["rank"] == rank]
+        step_s = statistics.median(r["compute_s"] + r["exchange_s"] + r["apply_s"] for r in mine)
+        per_worker.append(statistics.median(r["rows"] for r in mine) / step_s if step_s > 0 else None)
     batch = statistics.median(r["rows"] for r in steps)
-    return {"step_samples_per_second": workers * batch / step_s if step_s > 0 else None,
+    return {"step_samples_per_second": sum(per_worker) if None not in per_worker else None,
             "compute_s_per_step": statistics.median(r["compute_s"] for r in steps),
             "exchange_s_per_step": statistics.median(r["exchange_s"] for r in steps),
             "bytes_per_step": statistics.median(r["payload_bytes"] for r in steps),
