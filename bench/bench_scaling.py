@@ -96,6 +96,7 @@ def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, da
     diagnosenet("emulate-cluster", "up", "--nodes", str(nodes), "--cpu", str(cpu), "--link", link,
                 "--cpu-period-ms", str(CPU_PERIOD_MS))
     try:
+        OUT.mkdir(parents=True, exist_ok=True)
         hostfile = OUT / f"hostfile-{nodes}"
         hostfile.write_text("".join(f"node{i}:1\n" for i in range(nodes)))
         args = ["--task", task, "--mode", mode, "--workers", str(workers), "--dataset", str(dataset),
