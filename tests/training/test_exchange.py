@@ -145,7 +145,8 @@ def test_row_replies_keep_every_worker_equal_to_the_master_after_every_reply():
     import scipy.sparse as sp
 
     from diagnosenet.models.numpy_backend import NumpyReplica
-    from diagnosenet.training.exchange import RowReplies, apply_reply
+    from diagnosenet.training.exchange import (RowGradient, RowReplies, apply_reply, apply_row_gradient, pack_rows,
+                                               row_weighted_mean)
 
     inputs, units = 40, 6
     master = NumpyReplica(inputs, 3, [units], seed=1, learning_rate=0.05, optimizer="lazy-adam")
@@ -153,7 +154,7 @@ def test_row_replies_keep_every_worker_equal_to_the_master_after_every_reply():
     rng = np.random.default_rng(3)
     version, held, copies = 0, {}, {}
     for worker in range(3):   # the start: every weight
-        body, rows = replies.message(master.get_weights(), held.get(worker))
+        body, rows = replies.message(master, held.get(worker))
         assert rows == -1
         copies[worker] = np.empty(master.n_params, np.float32)
         apply_reply(copies[worker], body, rows, master.input_block)
@@ -166,13 +167,64 @@ def test_row_replies_keep_every_worker_equal_to_the_master_after_every_reply():
         worker_replica = NumpyReplica(inputs, 3, [units], seed=1)
         worker_replica.set_weights(copies[worker])   # the gradient on the (stale) copy it holds
         grads, _, _ = worker_replica.compute_gradients(sp.csr_matrix(X), rng.integers(0, 3, 4))
-        master.apply_gradients(grads)
+        head = inputs * units   # as the master receives it: packed rows and the rest
+        update = row_weighted_mean([RowGradient.from_packed(pack_rows(grads, master.input_block), grads[head:], units)],
+                                   [4])
+        apply_row_gradient(master, update, master.input_block)
         version += 1
-        replies.updated(grads, version)
-        body, rows = replies.message(master.get_weights(), held[worker])
+        replies.updated(update, version)
+        body, rows = replies.message(master, held[worker])
         apply_reply(copies[worker], body, rows, master.input_block)
         held[worker] = version
         np.testing.assert_array_equal(copies[worker], master.get_weights())
         sent_rows.append(rows)
     assert max(sent_rows) < inputs and np.mean(sent_rows) < inputs / 2, sent_rows
     assert replies.max_floats == inputs * (units + 1) + master.n_params - inputs * units
+
+
+def test_row_weighted_mean_is_the_dense_weighted_mean_without_the_dense_block():
+    from diagnosenet.training.exchange import RowGradient, row_weighted_mean
+    from diagnosenet.training.loop import weighted_mean
+
+    rng = np.random.default_rng(8)
+    dense = []
+    for present in ([1, 4], [4, 6, 7], [0]):
+        g = np.zeros(N_PARAMS, np.float32)
+        g[:BLOCK[0] * BLOCK[1]].reshape(BLOCK)[present] = rng.normal(size=(len(present), BLOCK[1]))
+        g[BLOCK[0] * BLOCK[1]:] = rng.normal(size=N_PARAMS - BLOCK[0] * BLOCK[1])
+        dense.append(g)
+    counts = [5, 3, 8]
+    mean = row_weighted_mean([RowGradient.from_dense(g, BLOCK) for g in dense], counts)
+    assert mean.rows.tolist() == [0, 1, 4, 6, 7]
+    np.testing.assert_allclose(mean.dense(BLOCK), weighted_mean(dense, counts), rtol=1e-6, atol=1e-7)
+    one = RowGradient.from_dense(dense[1], BLOCK)   # k = 1: exactly the gradient
+    np.testing.assert_array_equal(row_weighted_mean([one], [3]).dense(BLOCK), dense[1])
+
+
+@pytest.mark.tensorflow
+def test_the_tensorflow_row_path_takes_the_dense_lazy_step_and_reads_the_same_rows():
+    """The ``mpi-async`` master's path under row replies (``TFReplica.apply_row_gradient``,
+    ``get_rows``): the step and the weights of the dense path, without the dense block."""
+    from diagnosenet.models.tensorflow_backend import tensorflow_replica
+    from diagnosenet.training.exchange import RowGradient
+
+    def replica():
+        return tensorflow_replica("pmsi", {"hidden_units": [6], "dropout_keep": 1.0}, 40, 3, seed=1,
+                                  learning_rate=0.05, optimizer="lazy-adam")
+
+    by_rows, dense = replica(), replica()
+    block = by_rows.input_block
+    rng = np.random.default_rng(9)
+    for _ in range(3):
+        g = np.zeros(by_rows.n_params, np.float32)
+        g[:block[0] * block[1]].reshape(block)[rng.choice(block[0], 4, replace=False)] = rng.normal(size=(4, block[1]))
+        g[block[0] * block[1]:] = rng.normal(size=by_rows.n_params - block[0] * block[1])
+        grad = RowGradient.from_dense(g, block)
+        by_rows.apply_row_gradient(grad.rows, grad.values, grad.rest)
+        dense.apply_gradients(g)
+    np.testing.assert_allclose(by_rows.get_weights(), dense.get_weights(), rtol=1e-6, atol=1e-7)
+    rows = np.array([3, 17, 39])
+    values, rest = by_rows.get_rows(rows)
+    weights = by_rows.get_weights()
+    np.testing.assert_array_equal(values, weights[:block[0] * block[1]].reshape(block)[rows])
+    np.testing.assert_array_equal(rest, weights[block[0] * block[1]:])

@@ -151,16 +151,18 @@ def test_the_traced_tensorflow_step_of_an_mlp_leaves_absent_feature_rows_alone()
 
 @pytest.mark.mpi
 @pytest.mark.timeout(600)
-def test_mpi_async_row_replies_leave_every_worker_with_the_masters_weights(tiny_inputs, tmp_path):
+@pytest.mark.parametrize("backend", ["numpy", "tensorflow"])
+def test_mpi_async_row_replies_leave_every_worker_with_the_masters_weights(tiny_inputs, tmp_path, backend):
     """Two workers, lazy Adam, the sparse exchange: the master replies with changed rows only,
-    and at the end each worker's copy has the master's digest (each rank logs the check)."""
+    and at the end each worker's copy has the master's digest (each rank logs the check). With
+    TensorFlow the master takes the row path (``apply_row_gradient``, ``get_rows``)."""
     from diagnosenet.artifacts import read_json
 
     inputs, out = tiny_inputs("pmsi", workers=2), tmp_path / "run"
     command = [str(BIN / "diagnosenet"), "launch-mpi", "--launcher", "mpirun -disable-auto-cleanup", "--tasks", "3",
                "--", "--task", "pmsi", "--mode", "mpi-async", "--workers", "2", "--dataset", str(inputs.dataset),
                "--shards", str(inputs.shards), "--out", str(out), "--batch-size", str(inputs.batch_size),
-               "--model-json", json.dumps({"backend": "numpy", "hidden_units": [8]}), "--max-epochs", "3",
+               "--model-json", json.dumps({"backend": backend, "hidden_units": [8]}), "--max-epochs", "3",
                "--patience", "10", "--lr", "0.01", "--seed", "3", "--optimizer", "lazy-adam", "--exchange", "sparse",
                "--timeout", "30", "--startup-timeout", "300", "--monitor-rate", "0"]
     proc = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300,

@@ -63,6 +63,7 @@ class TFReplica:
         self._gradients = tf.function(self._gradients_fn, reduce_retracing=True)
         self._apply = tf.function(self._apply_fn, reduce_retracing=True)
         self._step = tf.function(self._step_fn, reduce_retracing=True)
+        self._apply_rows = tf.function(self._apply_rows_fn, reduce_retracing=True)
         self._proba = tf.function(lambda x: tf.nn.softmax(self.graph(x, training=False)), reduce_retracing=True)
 
     # -- traced bodies ---------------------------------------------------------------
@@ -79,6 +80,12 @@ class TFReplica:
     def _apply_fn(self, flat):
         grads = [tf.reshape(g, v.shape) for g, v in zip(tf.split(flat, self._sizes), self.variables)]
         self.optimizer.apply_gradients(zip(grads, self.variables))
+
+    def _apply_rows_fn(self, rows, values, rest):
+        kernel, others = self.variables[0], self.variables[1:]
+        grads = [tf.reshape(g, v.shape) for g, v in zip(tf.split(rest, self._sizes[1:]), others)]
+        first = tf.IndexedSlices(values, rows, dense_shape=tf.shape(kernel, out_type=tf.int64))
+        self.optimizer.apply_gradients(zip([first, *grads], self.variables))
 
     def _step_fn(self, x, y):
         with tf.GradientTape() as tape:
@@ -123,6 +130,19 @@ class TFReplica:
 
     def apply_gradients(self, flat_grads: np.ndarray) -> None:
         self._apply(tf.convert_to_tensor(np.asarray(flat_grads, dtype=np.float32)))
+
+    # -- row access for the asynchronous master under row replies (training/exchange.py) ------
+    def apply_row_gradient(self, rows: np.ndarray, values: np.ndarray, rest: np.ndarray) -> None:
+        """One step whose input-block gradient is ``values`` at ``rows`` (zero elsewhere), then
+        ``rest``: lazy Adam scatters those rows; no tensor of the block's size is built."""
+        self._apply_rows(tf.convert_to_tensor(np.asarray(rows, np.int64)),
+                         tf.convert_to_tensor(np.asarray(values, np.float32)),
+                         tf.convert_to_tensor(np.asarray(rest, np.float32)))
+
+    def get_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(those rows of the input kernel, every weight after it)``, flat as in :meth:`get_weights`."""
+        values = tf.gather(self.variables[0], tf.convert_to_tensor(np.asarray(rows, np.int64))).numpy()
+        return values, _flat([v.numpy() for v in self.variables[1:]])
 
     def train_step(self, X, y) -> tuple[float, int]:
         """Gradient and update fused in one traced call: the desktop path, nothing leaves TensorFlow."""

@@ -31,6 +31,7 @@ model).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import ml_dtypes
@@ -237,20 +238,89 @@ class RowReplies:
         """The largest reply: every row with its index, and the rest."""
         return self.inputs * (self.units + 1) + self.n_params - self.head
 
-    def updated(self, applied_gradient: np.ndarray, version: int) -> None:
-        """The update that made ``version`` applied ``applied_gradient`` (lazily)."""
-        self.changed_at[nonzero_rows(applied_gradient, (self.inputs, self.units))] = version
+    def updated(self, applied: RowGradient, version: int) -> None:
+        """The update that made ``version`` applied ``applied`` (lazily)."""
+        self.changed_at[applied.with_gradient()] = version
 
-    def message(self, weights: np.ndarray, held: int | None) -> tuple[np.ndarray, int]:
+    def changed_since(self, held: int) -> np.ndarray:
+        return np.flatnonzero(self.changed_at > held)
+
+    def message(self, replica, held: int | None) -> tuple[np.ndarray, int]:
         """The reply to a worker at version ``held`` (``None``: unknown) and its row count
-        (``-1``: every weight, dense)."""
+        (``-1``: every weight, dense), read from ``replica`` (only those rows, where it can)."""
         if held is None:
-            return weights, -1
-        rows = np.flatnonzero(self.changed_at > held)
+            return replica.get_weights(), -1
+        rows = self.changed_since(held)
+        values, rest = read_rows(replica, rows, (self.inputs, self.units))
         packed = np.empty((rows.size, self.units + 1), np.float32)
         packed[:, 0] = rows
-        packed[:, 1:] = weights[:self.head].reshape(self.inputs, self.units)[rows]
-        return np.concatenate([packed.ravel(), weights[self.head:]]), int(rows.size)
+        packed[:, 1:] = values
+        return np.concatenate([packed.ravel(), rest]), int(rows.size)
+
+
+@dataclass
+class RowGradient:
+    """A gradient whose input block is given by its rows: ``values[i]`` is row ``rows[i]``
+    (sorted, unique; every other row is zero), then ``rest``, every parameter after the block.
+    What the ``mpi-async`` master keeps under row replies instead of the dense 8.3 M vector."""
+
+    rows: np.ndarray
+    values: np.ndarray
+    rest: np.ndarray
+
+    @classmethod
+    def from_packed(cls, packed: np.ndarray, rest: np.ndarray, units: int) -> "RowGradient":
+        """From :func:`pack_rows`'s ``[index, values…]`` rows (unique) and the rest."""
+        table = packed.reshape(-1, units + 1)
+        order = np.argsort(table[:, 0], kind="stable")
+        return cls(table[order, 0].astype(np.int64), table[order, 1:], rest)
+
+    @classmethod
+    def from_dense(cls, grads: np.ndarray, block: tuple[int, int]) -> "RowGradient":
+        inputs, units = block
+        rows = nonzero_rows(grads, block)
+        return cls(rows, grads[:inputs * units].reshape(inputs, units)[rows], grads[inputs * units:])
+
+    def with_gradient(self) -> np.ndarray:
+        """The rows with a non-zero value (``nonzero_rows``' definition): what lazy Adam moves."""
+        return self.rows[self.values.any(axis=1)]
+
+    def dense(self, block: tuple[int, int]) -> np.ndarray:
+        inputs, units = block
+        head = np.zeros((inputs, units), np.float32)
+        head[self.rows] = self.values
+        return np.concatenate([head.ravel(), self.rest])
+
+
+def row_weighted_mean(grads: list[RowGradient], rows: list[int]) -> RowGradient:
+    """:func:`~diagnosenet.training.loop.weighted_mean` of row gradients, without the dense block:
+    the union of their rows, each summed in float64 with the same weights."""
+    weights = np.asarray(rows, np.float64) / float(np.sum(rows))
+    union = np.unique(np.concatenate([g.rows for g in grads]))
+    values = np.zeros((union.size, grads[0].values.shape[1]), np.float64)
+    for weight, g in zip(weights, grads):
+        values[np.searchsorted(union, g.rows)] += weight * g.values
+    rest = np.tensordot(weights, np.stack([g.rest for g in grads]), axes=1)
+    return RowGradient(union, values.astype(np.float32), rest.astype(np.float32))
+
+
+def apply_row_gradient(replica, grad: RowGradient, block: tuple[int, int]) -> None:
+    """One step with ``grad``: the replica's own row path where it has one (TensorFlow: the
+    kernel's gradient as ``tf.IndexedSlices``, nothing of the size of the block built), else
+    the dense gradient (the NumPy replica)."""
+    if hasattr(replica, "apply_row_gradient"):
+        replica.apply_row_gradient(grad.rows, grad.values, grad.rest)
+    else:
+        replica.apply_gradients(grad.dense(block))
+
+
+def read_rows(replica, rows: np.ndarray, block: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(those rows of the input block, every parameter after it)`` of the replica's weights."""
+    if hasattr(replica, "get_rows"):
+        return replica.get_rows(rows)
+    inputs, units = block
+    weights = replica.get_weights()
+    return weights[:inputs * units].reshape(inputs, units)[rows], weights[inputs * units:]
 
 
 def apply_reply(weights: np.ndarray, reply: np.ndarray, rows: int, block: tuple[int, int] | None) -> None:

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diagnosenet.training.exchange import RowReplies, apply_reply, input_block, pack_rows, unpack_rows
+from diagnosenet.training.exchange import (RowGradient, RowReplies, apply_reply, apply_row_gradient, input_block,
+                                           pack_rows, row_weighted_mean, unpack_rows)
 from diagnosenet.training.mpi import common as mc
 from diagnosenet.training.settings import TrainSettings
 
@@ -141,14 +142,24 @@ class _Master:
     def reply(self, worker: int, code: int) -> None:
         """Send the reply head and the weights — with row replies, only what changed since the
         worker's version — (non-blocking; mpi4py keeps the buffers alive with the requests)."""
-        weights = self.replica.get_weights()
-        body, rows = (weights, -1) if self.rows is None or code == DROPPED else \
-            self.rows.message(weights, self.held.get(worker))
-        head = np.array([self.version, code, rows, weights_digest(weights) if code == STOP else 0], np.int64)
+        if self.rows is None or code == DROPPED:
+            body, rows = self.replica.get_weights(), -1
+        else:
+            body, rows = self.rows.message(self.replica, self.held.get(worker))
+        digest = weights_digest(self.replica.get_weights()) if code == STOP else 0
+        head = np.array([self.version, code, rows, digest], np.int64)
         self.held[worker] = self.version
         self.message_bytes += head.nbytes + body.nbytes
         self.sends[worker] = [r for r in self.sends[worker] if not r.Test()] + [
             self.comm.Isend(head, dest=worker, tag=TAG_REPLY_HEAD), self.comm.Isend(body, dest=worker, tag=TAG_REPLY)]
+
+    def _gradient(self, buffer: np.ndarray, packed: int, dense_head: int):
+        """A received gradient: dense, or a :class:`RowGradient` under row replies."""
+        rest = buffer[max(packed, 0):max(packed, 0) + self.n - dense_head]
+        if self.rows is not None:
+            return RowGradient.from_packed(buffer[:packed], rest, self.block[1]) if packed >= 0 else \
+                RowGradient.from_dense(buffer[:self.n], self.block)
+        return buffer[:self.n] if packed < 0 else np.concatenate([unpack_rows([buffer[:packed]], self.block), rest])
 
     def lose(self, worker: int, why: str) -> None:
         """Carry on without ``worker`` and send it nothing more (sends to a dead or stopped rank
@@ -199,8 +210,7 @@ class _Master:
                         self.live.remember(source)  # it waits for the goodbye with liveness
                         self.reply(source, DROPPED)
                         continue
-                    grads = buffer[:self.n] if packed < 0 else np.concatenate(
-                        [unpack_rows([buffer[:packed]], self.block), buffer[packed:packed + self.n - dense_head]])
+                    grads = self._gradient(buffer, packed, dense_head)
                     pending.append((source, int(head[0]), int(head[2]), grads))
                     if self.n_stats:
                         self.latest_stats[source] = buffer[buffer.size - self.n_stats:].copy()
@@ -218,8 +228,12 @@ class _Master:
             pending = [p for p in pending if p[0] in self.workers]
             in_epoch = self.workers - at_end
             if pending and len(pending) >= min(self.settings.weighting, len(in_epoch)):
-                update = weighted_mean([g for *_, g in pending], [r for _, _, r, _ in pending])
-                self.replica.apply_gradients(update)
+                counts = [r for _, _, r, _ in pending]
+                if self.rows is None:
+                    self.replica.apply_gradients(weighted_mean([g for *_, g in pending], counts))
+                else:   # rows in, rows out: nothing of the block's size (33 MB for the paper's MLP)
+                    update = row_weighted_mean([g for *_, g in pending], counts)
+                    apply_row_gradient(self.replica, update, self.block)
                 self.ex.staleness += [self.version - used for _, used, _, _ in pending]
                 self.version += 1
                 if self.rows is not None:
