@@ -228,3 +228,34 @@ def test_the_tensorflow_row_path_takes_the_dense_lazy_step_and_reads_the_same_ro
     weights = by_rows.get_weights()
     np.testing.assert_array_equal(values, weights[:block[0] * block[1]].reshape(block)[rows])
     np.testing.assert_array_equal(rest, weights[block[0] * block[1]:])
+
+
+@pytest.mark.tensorflow
+def test_a_tensorflow_worker_computes_and_takes_rows_as_the_dense_path_does():
+    """The ``mpi-async`` worker's path under row replies: ``compute_row_gradients`` is
+    ``compute_gradients`` with the kernel's part as its present rows, and ``set_rows`` writes a
+    row reply as ``apply_reply`` + ``set_weights`` do."""
+    import scipy.sparse as sp
+
+    from diagnosenet.models.tensorflow_backend import tensorflow_replica
+    from diagnosenet.training.exchange import RowGradient
+
+    replica = tensorflow_replica("pmsi", {"hidden_units": [6], "dropout_keep": 1.0}, 40, 3, seed=1,
+                                 learning_rate=0.05, optimizer="lazy-adam")
+    block = replica.input_block
+    X = np.zeros((5, 40), np.float32)
+    X[:, [2, 11, 30]] = np.random.default_rng(1).random((5, 3)) + 0.1
+    X, y = sp.csr_matrix(X), np.array([0, 1, 2, 1, 0])
+    rows, values, rest, loss, correct = replica.compute_row_gradients(X, y)
+    dense, dense_loss, dense_correct = replica.compute_gradients(X, y)
+    assert rows.tolist() == [2, 11, 30] and (loss, correct) == pytest.approx((dense_loss, dense_correct))
+    np.testing.assert_allclose(RowGradient(rows, values, rest).dense(block), dense, rtol=1e-6, atol=1e-8)
+
+    rng = np.random.default_rng(2)
+    new_rows, new_values = np.array([5, 11]), rng.normal(size=(2, block[1])).astype(np.float32)
+    new_rest = rng.normal(size=replica.n_params - block[0] * block[1]).astype(np.float32)
+    expected = replica.get_weights()
+    expected[:block[0] * block[1]].reshape(block)[new_rows] = new_values
+    expected[block[0] * block[1]:] = new_rest
+    replica.set_rows(new_rows, new_values, new_rest)
+    np.testing.assert_array_equal(replica.get_weights(), expected)

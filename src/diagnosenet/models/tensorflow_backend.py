@@ -64,6 +64,7 @@ class TFReplica:
         self._apply = tf.function(self._apply_fn, reduce_retracing=True)
         self._step = tf.function(self._step_fn, reduce_retracing=True)
         self._apply_rows = tf.function(self._apply_rows_fn, reduce_retracing=True)
+        self._row_gradients = tf.function(self._row_gradients_fn, reduce_retracing=True)
         self._proba = tf.function(lambda x: tf.nn.softmax(self.graph(x, training=False)), reduce_retracing=True)
 
     # -- traced bodies ---------------------------------------------------------------
@@ -86,6 +87,18 @@ class TFReplica:
         grads = [tf.reshape(g, v.shape) for g, v in zip(tf.split(rest, self._sizes[1:]), others)]
         first = tf.IndexedSlices(values, rows, dense_shape=tf.shape(kernel, out_type=tf.int64))
         self.optimizer.apply_gradients(zip([first, *grads], self.variables))
+
+    def _row_gradients_fn(self, x, y):
+        first = self.graph.layers[0]
+        first.read_rows = True        # traced with the kernel read by rows: its gradient is those rows
+        try:
+            with tf.GradientTape() as tape:
+                loss, logits = self._loss(x, y)
+        finally:
+            first.read_rows = False
+        kernel, *rest = tape.gradient(loss, self.variables)
+        return (kernel.indices, kernel.values, tf.concat([tf.reshape(g, [-1]) for g in rest], axis=0), loss,
+                correct_count(logits, y))
 
     def _step_fn(self, x, y):
         with tf.GradientTape() as tape:
@@ -138,6 +151,21 @@ class TFReplica:
         self._apply_rows(tf.convert_to_tensor(np.asarray(rows, np.int64)),
                          tf.convert_to_tensor(np.asarray(values, np.float32)),
                          tf.convert_to_tensor(np.asarray(rest, np.float32)))
+
+    def compute_row_gradients(self, X, y) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
+        """:meth:`compute_gradients` of a sparse batch with the input kernel's part as rows:
+        ``(rows, their gradient, every gradient after the kernel, loss, rows right)``, rows
+        sorted; nothing of the kernel's size is built (an ``mpi-async`` worker's step)."""
+        rows, values, rest, loss, correct = self._row_gradients(to_tensor(X), tf.convert_to_tensor(y, tf.int64))
+        rows = rows.numpy()
+        order = np.argsort(rows, kind="stable")
+        return rows[order].astype(np.int64), values.numpy()[order], rest.numpy(), float(loss), int(correct)
+
+    def set_rows(self, rows: np.ndarray, values: np.ndarray, rest: np.ndarray) -> None:
+        """Overwrite those rows of the input kernel and every weight after it (a row reply)."""
+        self.variables[0].scatter_update(tf.IndexedSlices(tf.convert_to_tensor(np.asarray(values, np.float32)),
+                                                          tf.convert_to_tensor(np.asarray(rows, np.int64))))
+        _assign_flat(self.variables[1:], rest)
 
     def get_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(those rows of the input kernel, every weight after it)``, flat as in :meth:`get_weights`."""

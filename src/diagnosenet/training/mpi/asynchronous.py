@@ -305,11 +305,19 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
             live.wait(request, what, [0])
         return int(reply_head[1])
 
+    by_rows = rows is not None and hasattr(replica, "set_rows")   # no copy of the block's size per step
+
     def take_reply() -> None:
-        apply_reply(weights, reply, int(reply_head[2]), block if rows else None)
-        replica.set_weights(weights)
+        count = int(reply_head[2])
+        if by_rows and count >= 0:
+            table = reply[:count * (block[1] + 1)].reshape(count, block[1] + 1)
+            replica.set_rows(table[:, 0].astype(np.int64), table[:, 1:],
+                             reply[count * (block[1] + 1):count * (block[1] + 1) + replica.n_params - dense_head])
+        else:
+            apply_reply(weights, reply, count, block if rows else None)
+            replica.set_weights(weights)
         if reply_head[1] == STOP:   # the master's digest of its final weights: is this copy the same?
-            if weights_digest(weights) == int(reply_head[3]):
+            if weights_digest(replica.get_weights() if by_rows else weights) == int(reply_head[3]):
                 log.info("mpi-async rank %d: final weights equal the master's (sha256)", rank)
             else:
                 log.error("mpi-async rank %d: final weights differ from the master's (sha256): a reply was lost "
@@ -323,10 +331,16 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
             epoch += 1
             for step, (X_b, y_b) in enumerate(shard.microbatches(batch_order(n_batches, settings.seed, epoch)), 1):
                 start, t0 = time.time(), time.perf_counter()
-                grads, loss, correct = replica.compute_gradients(X_b, y_b)
-                t1 = time.perf_counter()
-                packed = pack_rows(grads, block) if block else None
-                parts = [grads] if packed is None else [packed, grads[dense_head:]]
+                if by_rows:
+                    grad_rows, values, rest, loss, correct = replica.compute_row_gradients(X_b, y_b)
+                    t1 = time.perf_counter()
+                    packed = np.column_stack([grad_rows.astype(np.float32), values]).ravel()
+                    parts = [packed, rest]
+                else:
+                    grads, loss, correct = replica.compute_gradients(X_b, y_b)
+                    t1 = time.perf_counter()
+                    packed = pack_rows(grads, block) if block else None
+                    parts = [grads] if packed is None else [packed, grads[dense_head:]]
                 buffer = np.concatenate([*parts, replica.get_statistics()]).astype(np.float32, copy=False)
                 head = np.array([reply_head[0], loss, len(y_b), correct, -1 if packed is None else packed.size],
                                 dtype=np.float64)
