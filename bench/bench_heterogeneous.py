@@ -14,25 +14,19 @@ workers' one-node throughputs: the share of the cluster's capacity the run uses.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_scaling  # noqa: E402
 
+from diagnosenet.figures.scaling import worker_throughputs  # noqa: E402
 from diagnosenet.training.timeline import read_timeline  # noqa: E402
 
 
 def per_worker_throughput(run_dir: Path) -> dict[int, float]:
-    """``{rank: samples/s}``: a worker's median micro-batch rows over its median step seconds."""
-    steps = [r for r in read_timeline(run_dir) if r["rows"] > 0]
-    out = {}
-    for rank in sorted({r["rank"] for r in steps}):
-        mine = [r for r in steps if r["rank"] == rank]
-        step_s = statistics.median(r["compute_s"] + r["exchange_s"] + r["apply_s"] for r in mine)
-        out[rank] = statistics.median(r["rows"] for r in mine) / step_s
-    return out
+    """``{rank: samples/s}`` of a run's workers (``figures.scaling.worker_throughputs``)."""
+    return worker_throughputs([r for r in read_timeline(run_dir) if r["rows"] > 0])
 
 
 def main() -> None:

@@ -43,6 +43,17 @@ def ring_allreduce_seconds(payload_bytes: float, workers: int, link_bytes_per_s:
     return 2 * (workers - 1) / workers * payload_bytes / link_bytes_per_s if workers > 1 else 0.0
 
 
+def worker_throughputs(steps: list[dict]) -> dict[int, float | None]:
+    """``{rank: samples/s}`` from timeline rows: a worker's median micro-batch over its median
+    step (balanced shards give the workers different micro-batches)."""
+    out = {}
+    for rank in sorted({r["rank"] for r in steps}):
+        mine = [r for r in steps if r["rank"] == rank]
+        step_s = statistics.median(r["compute_s"] + r["exchange_s"] + r["apply_s"] for r in mine)
+        out[rank] = statistics.median(r["rows"] for r in mine) / step_s if step_s > 0 else None
+    return out
+
+
 def step_profile(run_dir: Path) -> dict:
     """Medians over every worker step of a run's timeline (empty dict without one)."""
     from diagnosenet.training.timeline import read_timeline
@@ -50,11 +61,7 @@ def step_profile(run_dir: Path) -> dict:
     steps = [r for r in read_timeline(run_dir) if r["rows"] > 0]
     if not steps:
         return {}
-    per_worker = []   # each worker's rows/s: balanced shards give the workers different micro-batches
-    for rank in sorted({r["rank"] for r in steps}):
-        mine = [r for r in steps if r["rank"] == rank]
-        step_s = statistics.median(r["compute_s"] + r["exchange_s"] + r["apply_s"] for r in mine)
-        per_worker.append(statistics.median(r["rows"] for r in mine) / step_s if step_s > 0 else None)
+    per_worker = list(worker_throughputs(steps).values())
     batch = statistics.median(r["rows"] for r in steps)
     return {"step_samples_per_second": sum(per_worker) if None not in per_worker else None,
             "compute_s_per_step": statistics.median(r["compute_s"] for r in steps),

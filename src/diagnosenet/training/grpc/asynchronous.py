@@ -76,7 +76,7 @@ class StepTraffic:
 def train(settings: TrainSettings, graph=None) -> dict:
     import tensorflow as tf
 
-    from diagnosenet.models.optim import input_kernel
+    from diagnosenet.models.optim import LazyAdam, input_kernel
     from diagnosenet.training.grpc.cluster import worker_workdir
     from diagnosenet.training.grpc.common import batch_sums, build_model, model_bytes, task_from_tf_config, task_hosts
     from diagnosenet.training.grpc.data import local_shard_dataset
@@ -125,7 +125,7 @@ def train(settings: TrainSettings, graph=None) -> dict:
         return tf.cond(batch.has_value(), lambda: strategy.run(replica_step, args=batch.get_value()),
                        lambda: tf.zeros(4))
 
-    traffic = StepTraffic(model_bytes(graph), kernel, lazy=type(optimizer).__name__ == "LazyAdam")
+    traffic = StepTraffic(model_bytes(graph), kernel, lazy=isinstance(optimizer, LazyAdam) and optimizer.lazy_first)
 
     def run_epoch() -> tuple[EpochStats, int, float]:
         iterator = iter(per_worker_dataset)  # a fresh pass over every worker's shard
