@@ -84,3 +84,27 @@ def test_the_table_measures_weak_scaling_against_the_modes_one_worker_run(tmp_pa
     assert table[4]["compute_s_per_step"] == 0.19 and table[4]["exchange_s_per_step"] == 0.05
     assert table[4]["model_exchange_s_per_step"] == pytest.approx(ring_allreduce_seconds(1000, 4))
     assert table[4]["exchange"] == "sparse" and table[4]["micro_batch"] == 64
+
+
+def test_the_figure_writes_the_cost_models_predictions_beside_the_measured_points(tmp_path):
+    from diagnosenet.figures.aggregate import scalability_figure
+
+    runs = [_fake_run(tmp_path, "mpi-sync", n, 100.0, [0.6, 0.7], (0.19, exchange))
+            for n, exchange in ((1, 0.0), (2, 0.05), (4, 0.09))]
+    scalability_figure(runs, tmp_path / "out" / "scalability.png")
+    with open(tmp_path / "out" / "scalability-model.csv", newline="") as handle:
+        model = {int(r["workers"]): r for r in csv.DictReader(handle)}
+    assert sorted(model) == list(range(1, 17))
+    assert [model[n]["role"] for n in (1, 2, 4, 12)] == ["calibration", "calibration", "validation", "prediction"]
+    assert float(model[2]["error"]) == pytest.approx(0.0, abs=1e-6)     # the calibration point is fitted exactly
+    assert float(model[4]["measured_step_s"]) == pytest.approx(0.19 + 0.09 + 0.01)
+    assert model[12]["measured_step_s"] == "" and 0 < float(model[12]["predicted_efficiency"]) < 1
+
+
+def test_steady_throughput_leaves_out_the_first_epoch():
+    from diagnosenet.figures.scaling import steady_samples_per_second
+
+    track = [{"samples": 1000, "epoch_seconds": 30.0}, {"samples": 1000, "epoch_seconds": 10.0},
+             {"samples": 1000, "epoch_seconds": 15.0}]
+    assert steady_samples_per_second(track) == pytest.approx(2000 / 25.0)
+    assert steady_samples_per_second(track[:1]) is None

@@ -57,21 +57,30 @@ def aggregate(run_dirs: list[Path], out: Path, baseline_dirs: list[Path] = ()) -
     return runs + baselines
 
 
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: "" if r.get(k) is None else r[k] for k in columns} for r in rows)
+
+
 def scalability_figure(run_dirs: list[Path], out: Path) -> list[dict]:
     """The scalability experiment (``figures.scaling``): figure ``out``, the scaling table
-    (``out`` with ``.csv``), the Pareto recommendation (``-recommendation.md``) and the
-    communication timeline of the run with the most workers (``-timeline.png``)."""
+    (``out`` with ``.csv``), the cost model's predictions for 1–16 workers beside the measured
+    points (``-model.csv``, ``figures.cost_model``), the Pareto recommendation
+    (``-recommendation.md``) and the communication timeline of the run with the most workers
+    (``-timeline.png``)."""
+    from diagnosenet.figures.cost_model import MODEL_COLUMNS, model_table
     from diagnosenet.figures.scaling import SCALING_COLUMNS, recommendation_markdown, scaling_table
     from diagnosenet.training.timeline import read_timeline
 
     run_dirs, out = [Path(d) for d in run_dirs], Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = scaling_table(run_dirs)
-    with open(out.with_suffix(".csv"), "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SCALING_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({k: "" if r.get(k) is None else r[k] for k in SCALING_COLUMNS} for r in rows)
-    plots.scalability(rows, out)
+    predicted = model_table(rows)
+    _write_csv(out.with_suffix(".csv"), SCALING_COLUMNS, rows)
+    _write_csv(out.parent / f"{out.stem}-model.csv", MODEL_COLUMNS, predicted)
+    plots.scalability(rows, out, predicted)
     (out.parent / f"{out.stem}-recommendation.md").write_text(recommendation_markdown(rows), encoding="utf-8")
     widest = max(rows, key=lambda r: (int(r["workers"]), r["mode"] != "desktop"), default=None)
     steps = read_timeline(Path(widest["run_dir"])) if widest else []

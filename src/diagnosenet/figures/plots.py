@@ -48,9 +48,10 @@ def convergence(runs: Sequence[dict], tracks: Sequence[list[dict]], out: str | P
     plt.close(fig)
 
 
-def scalability(rows: Sequence[dict], out: str | Path) -> None:
+def scalability(rows: Sequence[dict], out: str | Path, predicted: Sequence[dict] = ()) -> None:
     """Figures 2-3 analogue from ``figures.scaling.scaling_table`` rows, one line per task and
-    mode: time to the target accuracy, weak-scaling efficiency (the 80 % goal dashed), and
+    mode: time to the target accuracy, weak-scaling efficiency (the 80 % goal dashed) with the
+    cost model's prediction (``figures.cost_model.model_table`` rows) dotted beside it, and
     per-step compute and exchange seconds with the ring model's exchange beside them."""
     plt = _pyplot()
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -67,7 +68,11 @@ def scalability(rows: Sequence[dict], out: str | Path) -> None:
         workers = [int(r["workers"]) for r in members]
         label = f"{task} {mode}"
         axes[0].plot(workers, [value(r, "time_to_target_s") for r in members], marker="o", label=label)
-        axes[1].plot(workers, [value(r, "efficiency") for r in members], marker="o", label=label)
+        measured, = axes[1].plot(workers, [value(r, "efficiency") for r in members], marker="o", label=label)
+        model = sorted((r for r in predicted if (r["task"], r["mode"]) == (task, mode)), key=lambda r: r["workers"])
+        if model:
+            axes[1].plot([r["workers"] for r in model], [r["predicted_efficiency"] for r in model], ls=":",
+                         color=measured.get_color(), label=f"{label}: predicted (cost model)")
         line, = axes[2].plot(workers, [value(r, "exchange_s_per_step") for r in members], marker="o",
                              label=f"{label} exchange")
         axes[2].plot(workers, [value(r, "model_exchange_s_per_step") for r in members], ls=":",

@@ -10,7 +10,9 @@ several worker counts and modes, :func:`scaling_table` gives one row per run:
   shards, and right with balanced ones, whose micro-batches differ; the **weak-scaling efficiency** ``sps(N) / (N × sps(1))`` against the same
   mode's (else desktop's) one-worker run: each worker keeps its own micro-batch, so the work
   per worker and step is constant (the per-GPU throughput ratio Horovod reports). Without a
-  timeline, the run's end-to-end ``samples_per_second`` (validation included) stands in;
+  timeline (``grpc-async``), ``steady_samples_per_second`` stands in: training rows per second
+  over the epochs after the first (validation included; the first carries start-up and
+  tracing), and without a second epoch the run's end-to-end ``samples_per_second``;
 - the ring cost model beside the measured exchange: ``2 (N − 1) / N × bytes / link`` seconds
   per step (all-reduce; for the sparse exchange the rows' all-gather is counted as if
   all-reduced, a lower bound);
@@ -33,7 +35,8 @@ GIGABIT_BYTES_PER_S = 125e6
 TARGET_MARGIN = 0.005   # the target is the one-worker accuracy minus half a point
 SCALING_COLUMNS = ("task", "mode", "workers", "exchange", "micro_batch", "samples_per_second",
                    "step_samples_per_second", "efficiency",
-                   "compute_s_per_step", "exchange_s_per_step", "bytes_per_step", "model_exchange_s_per_step",
+                   "steady_samples_per_second", "compute_s_per_step", "exchange_s_per_step", "apply_s_per_step",
+                   "bytes_per_step", "model_exchange_s_per_step",
                    "best_valid_accuracy", "time_to_best_s", "target_accuracy", "time_to_target_s", "cpu_s_to_target",
                    "energy_to_target_j", "run_dir")
 
@@ -66,8 +69,16 @@ def step_profile(run_dir: Path) -> dict:
     return {"step_samples_per_second": sum(per_worker) if None not in per_worker else None,
             "compute_s_per_step": statistics.median(r["compute_s"] for r in steps),
             "exchange_s_per_step": statistics.median(r["exchange_s"] for r in steps),
+            "apply_s_per_step": statistics.median(r["apply_s"] for r in steps),
             "bytes_per_step": statistics.median(r["payload_bytes"] for r in steps),
             "micro_batch": batch}
+
+
+def steady_samples_per_second(track: list[dict]) -> float | None:
+    """Training rows per second over the epochs after the first (which carries start-up and
+    tracing), validation included: the throughput of a mode without a per-step timeline."""
+    later = [r for r in track[1:] if r.get("samples") and r.get("epoch_seconds")]
+    return sum(r["samples"] for r in later) / sum(r["epoch_seconds"] for r in later) if later else None
 
 
 def time_to(track: list[dict], target: float) -> float | None:
@@ -88,7 +99,9 @@ def scaling_table(run_dirs: list[Path], *, target: float | None = None,
         run, track = read_run(run_dir), read_track(run_dir)
         settings = json.loads((run_dir / "run.json").read_text()).get("settings", {}) \
             if (run_dir / "run.json").exists() else {}
-        row = {**run, **step_profile(run_dir), "exchange": settings.get("exchange", "dense"),
+        row = {**run, "micro_batch": settings.get("batch_size"), **step_profile(run_dir),
+               "steady_samples_per_second": steady_samples_per_second(track),
+               "exchange": settings.get("exchange", "dense"),
                "best_valid_accuracy": max((r.get("valid_metric", 0.0) for r in track), default=None),
                "_track": track}
         row["model_exchange_s_per_step"] = (ring_allreduce_seconds(row["bytes_per_step"], int(row["workers"]),
@@ -102,8 +115,8 @@ def scaling_table(run_dirs: list[Path], *, target: float | None = None,
             max(r["best_valid_accuracy"] for r in singles) - TARGET_MARGIN if singles else None)
         for row in mine:
             one = [r for r in singles if r["mode"] == row["mode"]] or [r for r in singles if r["mode"] == "desktop"]
-            key = "step_samples_per_second" if row.get("step_samples_per_second") and one and \
-                one[0].get("step_samples_per_second") else "samples_per_second"
+            key = next((k for k in ("step_samples_per_second", "steady_samples_per_second")
+                        if row.get(k) and one and one[0].get(k)), "samples_per_second")
             base = one[0].get(key) if one else None
             row["efficiency"] = row[key] / (int(row["workers"]) * base) if base and row.get(key) else None
             row["target_accuracy"] = goal
