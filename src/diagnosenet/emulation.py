@@ -90,14 +90,16 @@ def per_node(value, nodes: int, option: str, kind=str) -> list:
     return values
 
 
-def up(nodes: int, link="1gbit", cpu=0.25, cpu_period_ms: float = 100.0) -> dict:
+def up(nodes: int, link="1gbit", cpu=0.25, cpu_period_ms: float = 100.0, slurm: bool = False,
+       slurm_mem_mb: int = 16000) -> dict:
     """Create the cluster; on any failure remove what was created and re-raise.
 
     ``cpu`` cores per node are a CFS quota of ``cpu × cpu_period_ms`` per ``cpu_period_ms``: a
     shorter period makes a node behave more like a slower core (a process that never waits
     is throttled in short slices instead of long pauses; docs/cluster-emulation.md). ``cpu``
     and ``link`` are one value for every node or one per node (``[0.5, 0.25, 0.25]``, or
-    ``"1gbit,100mbit,100mbit"``): heterogeneous boards."""
+    ``"1gbit,100mbit,100mbit"``): heterogeneous boards. ``slurm``: also a real Slurm, its
+    controller on the head and a slurmd on every node (``emulation_slurm``)."""
     if not 1.0 <= cpu_period_ms <= 1000.0:
         raise ValueError(f"--cpu-period-ms must be in 1..1000, got {cpu_period_ms}")
     if not 1 <= nodes <= 200:
@@ -107,10 +109,17 @@ def up(nodes: int, link="1gbit", cpu=0.25, cpu_period_ms: float = 100.0) -> dict
         raise ValueError(f"--cpu: every share must be in (0, 64] cores, got {cpus}")
     if os.geteuid() != 0:
         raise PermissionError("emulate-cluster needs root (network namespaces, tc, cgroups)")
+    if slurm:
+        from diagnosenet import emulation_slurm
+
+        why = emulation_slurm.why_not_available()
+        if why:
+            raise RuntimeError(f"emulate-cluster up --slurm: {why}")
     if STATE.exists():
         raise RuntimeError(f"an emulated cluster is already up ({STATE}); run `diagnosenet emulate-cluster down`")
     names = [HEAD, *node_names(nodes)]
-    state: dict = {"nodes": names, "link": dict(zip(names[1:], links)), "cpu": dict(zip(names[1:], cpus)), "cpu_period_ms": cpu_period_ms, "namespaces": [], "links": [], "cgroups": [],
+    state: dict = {"nodes": names, "addresses": {name: f"{SUBNET}.{i + 1}" for i, name in enumerate(names)},
+                   "link": dict(zip(names[1:], links)), "cpu": dict(zip(names[1:], cpus)), "cpu_period_ms": cpu_period_ms, "namespaces": [], "links": [], "cgroups": [],
                    "netns_dirs": [], "bridge": None}
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     try:
@@ -148,11 +157,17 @@ def up(nodes: int, link="1gbit", cpu=0.25, cpu_period_ms: float = 100.0) -> dict
         SSH.write_text(SSH_SCRIPT.replace("{prefix}", PREFIX).replace("{cgroup}", str(CGROUP_MOUNT)))
         SSH.chmod(0o755)
         STATE.write_text(json.dumps(state, indent=2))
+        if slurm:
+            from diagnosenet import emulation_slurm
+
+            emulation_slurm.start(state, STATE_DIR / "slurm", lambda name: PREFIX + name, SSH, slurm_mem_mb)
+            STATE.write_text(json.dumps(state, indent=2))
     except BaseException:
         _teardown(state)
         raise
-    log.info("emulated cluster up: head + %d nodes; links %s; cores %s", nodes,
-             ", ".join(f"{n} {r}" for n, r in state["link"].items()), ", ".join(f"{n} {c:g}" for n, c in state["cpu"].items()))
+    log.info("emulated cluster up: head + %d nodes; links %s; cores %s%s", nodes,
+             ", ".join(f"{n} {r}" for n, r in state["link"].items()), ", ".join(f"{n} {c:g}" for n, c in state["cpu"].items()),
+             "; Slurm controller on head, slurmd on every node" if slurm else "")
     return state
 
 
@@ -172,6 +187,10 @@ def _teardown(state: dict) -> None:
             for pid in (path / "cgroup.procs").read_text().split():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), 9)
+    if state.get("slurm"):   # its daemons in the namespaces are dead by now; munged is not in one
+        from diagnosenet import emulation_slurm
+
+        emulation_slurm.stop(state["slurm"])
     for ns in state.get("namespaces", []):
         _quiet("ip", "netns", "del", ns)
     for veth in state.get("links", []):
@@ -222,7 +241,7 @@ def head_command(command: list[str]) -> list[str]:
 
 
 def _up(args) -> int:
-    up(args.nodes, args.link, args.cpu, args.cpu_period_ms)
+    up(args.nodes, args.link, args.cpu, args.cpu_period_ms, slurm=args.slurm, slurm_mem_mb=args.slurm_mem_mb)
     if args.describe:
         import yaml
 
@@ -255,6 +274,9 @@ def register(subparsers) -> None:
     u.add_argument("--cpu-period-ms", type=float, default=100.0,
                    help="CFS period of the CPU quota (shorter: closer to a slower core; default the kernel's 100 ms)")
     u.add_argument("--describe", help="also write the cluster description (config keys) to this YAML file")
+    u.add_argument("--slurm", action="store_true",
+                   help="also start a real Slurm: slurmctld on the head, a slurmd per node (Debian slurm-wlm, munge)")
+    u.add_argument("--slurm-mem-mb", type=int, default=16000, help="memory Slurm is told each node has (not enforced)")
     u.set_defaults(func=_up)
     d = actions.add_parser("down", help="remove everything `up` created, processes included")
     d.set_defaults(func=_down)

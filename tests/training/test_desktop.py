@@ -37,6 +37,9 @@ def test_desktop_run_writes_every_artefact_with_float_metrics(tiny_inputs, tiny_
     assert metrics["accuracy"] > 0.5  # one indicator feature per class: learnable
     assert isinstance(metrics["per_class"]["c0"]["precision"], float)
     assert metrics["n_params"] == 60 * 16 + 16 + 16 * 4 + 4
+    import tensorflow as tf   # which device trained: a visible GPU's name, else the CPU
+
+    assert metrics["devices"] == ([d.name for d in tf.config.list_logical_devices("GPU")] or ["cpu"])
     with open(out / "per_class.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert any("." in row["f1"] for row in rows)  # not the original's integer format

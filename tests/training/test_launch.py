@@ -6,6 +6,7 @@ emulated cluster in ``tests/workflow/test_emulated_cluster.py``.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from diagnosenet.training.mpi.launch import (Launcher, LauncherExit, lost_host, parse_hostfile, rank_hosts, read_exits,
                                              wait_for_lost_host)
@@ -86,3 +87,17 @@ def test_only_a_run_finished_by_this_launch_counts_when_mpirun_fails(tmp_path):
     (unfinished / "metrics.json").unlink()  # the master died before writing its outputs
     assert not finished_since(unfinished, started)
     assert not finished_since(tmp_path / "absent", started)
+
+
+def test_inside_a_slurm_allocation_hydra_gets_its_nodes_and_one_job_step_per_node(tmp_path):
+    from diagnosenet import slurm
+    from diagnosenet.training.mpi.launch import Launcher, in_allocation, is_hydra
+
+    launcher = Launcher.parse("mpirun -disable-auto-cleanup")
+    assert is_hydra(launcher) and not launcher.hosts and not is_hydra(Launcher.parse("srun --mpi=pmi2"))
+    placed, remote = in_allocation(launcher, slurm.Allocation("9", ("node0", "node1", "node2"), (1, 1, 1)), tmp_path)
+    assert placed.argv == ["mpirun", "-disable-auto-cleanup", "-f", str(tmp_path / "hostfile-slurm")]
+    assert placed.hosts == [("node0", 1), ("node1", 1), ("node2", 1)]
+    assert Path(remote).read_text() == slurm.ssh_standin()
+    reformed = placed.without("node1", tmp_path / "hostfile-reformed-1")   # mpi-async after losing node1
+    assert reformed.hosts == [("node0", 1), ("node2", 1)] and reformed.argv[-1] == str(tmp_path / "hostfile-reformed-1")

@@ -57,6 +57,8 @@ rule train_mpi:
         # -disable-auto-cleanup: a dead rank must not kill the others (docs/training.md, MPI)
         mpi="mpirun -disable-auto-cleanup",
         tasks=lambda wc: int(wc.workers) + 1,
+        # under Slurm: one node per rank, as one board per rank in the paper (local executors ignore it)
+        nodes=lambda wc: int(wc.workers) + 1,
     conda:
         ENV
     log:
@@ -90,6 +92,8 @@ rule train_grpc:
     threads: lambda wc: int(wc.workers) + 2
     resources:
         tasks=lambda wc: int(wc.workers) + 2,
+        # under Slurm: the parameter server and chief share the first node, one node per worker
+        nodes=lambda wc: int(wc.workers) + 1,
     conda:
         ENV
     log:

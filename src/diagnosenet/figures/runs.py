@@ -15,7 +15,8 @@ from pathlib import Path
 #: columns of runs.csv, in order
 COLUMNS = ("task", "mode", "workers", "accuracy", "macro_f1", "challenge_f1", "best_epoch", "epochs_run",
            "time_to_best_s", "train_seconds", "samples_per_second", "bytes_exchanged_per_epoch",
-           "energy_total_j", "energy_to_best_j", "cpu_core_seconds", "energy_status", "energy_sources", "run_dir")
+           "energy_total_j", "energy_to_best_j", "cpu_core_seconds", "energy_status", "energy_sources", "slurm_job",
+           "nodes", "run_dir")
 
 
 def energy_sources(energy: dict) -> str | None:
@@ -41,8 +42,18 @@ def read_run(run_dir: str | Path) -> dict:
                workers=metrics.get("workers", 1), run_dir=run_dir.as_posix(),
                energy_total_j=energy.get("joules_total"), energy_to_best_j=energy.get("joules_to_best"),
                cpu_core_seconds=(energy.get("total") or {}).get("cpu_core_seconds"),
-               energy_status=energy.get("status"), energy_sources=energy_sources(energy))
+               energy_status=energy.get("status"), energy_sources=energy_sources(energy),
+               slurm_job=(metrics.get("slurm") or {}).get("job_id"), nodes=nodes_of(metrics))
     return row
+
+
+def nodes_of(metrics: dict) -> str | None:
+    """Where each rank / task ran: ``"rank0 node0, rank1 node1"`` or ``"ps:0 node0, worker:0 node1"``."""
+    mpi_hosts = (metrics.get("mpi") or {}).get("hosts")
+    if mpi_hosts:
+        return ", ".join(f"rank{r} {h}" for r, h in enumerate(mpi_hosts))
+    hosts = metrics.get("hosts")
+    return ", ".join(f"{task} {h}" for task, h in hosts.items()) if isinstance(hosts, dict) and hosts else None
 
 
 def write_runs_csv(rows: list[dict], path: str | Path) -> None:

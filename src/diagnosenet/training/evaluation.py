@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from diagnosenet import metrics
+from diagnosenet import metrics, slurm
 from diagnosenet.artifacts import write_json, write_manifest
 from diagnosenet.training.settings import TrainSettings
 
@@ -69,6 +69,15 @@ def _hardware() -> dict:
     return info
 
 
+def training_devices() -> list[str]:
+    """The devices the process that finalises the run trained on: TensorFlow's GPUs when it
+    sees any (it places work on them by itself), else ``["cpu"]`` (the NumPy backend too).
+    TensorFlow is asked only when the run already imported it."""
+    tf = sys.modules.get("tensorflow")
+    gpus = tf.config.list_logical_devices("GPU") if tf is not None else []
+    return [d.name for d in gpus] or ["cpu"]
+
+
 def _write_test_predictions(settings: TrainSettings, out: Path, proba: np.ndarray, y: np.ndarray,
                             classes: Sequence[str]) -> None:
     """The test split's probabilities per row (``test_proba.npy``, what an export must reproduce)
@@ -98,7 +107,11 @@ def finalise_run(settings: TrainSettings, proba_test: np.ndarray, y_test: np.nda
     scores = metrics.score_task(settings.task, y_test, proba_test, classes, groups)
     summary = dict(progress_summary)
     summary.setdefault("energy", _energy(out, int(summary.get("best_epoch", 0))))
-    result = {"task": settings.task, "mode": settings.mode, "workers": settings.workers, **scores, **summary}
+    result = {"task": settings.task, "mode": settings.mode, "workers": settings.workers, **scores, **summary,
+              "devices": training_devices()}
+    job = slurm.record()
+    if job:   # the Slurm job that ran it; the node of every rank/task is in mpi.hosts / hosts
+        result["slurm"] = job
     write_json(out / "metrics.json", result)
     _write_test_predictions(settings, out, proba_test, y_test, classes)
     metrics.write_per_class_csv(out / "per_class.csv", scores["per_class"])

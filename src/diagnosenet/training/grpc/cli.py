@@ -19,10 +19,27 @@ def _train_grpc(args: argparse.Namespace) -> int:
             train_argv += [option, value]
         elif train_argv[train_argv.index(option) + 1] != value:
             raise SystemExit(f"train-grpc: {option} {value} differs from the training arguments' {option}")
+    hosts, remote_prefix = read_hosts_file(args.hosts_file) if args.hosts_file else None, args.remote_prefix
+    if hosts is None:
+        hosts, remote_prefix = slurm_placement(remote_prefix)
     return launch_training(args.mode, train_argv, workers=args.workers, base_port=args.base_port,
                            timeout_s=args.timeout, host=args.host, wall_limit_s=args.wall_limit,
-                           hosts=read_hosts_file(args.hosts_file) if args.hosts_file else None,
-                           remote_prefix=args.remote_prefix, max_restarts=args.max_restarts)
+                           hosts=hosts, remote_prefix=remote_prefix, max_restarts=args.max_restarts)
+
+
+def slurm_placement(remote_prefix: str | None) -> tuple[dict | None, str | None]:
+    """Inside a Slurm allocation of several nodes, without a hosts file: the parameter server
+    and chief on the first node (this one), the workers on the others, each started as a job
+    step (``slurm.STEP_PREFIX``) unless a prefix was given."""
+    from diagnosenet import slurm
+
+    allocation = slurm.allocation()
+    if allocation is None or len(allocation.nodes) < 2:
+        return None, remote_prefix
+    logging.getLogger("diagnosenet").info(
+        "Slurm job %s: parameter server and chief on %s, workers on %s", allocation.job_id, allocation.nodes[0],
+        ", ".join(allocation.nodes[1:]))
+    return {"ps": [allocation.nodes[0]], "workers": list(allocation.nodes[1:])}, remote_prefix or slurm.STEP_PREFIX
 
 
 def _grpc_task(args: argparse.Namespace) -> int:

@@ -220,10 +220,9 @@ def _settings_of(train_args: list[str]):
     return settings_from_args(parser.parse_args(train_args))
 
 
-def _recording_launcher(launch_dir: Path) -> tuple[Path, Path]:
+def _recording_launcher(launch_dir: Path, real: str) -> tuple[Path, Path]:
     record = launch_dir / "launcher-exits.txt"
     script = launch_dir / "launcher"
-    real = os.environ.get("HYDRA_LAUNCHER_EXEC") or "ssh"
     script.write_text(RECORDING_LAUNCHER.replace("{launcher}", shlex.quote(real))
                       .replace("{record}", shlex.quote(str(record))))
     script.chmod(0o755)
@@ -256,13 +255,15 @@ def leftover_pattern(token: str, launch_dir: Path) -> str:
     return f"[d]iagnosenet-rank:{token}|{proxies}"
 
 
-def stop_leftovers(hosts: list[str], pattern: str, timeout_s: float = CLEANUP_TIMEOUT_S) -> dict[str, str]:
+def stop_leftovers(hosts: list[str], pattern: str, timeout_s: float = CLEANUP_TIMEOUT_S,
+                   remote: str | None = None) -> dict[str, str]:
     """SIGKILL every process matching ``pattern`` on each host (here when ``hosts`` is empty),
-    all hosts at once, each within ``timeout_s``; ``{host: what happened}`` for the hosts where
+    all hosts at once, each within ``timeout_s``, through ``remote`` (default: Hydra's remote
+    launcher, ``$HYDRA_LAUNCHER_EXEC`` or ssh); ``{host: what happened}`` for the hosts where
     something was stopped or that could not be reached."""
     from concurrent.futures import ThreadPoolExecutor
 
-    remote = os.environ.get("HYDRA_LAUNCHER_EXEC") or "ssh"
+    remote = remote or os.environ.get("HYDRA_LAUNCHER_EXEC") or "ssh"
     options = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(timeout_s)}"] if Path(remote).name == "ssh" else []
 
     def stop(host: str) -> str | None:
@@ -322,12 +323,40 @@ def _stop_group(job: subprocess.Popen) -> None:
             continue
 
 
+def is_hydra(launcher: Launcher) -> bool:
+    return Path(launcher.argv[0]).name in ("mpirun", "mpiexec", "mpiexec.hydra")
+
+
+def in_allocation(launcher: Launcher, allocation, launch_dir: Path) -> tuple[Launcher, str]:
+    """Hydra inside a Slurm allocation: a hostfile of the allocated nodes (rank 0 on the first,
+    where the job script runs) and, as Hydra's remote launcher, one job step per node
+    (``slurm.SSH_STANDIN``), so that each node's launcher exit is seen as with ssh."""
+    from diagnosenet import slurm
+
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    hostfile, standin = launch_dir / "hostfile-slurm", launch_dir / "srun-as-ssh"
+    hostfile.write_text(allocation.hostfile())
+    standin.write_text(slurm.ssh_standin())
+    standin.chmod(0o755)
+    argv = [*launcher.argv, "-f", str(hostfile)]
+    log.info("Slurm job %s: ranks on %s, each node's proxy started as a job step", allocation.job_id,
+             ", ".join(f"{n} ({t} task{'s' if t > 1 else ''})" for n, t in zip(allocation.nodes, allocation.tasks_per_node)))
+    return Launcher(argv, parse_hostfile(hostfile.read_text()), len(argv) - 1), str(standin)
+
+
 def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_reforms: int | None = None) -> int:
     """Run the job (see the module docstring); the exit status of the whole run."""
+    from diagnosenet import slurm
+
     settings = _settings_of(train_args)
     out, mode = settings.out_dir, settings.mode
     launch_dir = out / "launch"
     launcher = Launcher.parse(launcher_command)
+    remote, env = os.environ.get("HYDRA_LAUNCHER_EXEC") or "ssh", dict(os.environ)
+    allocation = slurm.allocation() if is_hydra(launcher) and not launcher.hosts else None
+    if allocation is not None:
+        launcher, remote = in_allocation(launcher, allocation, launch_dir)
+        env["HYDRA_LAUNCHER"] = "ssh"
     lost_workers = dict(settings.lost_workers)
     token = run_token(out)
     reforms = 0
@@ -335,16 +364,17 @@ def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_refo
     while True:
         launch_dir.mkdir(parents=True, exist_ok=True)
         (launch_dir / "ranks.json").unlink(missing_ok=True)
-        script, record = _recording_launcher(launch_dir)
+        script, record = _recording_launcher(launch_dir, remote)
         record.unlink(missing_ok=True)
         argv = [*launcher.argv, "-n", str(tasks), *rank_argv(token, [
             "diagnosenet", "train-mpi", *train_args, "--lost-workers-json", json.dumps(lost_workers)])]
         log.info("launching %s", shlex.join(argv).replace(shlex.quote(RANK_SUPERVISOR), "<rank supervisor>"))
         sys.stdout.flush()
         started = time.time()
-        status, stopped = run_job(argv, {**os.environ, "HYDRA_LAUNCHER_EXEC": str(script)}, out, started,
+        status, stopped = run_job(argv, {**env, "HYDRA_LAUNCHER_EXEC": str(script)}, out, started,
                                   settings.timeout_s + FINISH_GRACE_S)
-        for host, what in stop_leftovers([h for h, _ in launcher.hosts], leftover_pattern(token, launch_dir)).items():
+        for host, what in stop_leftovers([h for h, _ in launcher.hosts], leftover_pattern(token, launch_dir),
+                                         remote=remote).items():
             log.warning("%s: %s", host, what)
         if status == 0 and not stopped:
             return 0

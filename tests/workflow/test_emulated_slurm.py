@@ -1,0 +1,129 @@
+"""``snakemake --profile slurm`` for real, on a real Slurm of 3 emulated nodes.
+
+``diagnosenet emulate-cluster up --slurm`` starts a private munged, slurmctld on the head and
+a slurmd per node (Debian's slurm-wlm; ``make slurm-packages``). The profile is the real
+slurm profile: only the emulated runs (``config/emulated-slurm.yaml``), small data and the
+executor's squeue status (no accounting here) are layered on top. Needs root; skipped
+without it, and without the Slurm packages outside CI (in CI their absence fails).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smk import REPO
+
+pytestmark = [pytest.mark.snakemake, pytest.mark.tensorflow, pytest.mark.mpi, pytest.mark.emulated]
+
+BIN = Path(sys.executable).parent
+NODES = ["node0", "node1", "node2"]
+SMALL = {
+    "tasks": ["pmsi"],
+    "pmsi": {"synthetic": {"patients": 300, "seed": 5}},
+    "shards": {"batch_size": 64, "seed": 1},
+    "models": {"pmsi": {"hidden_units": [16], "dropout_keep": 0.8}},
+    "train": {"max_epochs": 2, "patience": 2, "timeout_s": 60, "startup_timeout_s": 900},
+    "monitor": {"rate_hz": 1.0},
+}
+MODES = ("mpi-sync", "mpi-async", "grpc-async")
+#: the executor without accounting: squeue status (its default, sacct, would poll for ever)
+EXECUTOR = ["--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1"]
+
+
+def diagnosenet(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "diagnosenet"), *args], text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, **kw)
+
+
+def our_daemons() -> list[str]:
+    """munged, slurmctld, slurmd or slurmstepd processes (the tests start the only ones here)."""
+    import psutil
+
+    return [f"{p.info['pid']} {p.info['name']}" for p in psutil.process_iter(["pid", "name"])
+            if p.info["name"] in ("munged", "slurmctld", "slurmd", "slurmstepd")]
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    from diagnosenet.emulation_slurm import why_not_available
+
+    why = why_not_available()
+    if why and (os.geteuid() != 0 or os.environ.get("CI") != "true"):
+        pytest.skip(why)
+    assert why is None, why   # CI runs as root and `make test` installs the packages
+    diagnosenet("emulate-cluster", "down")  # a cluster left by a killed earlier run
+    up = diagnosenet("emulate-cluster", "up", "--nodes", "3", "--link", "1gbit", "--cpu", "1.0", "--slurm")
+    assert up.returncode == 0, up.stdout
+    try:
+        yield
+    finally:
+        down = diagnosenet("emulate-cluster", "down")
+        assert down.returncode == 0, down.stdout
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert "dn-" not in left, left
+        assert not Path("/run/diagnosenet-emulated").exists()
+        assert not [p for p in Path("/etc/netns").glob("dn-*")] if Path("/etc/netns").exists() else True
+        assert our_daemons() == []
+
+
+def on_head(*command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return diagnosenet("emulate-cluster", "run", "--", *command, timeout=timeout)
+
+
+@pytest.mark.timeout(300)
+def test_every_node_is_idle_and_runs_a_job_step(slurm_cluster):
+    states = on_head("sinfo", "-h", "-N", "-o", "%N %t %c")
+    assert states.returncode == 0, states.stdout
+    assert sorted(states.stdout.split("\n")[:3]) == [f"{n} idle 2" for n in NODES], states.stdout
+    steps = on_head("srun", "-N", "3", "-n", "3", "hostname")
+    assert steps.returncode == 0, steps.stdout
+    assert sorted(steps.stdout.split()) == NODES
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_cluster, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("emulated-slurm")
+    for name in ("workflow", "profiles", "config"):
+        (workdir / name).symlink_to(REPO / name)
+    (workdir / "slurm").symlink_to(REPO / "profiles" / "slurm")
+    (workdir / "small.yaml").write_text(yaml.safe_dump(SMALL))
+    targets = [f"results/pmsi/runs/{mode}-w2/metrics.json" for mode in MODES]
+    configs = "--configfile config/config.yaml config/slurm.yaml config/emulated-slurm.yaml small.yaml"
+    proc = on_head("sh", "-c", f"cd {workdir} && PATH={BIN}:$PATH snakemake {' '.join(targets)} --profile slurm "
+                   f"{configs} --jobs 3 {' '.join(EXECUTOR)}", timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    return workdir, proc.stdout
+
+
+@pytest.mark.timeout(1800)
+def test_the_slurm_profile_runs_every_mode_as_slurm_jobs_across_the_nodes(slurm_run):
+    workdir, _ = slurm_run
+    jobs = {}
+    for mode in MODES:
+        metrics = json.loads((workdir / f"results/pmsi/runs/{mode}-w2/metrics.json").read_text())
+        assert metrics["epochs_run"] == 2
+        assert metrics["slurm"]["cluster"] == "diagnosenet-emulated", metrics.get("slurm")
+        jobs[mode] = metrics["slurm"]["job_id"]
+        if mode.startswith("mpi"):
+            assert metrics["mpi"]["hosts"] == NODES, metrics["mpi"]      # rank r on node r
+        else:
+            assert metrics["hosts"] == {"ps:0": "node0", "chief:0": "node0", "worker:0": "node1",
+                                        "worker:1": "node2"}
+    assert len(set(jobs.values())) == 3, jobs     # one Slurm job per training run
+    import csv
+
+    subprocess.run([str(BIN / "diagnosenet"), "aggregate", "--runs",
+                    *[str(workdir / f"results/pmsi/runs/{mode}-w2") for mode in MODES], "--out", str(workdir / "summary")],
+                   check=True, timeout=300)
+    with open(workdir / "summary" / "runs.csv", newline="") as handle:   # the report's runs table
+        table = {r["mode"]: r for r in csv.DictReader(handle)}
+    assert {mode: table[mode]["slurm_job"] for mode in MODES} == jobs
+    assert table["mpi-sync"]["nodes"] == "rank0 node0, rank1 node1, rank2 node2"
+    log = (workdir / "results/logs/train/pmsi_mpi-async-w2.log").read_text()
+    assert f"Slurm job {jobs['mpi-async']}: ranks on node0 (1 task), node1 (1 task), node2 (1 task)" in log
