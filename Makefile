@@ -56,8 +56,10 @@ clean:
 	touch results/.gitkeep
 
 # re-pin both locks (after a change of pyproject.toml's dependencies); the GPU lock replaces
-# tensorflow-cpu by tensorflow[and-cuda] (extra `gpu`; requirements-gpu-overrides.txt drops the CPU wheel)
+# tensorflow-cpu by tensorflow[and-cuda] (extra `gpu`; requirements-gpu-overrides.txt drops the CPU
+# wheel) and keeps every other pin of the CPU lock (--constraint)
 locks: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra gpu --override requirements-gpu-overrides.txt \
-	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements-gpu.lock
+	    --constraint requirements.lock --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	    -o requirements-gpu.lock

@@ -37,3 +37,13 @@ def test_the_gpu_lock_resolves_here_without_a_gpu():
                            str(REPO / "requirements-gpu.lock")], capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"\+ tensorflow==2\.21\.0\b", proc.stderr), proc.stderr[-3000:]
+
+
+def test_make_installs_the_gpu_lock_into_its_own_venv_only_when_asked():
+    def plan(*args: str) -> str:
+        return subprocess.run(["make", "-n", "-B", "install", *args], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout
+
+    gpu, cpu = plan("GPU=1"), plan()
+    assert "-r requirements-gpu.lock" in gpu and ".venv-gpu/bin/python" in gpu
+    assert "-r requirements.lock" in cpu and ".venv-gpu" not in cpu
