@@ -11,7 +11,10 @@ nothing else (no site-specific code):
   --ntasks=1 --nodelist=HOST`` (:data:`STEP_PREFIX`), used by ``launch-mpi`` as Hydra's
   per-node launcher (instead of Hydra's own Slurm bootstrap, which starts every node's proxy in
   *one* step, so a lost node could not be told from the others) and by ``train-grpc`` as its
-  remote prefix. ``--overlap``: the steps share the allocation's CPUs with each other;
+  remote prefix. ``--overlap``: the steps share the allocation's CPUs with each other. srun
+  exits 0 when its node fails ("Node failure on HOST", seen with Slurm 22.05), so the stand-in
+  then asks ``sinfo`` and exits 255, ssh's "connection lost", which ``launch-mpi`` reads as a
+  lost node;
 - the job id and nodes, for ``metrics.json`` (:func:`record`).
 """
 from __future__ import annotations
@@ -36,7 +39,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 host=$1; shift
-exec {step} sh -c "$*"
+{step} sh -c "$*"
+status=$?
+# srun exits 0 after "Node failure on HOST": ask the controller, and say "connection lost" (255)
+case "$(sinfo -h -N -n "$host" -o %t 2>/dev/null)" in
+  *down*|*fail*|*\\**) echo "srun-as-ssh: node $host is down or not responding (sinfo)" >&2; exit 255 ;;
+esac
+exit $status
 """
 
 
@@ -105,6 +114,31 @@ def record(environ=None) -> dict | None:
     keys = {"job_id": "SLURM_JOB_ID", "job_name": "SLURM_JOB_NAME", "cluster": "SLURM_CLUSTER_NAME",
             "partition": "SLURM_JOB_PARTITION", "nodelist": "SLURM_JOB_NODELIST", "submit_host": "SLURM_SUBMIT_HOST"}
     return {k: env[v] for k, v in keys.items() if env.get(v)}
+
+
+def slurmd_port() -> int:
+    """The nodes' slurmd port (``scontrol show config``; Slurm's default 6818)."""
+    try:
+        text = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 6818
+    match = re.search(r"^SlurmdPort\s*=\s*(\d+)", text, re.M)
+    return int(match.group(1)) if match else 6818
+
+
+def silent_nodes(nodes, timeout_s: float = 3.0) -> list[str]:
+    """Nodes whose slurmd accepts no connection: crashed, powered off or cut off. A job step
+    on such a node does not end until the controller declares it down (``SlurmdTimeout``,
+    300 s by default), so a launcher that waits for the step would wait that long."""
+    import socket
+
+    port, silent = slurmd_port(), []
+    for node in nodes:
+        try:
+            socket.create_connection((node, port), timeout=timeout_s).close()
+        except OSError:
+            silent.append(node)
+    return silent
 
 
 def step_prefix_words(host: str) -> list[str]:

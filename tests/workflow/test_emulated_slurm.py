@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,78 @@ def test_the_slurm_profile_runs_every_mode_as_slurm_jobs_across_the_nodes(slurm_
     assert table["mpi-sync"]["nodes"] == "rank0 node0, rank1 node1, rank2 node2"
     log = (workdir / "results/logs/train/pmsi_mpi-async-w2.log").read_text()
     assert f"Slurm job {jobs['mpi-async']}: ranks on node0 (1 task), node1 (1 task), node2 (1 task)" in log
+
+
+# -- faults under Slurm (NumPy model: the exchange, without TensorFlow's import) -------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from test_emulated_cluster import _training_fixtures
+
+    fixtures = _training_fixtures()
+    root = tmp_path_factory.mktemp("slurm-tiny")
+    dataset = fixtures.make_dataset(root, "pmsi")
+    return dataset, fixtures.make_shards(dataset, root / "shards", workers=2, batch_size=32)
+
+
+def training_job(tiny, mode: str, out: Path, epochs: int = 12) -> Path:
+    """A batch script that runs what rule train_mpi runs under the slurm profile."""
+    dataset, shards = tiny
+    args = ["--task", "pmsi", "--mode", mode, "--workers", "2", "--dataset", str(dataset), "--shards", str(shards),
+            "--out", str(out), "--batch-size", "32", "--model-json",
+            json.dumps({"backend": "numpy", "hidden_units": [16], "delay_s": 0.05}), "--max-epochs", str(epochs),
+            "--patience", str(epochs), "--lr", "0.01", "--seed", "3", "--timeout", "10", "--startup-timeout", "600",
+            "--monitor-rate", "0"]
+    script = out.parent / f"{out.name}.sh"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("#!/bin/sh\n" + f"export PATH={BIN}:$PATH\nexec diagnosenet launch-mpi --launcher "
+                      f"'mpirun -disable-auto-cleanup' --tasks 3 -- {shlex.join(args)}\n")
+    script.chmod(0o755)
+    return script
+
+
+def submit(script: Path, log: Path) -> list[str]:
+    """``sbatch --wait`` of a training script on the 3 nodes, as the slurm profile asks for it."""
+    return [str(BIN / "diagnosenet"), "emulate-cluster", "run", "--", "sbatch", "--wait", "--no-kill", "-N", "3",
+            "-n", "3", "-o", str(log), str(script)]
+
+
+@pytest.mark.timeout(900)
+def test_a_cancelled_training_job_resumes_from_its_checkpoint_when_submitted_again(slurm_cluster, tiny, tmp_path):
+    from test_emulated_cluster import fault_after_epochs, finish_within, track_epochs
+
+    out = tmp_path / "sync"
+    script = training_job(tiny, "mpi-sync", out, epochs=40)
+    job, _ = fault_after_epochs(submit(script, tmp_path / "first.log"), out, 2,
+                                lambda: on_head("scancel", "--full", "--name", script.name))
+    finish_within(job, 120)
+    assert job.returncode != 0                      # cancelled: sbatch --wait reports the failure
+    done = track_epochs(out)
+    assert 2 <= len(done) < 40 and not (out / "metrics.json").exists()
+    again = subprocess.run(submit(script, tmp_path / "second.log"), text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=600)
+    log = (tmp_path / "second.log").read_text()
+    assert again.returncode == 0, again.stdout[-2000:] + log[-4000:]
+    assert f"resuming {out} after epoch" in log
+    assert track_epochs(out) == list(range(1, 41))
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 40
+
+
+@pytest.mark.timeout(900)
+def test_a_node_lost_in_a_slurm_job_mpi_async_finishes_on_the_others(slurm_cluster, tiny, tmp_path):
+    """Every process of node2 killed (its slurmd too) after epoch 2: launch-mpi, inside the
+    allocation, finds the node whose slurmd is silent, re-forms on node0 and node1 and finishes."""
+    from test_emulated_cluster import finish_within, kill_node_after_epochs, track_epochs
+
+    out = tmp_path / "async"
+    script = training_job(tiny, "mpi-async", out)
+    # the last test of the module: node2 stays down (the controller takes minutes to take it
+    # back), and the module's teardown removes the whole cluster
+    job, _ = kill_node_after_epochs(submit(script, tmp_path / "job.log"), out, "node2", epochs=2)   # slurmd and every step on it
+    output = finish_within(job, 600)
+    log = (tmp_path / "job.log").read_text()
+    assert job.returncode == 0, output[-2000:] + log[-4000:]
+    assert "mpi-async: node node2 was lost" in log and "re-forming on node0, node1" in log
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["mpi"]["lost_workers"]) == ["2"], metrics["mpi"]
+    assert "node2" in metrics["mpi"]["lost_workers"]["2"]
+    assert metrics["slurm"]["job_id"] and track_epochs(out) == list(range(1, 13))

@@ -14,6 +14,10 @@ lives one level up, as in elastic launchers (torchrun, Horovod elastic):
    manager tears the job down: within milliseconds, and their exits can be recorded first, so
    "first" means the first such status within :data:`SAME_MOMENT_S` of the first exit).
    Rank 0 wrote which rank ran on which host at start-up (``RUN/launch/ranks.json``).
+   Inside a Slurm allocation every node's proxy is a job step, and the step of a failed node
+   does not end until the controller declares the node down (minutes); so there, when no
+   launcher failed, the node whose ``slurmd`` accepts no connection is the lost one
+   (:func:`diagnosenet.slurm.silent_nodes`; ``docs/slurm.md``).
 3. ``mpi-sync`` (and any mode whose master's node is lost) stops there with a message naming
    the node; rerunning the rule resumes from the last checkpoint. ``mpi-async`` is re-formed
    on the remaining hosts (a hostfile without the lost node, fewer ranks) and resumes from
@@ -385,6 +389,9 @@ def launch(launcher_command: str, tasks: int, train_args: list[str], *, max_refo
                         f" (without worker(s) {', '.join(lost)})" if lost else "")
             return 0
         lost = wait_for_lost_host(record) or failed_at_start(read_exits(record), launch_dir / "ranks.json")
+        if lost is None and allocation is not None:   # a failed node's job step outlives Hydra
+            silent = slurm.silent_nodes([h for h, _ in launcher.hosts])
+            lost = LauncherExit(time.time(), SSH_LOST, silent[0]) if silent else None
         if lost is None:
             log.error("%s failed (exit %d) and no node's launcher failed: see the ranks' messages above (they name "
                       "a rank that went silent, and its node)", argv[0], status)
