@@ -10,6 +10,18 @@ from pathlib import Path
 
 from diagnosenet.artifacts import write_json
 
+#: the start of every ssh stand-in (the emulated nodes' and Slurm's job steps): reads
+#: ``ssh [options] HOST COMMAND...`` into ``$host``, leaving COMMAND in ``"$@"``
+SSH_ARGUMENTS = """while [ $# -gt 0 ]; do
+  case "$1" in
+    -o|-p|-i|-l|-F|-E|-b|-c|-D|-e|-I|-L|-m|-O|-Q|-R|-S|-W|-w) shift 2 ;;
+    -*) shift ;;
+    *) break ;;
+  esac
+done
+host=$1; shift
+"""
+
 
 def write_cluster_files(hosts: list[str], out_dir: str | Path, slots_per_host: int = 1) -> None:
     if len(hosts) < 2:

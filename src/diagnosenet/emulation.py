@@ -25,6 +25,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from diagnosenet.cluster import SSH_ARGUMENTS
+
 log = logging.getLogger(__name__)
 
 PREFIX = "dn-"
@@ -45,15 +47,7 @@ MPI_ENV = {"UCX_TLS": "tcp,self", "MPIR_CVAR_NOLOCAL": "1", "HYDRA_LAUNCHER": "s
 SSH_SCRIPT = """#!/bin/sh
 # ssh stand-in for the emulated cluster (written by `diagnosenet emulate-cluster up`):
 #   ssh [options] HOST COMMAND...  ->  COMMAND in HOST's namespace, cgroup and host name
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -o|-p|-i|-l|-F|-E|-b|-c|-D|-e|-I|-L|-m|-O|-Q|-R|-S|-W|-w) shift 2 ;;
-    -*) shift ;;
-    *) break ;;
-  esac
-done
-host=$1; shift
-ns={prefix}$host
+{ssh_arguments}ns={prefix}$host
 cg={cgroup}/$ns
 [ -d "$cg" ] && echo $$ > "$cg/cgroup.procs"   # children inherit the node's CPU share
 exec ip netns exec "$ns" unshare --uts sh -c 'hostname "$0"; exec sh -c "$*"' "$host" "$*"
@@ -154,7 +148,8 @@ def up(nodes: int, link="1gbit", cpu=0.25, cpu_period_ms: float = 100.0, slurm: 
             netns_dir.mkdir(parents=True, exist_ok=True)
             state["netns_dirs"].append(str(netns_dir))
             (netns_dir / "hosts").write_text(hosts)
-        SSH.write_text(SSH_SCRIPT.replace("{prefix}", PREFIX).replace("{cgroup}", str(CGROUP_MOUNT)))
+        SSH.write_text(SSH_SCRIPT.replace("{ssh_arguments}", SSH_ARGUMENTS).replace("{prefix}", PREFIX)
+                       .replace("{cgroup}", str(CGROUP_MOUNT)))
         SSH.chmod(0o755)
         STATE.write_text(json.dumps(state, indent=2))
         if slurm:

@@ -31,15 +31,7 @@ STEP_PREFIX = "srun --overlap --nodes=1 --ntasks=1 --kill-on-bad-exit=0 --nodeli
 #: the ssh stand-in Hydra calls as ``EXEC [options] HOST COMMAND``: a job step on HOST
 SSH_STANDIN = """#!/bin/sh
 # ssh stand-in inside a Slurm allocation (written by `diagnosenet launch-mpi`): a job step on HOST
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -o|-p|-i|-l|-F|-E|-b|-c|-D|-e|-I|-L|-m|-O|-Q|-R|-S|-W|-w) shift 2 ;;
-    -*) shift ;;
-    *) break ;;
-  esac
-done
-host=$1; shift
-{step} sh -c "$*"
+{ssh_arguments}{step} sh -c "$*"
 status=$?
 # srun exits 0 after "Node failure on HOST": ask the controller, and say "connection lost" (255)
 case "$(sinfo -h -N -n "$host" -o %t 2>/dev/null)" in
@@ -103,7 +95,10 @@ def allocation(environ=None) -> Allocation | None:
 
 
 def ssh_standin() -> str:
-    return SSH_STANDIN.replace("{step}", STEP_PREFIX.replace("{host}", '"$host"'))
+    from diagnosenet.cluster import SSH_ARGUMENTS
+
+    step = STEP_PREFIX.replace("{host}", '"$host"')
+    return SSH_STANDIN.replace("{ssh_arguments}", SSH_ARGUMENTS).replace("{step}", step)
 
 
 def record(environ=None) -> dict | None:

@@ -3,6 +3,7 @@ root (workflow/, config/, profiles/ and the profile links are symlinks), so `res
 `.snakemake/` of a test never touch the developer's own."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -45,3 +46,26 @@ def planned_jobs(output: str) -> dict[str, int]:
     """Rule -> job count from Snakemake's dry-run job table."""
     table = output.split("Job stats:")[1] if "Job stats:" in output else ""
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m.group(1) != "total"}
+
+
+@contextlib.contextmanager
+def emulated_cluster(*up_args: str):
+    """``diagnosenet emulate-cluster up UP_ARGS`` for the ``with`` block (one left by a killed
+    earlier run removed first), then ``down``, and nothing of it left: no namespace, no state."""
+    def diagnosenet(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "diagnosenet"), *args], text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+
+    diagnosenet("emulate-cluster", "down")
+    up = diagnosenet("emulate-cluster", "up", *up_args)
+    assert up.returncode == 0, up.stdout
+    try:
+        yield
+    finally:
+        down = diagnosenet("emulate-cluster", "down")
+        assert down.returncode == 0, down.stdout
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert "dn-" not in left, left
+        assert not Path("/run/diagnosenet-emulated").exists()
+        assert not list(Path("/etc/netns").glob("dn-*"))
+

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smk import REPO
+from smk import REPO, emulated_cluster
 
 pytestmark = [pytest.mark.snakemake, pytest.mark.tensorflow, pytest.mark.mpi, pytest.mark.emulated]
 
@@ -45,17 +45,8 @@ def diagnosenet(*args: str, **kw) -> subprocess.CompletedProcess:
 def cluster():
     if os.geteuid() != 0:
         pytest.skip("the emulated cluster needs root (network namespaces, tc, cgroups)")
-    diagnosenet("emulate-cluster", "down")  # a cluster left by a killed earlier run
-    up = diagnosenet("emulate-cluster", "up", "--nodes", "3", "--link", "1gbit", "--cpu", "1.0")
-    assert up.returncode == 0, up.stdout
-    try:
+    with emulated_cluster("--nodes", "3", "--link", "1gbit", "--cpu", "1.0"):
         yield
-    finally:
-        down = diagnosenet("emulate-cluster", "down")
-        assert down.returncode == 0, down.stdout
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert "dn-" not in left, left
-        assert not Path("/run/diagnosenet-emulated").exists()
 
 
 @pytest.fixture(scope="module")

@@ -18,20 +18,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smk import REPO
+from smk import REPO, emulated_cluster
+from test_emulated_cluster import SMALL as JETSON_SMALL
 
 pytestmark = [pytest.mark.snakemake, pytest.mark.tensorflow, pytest.mark.mpi, pytest.mark.emulated]
 
 BIN = Path(sys.executable).parent
 NODES = ["node0", "node1", "node2"]
-SMALL = {
-    "tasks": ["pmsi"],
-    "pmsi": {"synthetic": {"patients": 300, "seed": 5}},
-    "shards": {"batch_size": 64, "seed": 1},
-    "models": {"pmsi": {"hidden_units": [16], "dropout_keep": 0.8}},
-    "train": {"max_epochs": 2, "patience": 2, "timeout_s": 60, "startup_timeout_s": 900},
-    "monitor": {"rate_hz": 1.0},
-}
+#: the small data of the jetson profile's emulated test, without its scalability grid
+SMALL = {key: value for key, value in JETSON_SMALL.items() if key != "experiments"}
 MODES = ("mpi-sync", "mpi-async", "grpc-async")
 #: the executor without accounting: squeue status (its default, sacct, would poll for ever)
 EXECUTOR = ["--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1"]
@@ -58,19 +53,9 @@ def slurm_cluster():
     if why and (os.geteuid() != 0 or os.environ.get("CI") != "true"):
         pytest.skip(why)
     assert why is None, why   # CI runs as root and `make test` installs the packages
-    diagnosenet("emulate-cluster", "down")  # a cluster left by a killed earlier run
-    up = diagnosenet("emulate-cluster", "up", "--nodes", "3", "--link", "1gbit", "--cpu", "1.0", "--slurm")
-    assert up.returncode == 0, up.stdout
-    try:
+    with emulated_cluster("--nodes", "3", "--link", "1gbit", "--cpu", "1.0", "--slurm"):
         yield
-    finally:
-        down = diagnosenet("emulate-cluster", "down")
-        assert down.returncode == 0, down.stdout
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert "dn-" not in left, left
-        assert not Path("/run/diagnosenet-emulated").exists()
-        assert not [p for p in Path("/etc/netns").glob("dn-*")] if Path("/etc/netns").exists() else True
-        assert our_daemons() == []
+    assert our_daemons() == []   # munged is outside the namespaces: gone too
 
 
 def on_head(*command: str, timeout: float = 60) -> subprocess.CompletedProcess:
