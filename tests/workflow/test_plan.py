@@ -110,11 +110,13 @@ def test_jetson_profile_plans_12_workers_plus_master_with_the_hostfile(workdir):
     assert "cluster_files" in planned_jobs(out)
 
 
-def test_slurm_profile_plans_srun(workdir):
+def test_slurm_profile_plans_hydra_inside_the_allocation(workdir):
+    """Under Slurm launch-mpi gets a bare Hydra and places the ranks on the allocation itself
+    (docs/slurm.md); the run itself is tests/workflow/test_emulated_slurm.py."""
     out = snakemake(workdir, "--profile", "slurm", "-n", "-p").stdout
     mpi_lines = [line for line in out.splitlines() if "diagnosenet launch-mpi" in line]
     assert mpi_lines and all(line.strip().removeprefix("Shell command: ").startswith(
-        "diagnosenet launch-mpi --launcher 'srun' --tasks 13 -- ") for line in mpi_lines)
+        "diagnosenet launch-mpi --launcher 'mpirun -disable-auto-cleanup' --tasks 13 -- ") for line in mpi_lines)
 
 
 def test_scalability_target_plans_the_configured_grid(workdir):
