@@ -2,6 +2,7 @@
 emulated Slurm's configuration."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_the_ssh_stand_in_starts_one_job_step_on_the_named_host(tmp_path):
     out = subprocess.run([str(script), "-x", "-o", "BatchMode=yes", "node2", "proxy", "--port", "5"],
                          capture_output=True, text=True, check=True,
                          env={"PATH": f"{fake_srun.parent}:/usr/bin:/bin"}).stdout.splitlines()
-    assert out == [*slurm.step_prefix_words("node2")[1:], "sh", "-c", "proxy --port 5"]
+    assert out == [*shlex.split(slurm.STEP_PREFIX.format(host="node2"))[1:], "sh", "-c", "proxy --port 5"]
 
 
 def test_the_emulated_slurm_conf_declares_every_node_and_finds_its_private_munge():

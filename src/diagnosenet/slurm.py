@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import subprocess
 from dataclasses import dataclass
 
@@ -134,7 +133,3 @@ def silent_nodes(nodes, timeout_s: float = 3.0) -> list[str]:
         except OSError:
             silent.append(node)
     return silent
-
-
-def step_prefix_words(host: str) -> list[str]:
-    return shlex.split(STEP_PREFIX.replace("{host}", host))

@@ -70,7 +70,7 @@ def scalability_figure(run_dirs: list[Path], out: Path) -> list[dict]:
     points (``-model.csv``, ``figures.cost_model``), the Pareto recommendation
     (``-recommendation.md``) and the communication timeline of the run with the most workers
     (``-timeline.png``)."""
-    from diagnosenet.figures.cost_model import MODEL_COLUMNS, model_table
+    from diagnosenet.figures.cost_model import MODEL_COLUMNS, model_table, validation_summary
     from diagnosenet.figures.scaling import SCALING_COLUMNS, recommendation_markdown, scaling_table
     from diagnosenet.training.timeline import read_timeline
 
@@ -86,5 +86,8 @@ def scalability_figure(run_dirs: list[Path], out: Path) -> list[dict]:
     steps = read_timeline(Path(widest["run_dir"])) if widest else []
     title = f"{widest['task']} {widest['mode']} × {widest['workers']}: compute and exchange per step" if widest else ""
     plots.step_timeline(steps, title, out.parent / f"{out.stem}-timeline.png")
+    for (task, mode), error in validation_summary(predicted).items():
+        log.info("cost model, %s %s: %s", task, mode, "no run beyond the calibration" if error is None
+                 else f"largest error {error:.0%} on the runs it was not calibrated on")
     log.info("scalability of %d runs: %s", len(rows), out)
     return rows

@@ -31,7 +31,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from diagnosenet.figures.scaling import GIGABIT_BYTES_PER_S
+from diagnosenet.figures.scaling import GIGABIT_BYTES_PER_S, ring_allreduce_seconds
 
 COLLECTIVE_MODES = ("mpi-sync", "grpc-sync")
 SERVER_MODES = ("mpi-async", "grpc-async")
@@ -84,8 +84,8 @@ class StepModel:
             return mva_cycle_seconds(workers, self.think_s, self.demand_s / self.servers)
         if workers == 1:
             return self.one_worker_step_s
-        bandwidth = 2 * (workers - 1) / workers * self.bytes_per_step / self.link_bytes_per_s
-        return self.local_s + latency_rounds(workers) * self.latency_s + bandwidth
+        return (self.local_s + latency_rounds(workers) * self.latency_s
+                + ring_allreduce_seconds(self.bytes_per_step, workers, self.link_bytes_per_s))
 
     def efficiency(self, workers: int) -> float:
         """One-worker step ÷ step at ``workers`` (the measured one, except with more servers)."""
@@ -123,8 +123,8 @@ def calibrate(rows: list[dict], *, calibrate_on: int = 2,
     local = statistics.mean(r["compute_s_per_step"] + r["apply_s_per_step"] for r in calibration)
     payload = statistics.mean(r["bytes_per_step"] for r in calibration)
     latency = statistics.mean(
-        max(r["exchange_s_per_step"] - 2 * (int(r["workers"]) - 1) / int(r["workers"]) * payload / link_bytes_per_s,
-            0.0) / latency_rounds(int(r["workers"])) for r in calibration)
+        max(r["exchange_s_per_step"] - ring_allreduce_seconds(payload, int(r["workers"]), link_bytes_per_s), 0.0)
+        / latency_rounds(int(r["workers"])) for r in calibration)
     return StepModel(task, mode, family, one, local_s=local, bytes_per_step=payload,
                      link_bytes_per_s=link_bytes_per_s, latency_s=latency)
 
@@ -140,21 +140,18 @@ def model_table(rows: list[dict], *, calibrate_on: int = 2, workers=PREDICTED_WO
         if model is None:
             continue
         measured = {int(r["workers"]): measured_step_seconds(r) for r in mine}
+        batch = next((float(r["micro_batch"]) for r in mine if r.get("micro_batch")), None)
         for n in sorted(set(workers) | set(measured)):
             step = model.step_seconds(n)
             seen = measured.get(n)
             out.append({"task": key[0], "mode": key[1], "family": model.family, "workers": n,
                         "predicted_step_s": step, "predicted_efficiency": model.efficiency(n),
-                        "predicted_samples_per_second": n * model_batch(mine) / step if model_batch(mine) else None,
+                        "predicted_samples_per_second": n * batch / step if batch else None,
                         "measured_step_s": seen,
                         "measured_efficiency": model.one_worker_step_s / seen if seen else None,
-                        "error": seen and step / seen - 1,
+                        "error": step / seen - 1 if seen else None,
                         "role": "prediction" if not seen else "calibration" if n <= calibrate_on else "validation"})
     return out
-
-
-def model_batch(rows: list[dict]) -> float | None:
-    return next((float(r["micro_batch"]) for r in rows if r.get("micro_batch")), None)
 
 
 def validation_summary(table: list[dict]) -> dict[tuple[str, str], float | None]:
