@@ -16,7 +16,7 @@ Measured pitfalls this follows (``docs/slurm.md``): ``CgroupPlugin=cgroup/v1`` b
 netns exec`` remounts ``/sys``; ``SlurmdParameters=config_overrides`` so declared CPUs and
 memory need not match the machine; ``MinJobAge=300`` so the executor's ``squeue`` status
 sees finished jobs; ``batch_sched_delay=0``. There is no accounting (slurmdbd) here: the
-executor must be told ``--slurm-status-command squeue`` (its default, ``sacct``, polls for
+executor must be told ``--slurm-bounded-status-command squeue`` (its default, ``sacct``, polls for
 ever without accounting).
 """
 from __future__ import annotations

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from smk import REPO, emulated_cluster
-from test_emulated_cluster import SMALL as JETSON_SMALL
+from test_emulated_cluster import SMALL as JETSON_SMALL, finish_within
 
 pytestmark = [pytest.mark.snakemake, pytest.mark.tensorflow, pytest.mark.mpi, pytest.mark.emulated]
 
@@ -29,7 +29,8 @@ NODES = ["node0", "node1", "node2"]
 SMALL = {key: value for key, value in JETSON_SMALL.items() if key != "experiments"}
 MODES = ("mpi-sync", "mpi-async", "grpc-async")
 #: the executor without accounting: squeue status (its default, sacct, would poll for ever)
-EXECUTOR = ["--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1"]
+EXECUTOR = ["--slurm-bounded-status-command", "squeue", "--slurm-bounded-no-account",
+            "--slurm-bounded-init-seconds-before-status-checks", "1"]
 
 
 def diagnosenet(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -150,7 +151,7 @@ def submit(script: Path, log: Path) -> list[str]:
 
 @pytest.mark.timeout(900)
 def test_a_cancelled_training_job_resumes_from_its_checkpoint_when_submitted_again(slurm_cluster, tiny, tmp_path):
-    from test_emulated_cluster import fault_after_epochs, finish_within, track_epochs
+    from test_emulated_cluster import fault_after_epochs, track_epochs
 
     out = tmp_path / "sync"
     script = training_job(tiny, "mpi-sync", out, epochs=40)
@@ -169,11 +170,68 @@ def test_a_cancelled_training_job_resumes_from_its_checkpoint_when_submitted_aga
     assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 40
 
 
+#: a workflow of one Slurm job that runs until cancelled
+LONG_JOB = """
+rule wait:
+    output: "done.txt"
+    resources: mem_mb=100, runtime=10
+    shell: "sleep 900 && touch {output}"
+"""
+
+
+def slurm_jobs() -> dict[str, str]:
+    listed = on_head("squeue", "-h", "-o", "%i %T")
+    assert listed.returncode == 0, listed.stdout
+    return dict(line.split() for line in listed.stdout.splitlines() if line.strip())
+
+
+@pytest.mark.timeout(600)
+def test_a_status_query_that_keeps_failing_ends_the_workflow_with_an_error(slurm_cluster, tmp_path):
+    """The controller stops answering (SIGSTOP) while a job runs: the executor's squeue fails
+    every cycle, and past the status-failure timeout the workflow ends with the error, naming
+    the job, instead of waiting for ever (the plugin's own behaviour)."""
+    import signal
+    import time
+
+    import psutil
+
+    (tmp_path / "Snakefile").write_text(LONG_JOB)
+    command = [str(BIN / "diagnosenet"), "emulate-cluster", "run", "--", "sh", "-c",
+               f"cd {tmp_path} && PATH={BIN}:$PATH exec snakemake --executor slurm-bounded --jobs 1 "
+               f"{' '.join(EXECUTOR)} --slurm-bounded-status-attempts 1 "
+               "--slurm-bounded-status-failure-timeout 5"]
+    from diagnosenet.emulation import STATE
+
+    slurm_dir = Path(json.loads(STATE.read_text())["slurm"]["dir"])
+    controller = psutil.Process(int((slurm_dir / "state" / "slurmctld.pid").read_text().split()[0]))
+    workflow = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "RUNNING" not in slurm_jobs().values():
+            assert workflow.poll() is None and time.monotonic() < deadline, workflow.stdout.read()[-3000:]
+            time.sleep(0.5)
+        (job,) = slurm_jobs()
+        controller.send_signal(signal.SIGSTOP)
+        output = finish_within(workflow, 400)    # bounded: the plugin alone would never end
+    finally:
+        controller.send_signal(signal.SIGCONT)
+    assert workflow.returncode != 0, output[-3000:]
+    assert "no Slurm job-status query (squeue) has succeeded for" in output, output[-3000:]
+    assert f"Slurm job(s) {job} may still be running" in output
+    assert "squeue says: exit 1" in output, output[-3000:]        # the query's own error, named
+    assert on_head("scancel", job).returncode == 0                 # the controller is back
+    deadline = time.monotonic() + 120
+    while slurm_jobs():
+        assert time.monotonic() < deadline, slurm_jobs()
+        time.sleep(0.5)
+    assert not (tmp_path / "done.txt").exists()
+
+
 @pytest.mark.timeout(900)
 def test_a_node_lost_in_a_slurm_job_mpi_async_finishes_on_the_others(slurm_cluster, tiny, tmp_path):
     """Every process of node2 killed (its slurmd too) after epoch 2: launch-mpi, inside the
     allocation, finds the node whose slurmd is silent, re-forms on node0 and node1 and finishes."""
-    from test_emulated_cluster import finish_within, kill_node_after_epochs, track_epochs
+    from test_emulated_cluster import kill_node_after_epochs, track_epochs
 
     out = tmp_path / "async"
     script = training_job(tiny, "mpi-async", out)

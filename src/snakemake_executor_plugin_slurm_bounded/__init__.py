@@ -1,0 +1,101 @@
+"""Snakemake's slurm executor, with a bound on how long job status may go unknown.
+
+With the slurm plugin (2.8), a status cycle in which ``sacct``/``squeue`` fails reports
+nothing and hands back no job: the running jobs drop out of its tracking, and ``snakemake``
+waits for ever ("No active jobs; skipping status query"), without an error (measured on the
+emulated Slurm with its controller stopped). This executor is that plugin with one change:
+jobs of a failed cycle stay tracked, and when no status query has succeeded for
+``--slurm-bounded-status-failure-timeout`` seconds every one of them is reported failed with
+the query's own error, so the workflow ends and says why. The Slurm jobs
+themselves may still be running (nobody can ask); training is checkpointed, so the same
+``snakemake`` command resumes once the controller answers (docs/slurm.md).
+
+Every other setting is the slurm plugin's, under the ``slurm-bounded-`` prefix.
+"""
+
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import AsyncGenerator, List, Optional
+
+from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
+from snakemake_executor_plugin_slurm import ExecutorSettings as SlurmExecutorSettings
+from snakemake_executor_plugin_slurm import common_settings  # noqa: F401  (the plugin interface)
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+
+#: the slurm plugin's counters this executor reads (present in the locked 2.8 line)
+_COUNTERS = ("_status_query_calls", "_status_query_failures")
+
+
+@dataclass
+class ExecutorSettings(SlurmExecutorSettings):
+    status_failure_timeout: Optional[int] = field(
+        default=1800,
+        metadata={
+            "help": "Seconds without one successful job-status query (sacct or squeue) after "
+            "which every active job is reported failed and the workflow ends with the query's "
+            "error. The jobs may still run on the cluster: check with squeue, rerun to resume.",
+            "env_var": False,
+            "required": False,
+        },
+    )
+
+
+class Executor(SlurmExecutor):
+    def __post_init__(self, test_mode: bool = False):
+        super().__post_init__(test_mode=test_mode)
+        missing = [name for name in _COUNTERS if not hasattr(self, name)]
+        if missing:   # a newer slurm plugin renamed them: refuse rather than lose the bound
+            raise RuntimeError(f"snakemake-executor-plugin-slurm has no {', '.join(missing)}: "
+                               "update snakemake_executor_plugin_slurm_bounded")
+        self._status_unknown_since: Optional[float] = None
+
+    async def check_active_jobs(
+        self, active_jobs: List[SubmittedJobInfo]
+    ) -> AsyncGenerator[SubmittedJobInfo, None]:
+        started = time.monotonic()
+        answered, failed = self._status_query_calls, self._status_query_failures
+        still_active = [job async for job in super().check_active_jobs(active_jobs)]
+        if self._status_query_calls > answered or self._status_query_failures == failed:
+            self._status_unknown_since = None      # answered, or nothing needed asking
+            for job in still_active:
+                yield job
+            return
+        # a cycle where no query answered: the plugin reported nothing and yields nothing, so
+        # its jobs would drop out of tracking and the workflow wait for ever ("No active
+        # jobs"); keep every one of them tracked until the bound, then fail them
+        if self._status_unknown_since is None:
+            self._status_unknown_since = started
+        unknown_for = time.monotonic() - self._status_unknown_since
+        limit = self.workflow.executor_settings.status_failure_timeout
+        if limit is None or unknown_for < limit:
+            for job in active_jobs:
+                yield job
+            return
+        message = status_failure_message(self.get_status_command(), unknown_for, active_jobs)
+        self.logger.error(message)
+        for job in active_jobs:
+            self.report_job_error(job, msg=message)
+
+
+def status_failure_message(command: str, unknown_for: float, jobs: List[SubmittedJobInfo]) -> str:
+    """What the user needs: how long, which jobs, and the status command's own error."""
+    ids = ", ".join(sorted(str(job.external_jobid) for job in jobs))
+    return (f"no Slurm job-status query ({command}) has succeeded for {unknown_for:.0f} s "
+            f"(--slurm-bounded-status-failure-timeout): ending the workflow. Slurm job(s) {ids} "
+            f"may still be running; check with `squeue -j {ids.replace(', ', ',')}`, and rerun "
+            f"the same snakemake command to resume. {command} says: {probe(command)}")
+
+
+def probe(command: str) -> str:
+    """One query of the status command, for its error text (the plugin logs it at debug only)."""
+    words = ["squeue", "-h", "-o", "%i"] if command == "squeue" else ["sacct", "-X", "-n", "-o", "JobID"]
+    try:
+        done = subprocess.run(words, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"{shlex.join(words)}: {error}"
+    if done.returncode == 0:
+        return "it answers again now (exit 0)"
+    text = done.stderr.strip().splitlines()
+    return f"exit {done.returncode}: {text[-1] if text else '(no error text)'}"
