@@ -18,7 +18,15 @@ from diagnosenet.artifacts import write_json, write_manifest
 
 #: whole-record ECG feature models (ecg/features.py), compared by record-level CV in
 #: bench/bench_ecg_quality.py; ``gbm`` won it and is the pipeline's ECG baseline
-ECG_FEATURE_MODELS = ("logistic", "gbm", "gbm-balanced")
+ECG_FEATURE_MODELS = ("logistic", "gbm", "gbm-balanced", "cascade", "cascade-unweighted", "gbm-weighted")
+
+
+#: what the report calls each feature model
+ECG_MODEL_NAMES = {"logistic": "logistic regression", "gbm": "gradient boosting",
+                   "gbm-balanced": "gradient boosting (balanced)",
+                   "cascade": "gradient boosting, noise model and CV decision weights",
+                   "cascade-unweighted": "gradient boosting and noise model",
+                   "gbm-weighted": "gradient boosting and CV decision weights"}
 
 
 def ecg_feature_model(name: str = "gbm", seed: int = 1):
@@ -27,7 +35,10 @@ def ecg_feature_model(name: str = "gbm", seed: int = 1):
     ``logistic``: median imputation, standardisation, multinomial logistic regression with
     balanced class weights. ``gbm``: histogram gradient boosting (NaN handled natively), small
     trees, shrinkage 0.05, 300 rounds, L2 1.0; ``gbm-balanced``: the same with class weights
-    inversely proportional to class frequency (AF is 9 % of the records)."""
+    inversely proportional to class frequency (AF is 9 % of the records). ``cascade``: the
+    gbm with a dedicated noise model and decision weights chosen by CV inside ``fit``
+    (ecg/classifier.py); ``cascade-unweighted`` without the weights, ``gbm-weighted`` without
+    the noise model."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     if name == "logistic":
@@ -42,6 +53,11 @@ def ecg_feature_model(name: str = "gbm", seed: int = 1):
         return HistGradientBoostingClassifier(learning_rate=0.05, max_iter=300, max_leaf_nodes=15, l2_regularization=1.0,
                                               class_weight="balanced" if name == "gbm-balanced" else None,
                                               early_stopping=False, random_state=seed)
+    if name in ("cascade", "cascade-unweighted", "gbm-weighted"):
+        from diagnosenet.ecg.classifier import RecordClassifier
+
+        return RecordClassifier(noise_model=name != "gbm-weighted", tune_weights=name != "cascade-unweighted",
+                                random_state=seed)
     raise ValueError(f"unknown ECG feature model {name!r}; choose from {ECG_FEATURE_MODELS}")
 
 
@@ -85,7 +101,7 @@ def _ecg_record_inputs(dataset_dir: Path, features_dir: Path):
 
 
 def run_baseline(task: str, dataset_dir: str | Path, out_dir: str | Path, *, seed: int = 1,
-                 features_dir: str | Path | None = None) -> dict:
+                 features_dir: str | Path | None = None, ecg_model: str = "gbm") -> dict:
     """Fit on everything outside the test split, score on test; write metrics.json,
     per_class.csv, confusion.csv.
 
@@ -104,7 +120,7 @@ def run_baseline(task: str, dataset_dir: str | Path, out_dir: str | Path, *, see
         if features_dir is None:
             raise ValueError("the ECG baseline needs --features (an ecg-features directory of the same records)")
         X_train, y_train, X_test, y_test, groups_test = _ecg_record_inputs(dataset_dir, Path(features_dir))
-        model, name = ecg_feature_model("gbm", seed), "whole-record features + gradient boosting"
+        model, name = ecg_feature_model(ecg_model, seed), f"whole-record features + {ECG_MODEL_NAMES[ecg_model]}"
     else:
         raise ValueError(f"task must be 'pmsi' or 'ecg', got {task!r}")
     model.fit(X_train, y_train)
@@ -118,7 +134,8 @@ def run_baseline(task: str, dataset_dir: str | Path, out_dir: str | Path, *, see
     if task == "ecg":  # the best ECG model so far: keep it usable by `diagnosenet predict`
         files += save_feature_model(out_dir, model, name, classes, Path(features_dir), dataset_dir)
     write_manifest(out_dir, stage="baseline", files=files,
-                   params={"task": task, "seed": seed, "features_dir": str(features_dir) if features_dir else None})
+                   params={"task": task, "seed": seed, "features_dir": str(features_dir) if features_dir else None,
+                           **({"ecg_model": ecg_model} if task == "ecg" else {})})
     return result
 
 

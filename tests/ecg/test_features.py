@@ -88,7 +88,7 @@ def test_every_feature_is_a_float_and_a_flat_beatless_record_is_still_scored():
 
 
 def test_record_feature_samples_carry_the_same_whole_record_features_on_every_row():
-    """window-ecg --record-features: 1,300 window values, then the record's 47 network inputs."""
+    """window-ecg --record-features: 1,300 window values, then the record's network inputs."""
     from diagnosenet.ecg.build import signal_samples
     from diagnosenet.ecg.features import network_inputs
     from diagnosenet.ecg.windows import Geometry
@@ -101,6 +101,7 @@ def test_record_feature_samples_carry_the_same_whole_record_features_on_every_ro
     rich = signal_samples(signal, Geometry(record_features=True), "xqrs")
     assert rich.shape == (plain.shape[0], 1300 + len(FEATURE_NAMES)) == (plain.shape[0], Geometry(record_features=True).sample_length)
     np.testing.assert_array_equal(rich[:, :1300], plain)
-    expected = network_inputs(record_features(signal, peaks.detect(signal, FS, "xqrs")))
+    expected = network_inputs(record_features(signal, peaks.detect(signal, FS, "xqrs"), FS,
+                                              second_beats=peaks.agreement_beats(signal, FS, "xqrs")))
     np.testing.assert_allclose(rich[:, 1300:], np.broadcast_to(expected, (plain.shape[0], expected.size)), rtol=1e-6)
     assert np.isfinite(rich).all()

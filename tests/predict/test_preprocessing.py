@@ -9,7 +9,8 @@ import pytest
 
 from diagnosenet.cli import main
 from diagnosenet.ecg.synth import write_dataset
-from diagnosenet.predict.ecg import window_records
+from diagnosenet.ecg.features import FEATURE_NAMES
+from diagnosenet.predict.ecg import read_records
 from diagnosenet.predict.lineage import ecg_preprocessing
 
 
@@ -22,12 +23,32 @@ def test_predict_windows_records_exactly_as_the_training_stage_did(tmp_path, opt
                  "--jobs", "1", *options]) == 0
     preprocessing = ecg_preprocessing(json.loads((windows / "manifest.json").read_text())["params"])
     X, groups = np.load(windows / "X.npy"), np.load(windows / "groups.npy")
-    for item in window_records(records, preprocessing):
+    for item in read_records(records, [preprocessing], jobs=1)[0]:
         if item.samples is None:
             assert item.record not in groups
             continue
         np.testing.assert_array_equal(item.samples, X[groups == item.record])
-    assert X.shape[1] == 1300 + (47 if "--record-features" in options else 0)
+    assert X.shape[1] == 1300 + (len(FEATURE_NAMES) if "--record-features" in options else 0)
+
+
+def test_a_blend_reads_each_record_once_for_windows_and_features_in_parallel(tmp_path):
+    """A net on windows + the feature model: one read per record over 2 processes gives what
+    ``window-ecg`` and ``ecg-features`` wrote, record for record."""
+    records, windows, features = tmp_path / "records", tmp_path / "windows", tmp_path / "features"
+    write_dataset(records, records=10, seed=5)
+    assert main(["window-ecg", "--records", str(records), "--out", str(windows), "--record-features", "--jobs", "1"]) == 0
+    assert main(["ecg-features", "--records", str(records), "--out", str(features), "--jobs", "1"]) == 0
+    preprocessing = ecg_preprocessing(json.loads((windows / "manifest.json").read_text())["params"])
+    as_windows, as_features = read_records(records, [preprocessing, {"input": "record-features", "detector": "xqrs"}],
+                                           jobs=2)
+    X, groups = np.load(windows / "X.npy"), np.load(windows / "groups.npy")
+    table, names = np.load(features / "features.npy"), np.load(features / "records.npy").tolist()
+    assert [i.record for i in as_windows] == [i.record for i in as_features]
+    for item in as_windows:
+        if item.samples is not None:
+            np.testing.assert_array_equal(item.samples, X[groups == item.record])
+    for item in as_features:
+        np.testing.assert_array_equal(item.samples[0], table[names.index(item.record)])
 
 
 def test_the_feature_baseline_predicts_new_records_with_its_own_detector(tmp_path):

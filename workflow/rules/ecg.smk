@@ -32,7 +32,8 @@ if ECG["source"] == "synthetic":
 rule window_ecg:
     input:
         records=ECG_RECORDS if ECG["source"] == "synthetic" else f"{ECG_RECORDS}/REFERENCE.csv",
-        code=code("ecg/records", "ecg/peaks", "ecg/windows", "ecg/build", "ecg/features"),
+        code=code("ecg/records", "ecg/peaks", "ecg/windows", "ecg/build", "ecg/features", "ecg/hrv",
+                  "ecg/signal_quality"),
     output:
         [
             report(f"{RESULTS}/ecg/windows/{name}", caption="../report/table2.rst",
@@ -72,7 +73,8 @@ rule ecg_features:
     """Whole-record rhythm, morphology and spectral features: the ECG baseline's input."""
     input:
         records=ECG_RECORDS if ECG["source"] == "synthetic" else f"{ECG_RECORDS}/REFERENCE.csv",
-        code=code("ecg/records", "ecg/peaks", "ecg/features", "ecg/feature_table", "ecg/pool"),
+        code=code("ecg/records", "ecg/peaks", "ecg/features", "ecg/hrv", "ecg/signal_quality", "ecg/feature_table",
+                  "ecg/pool"),
     output:
         manifest=f"{RESULTS}/ecg/features/manifest.json",
     params:

@@ -21,6 +21,7 @@ rule predict:
         inputs=predict_inputs,
         weights=predict_weights,
         out=parent("output.predictions"),
+    threads: workflow.cores   # ECG records are read in parallel (capped by --cores)
     conda:
         ENV
     log:
@@ -28,7 +29,7 @@ rule predict:
     benchmark:
         f"{RESULTS}/benchmarks/predict/{config['predict']['name']}.tsv"
     shell:
-        "diagnosenet predict --model {params.models} {params.inputs} {params.weights} --out {params.out} > {log} 2>&1"
+        "diagnosenet predict --model {params.models} {params.inputs} {params.weights} --jobs {threads} --out {params.out} > {log} 2>&1"
 
 
 rule export:

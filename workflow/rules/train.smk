@@ -112,13 +112,14 @@ rule baseline:
         dataset=f"{RESULTS}/{{task}}/dataset/manifest.json",
         # ECG: whole-record features of the same records (rule ecg_features)
         features=lambda wc: [f"{RESULTS}/ecg/features/manifest.json"] if wc.task == "ecg" else [],
-        code=code("baselines", "metrics", "ecg/feature_table"),
+        code=code("baselines", "metrics", "ecg/feature_table", "ecg/classifier"),
     output:
         metrics=f"{RESULTS}/{{task}}/baseline/metrics.json",
     params:
         dataset=parent("input.dataset"),
         out=parent("output.metrics"),
         features=lambda wc, input: f"--features {Path(input.features[0]).parent}" if input.features else "",
+        model=lambda wc: f"--model {config['models'].get('ecg_features', 'gbm')}" if wc.task == "ecg" else "",
     conda:
         ENV
     log:
@@ -127,4 +128,4 @@ rule baseline:
         f"{RESULTS}/benchmarks/train/{{task}}_baseline.tsv"
     shell:
         "diagnosenet baseline --task {wildcards.task} --dataset {params.dataset} --out {params.out} {params.features}"
-        " > {log} 2>&1"
+        " {params.model} > {log} 2>&1"

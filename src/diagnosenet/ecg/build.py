@@ -51,10 +51,12 @@ def window_record(directory: str, entry: Entry, geometry: Geometry, detector: st
     return Outcome(entry.record, label, samples=samples)
 
 
-def signal_samples(signal: np.ndarray, geometry: Geometry, detector: str) -> np.ndarray:
+def signal_samples(signal: np.ndarray, geometry: Geometry, detector: str, beats: np.ndarray | None = None,
+                   whole: np.ndarray | None = None) -> np.ndarray:
     """R-peak detection and windowing of one loaded signal (training and ``predict`` alike);
-    :class:`RecordError` when it yields no complete sample."""
-    beats = _detect(signal, detector)
+    :class:`RecordError` when it yields no complete sample. ``beats`` and ``whole`` (the
+    record's features): when the caller computed them already for another model."""
+    beats = _detect(signal, detector) if beats is None else beats
     if beats.size < geometry.per_sample:
         raise RecordError("few_beats", f"{beats.size} beats detected, need {geometry.per_sample}")
     samples = record_samples(signal, beats, geometry, FS)
@@ -62,7 +64,9 @@ def signal_samples(signal: np.ndarray, geometry: Geometry, detector: str) -> np.
         raise RecordError("no_complete_sample", f"{beats.size} beats but no {geometry.per_sample} "
                           f"consecutive windows inside the record (sample rule {geometry.sample_rule})")
     if geometry.record_features:
-        whole = network_inputs(record_features(signal, beats, FS))
+        if whole is None:
+            whole = record_features(signal, beats, FS, second_beats=peak_detection.agreement_beats(signal, FS, detector))
+        whole = network_inputs(whole)
         samples = np.concatenate([samples, np.broadcast_to(whole, (samples.shape[0], whole.size))], axis=1)
     return samples
 

@@ -28,19 +28,21 @@ OUTPUT_FILES = ["features.npy", "y.npy", "records.npy", "feature_names.json", "c
                 "quarantine.csv", "counts.json"]
 
 
-#: one record's features (a 1 × 47 row in ``samples``), or the reason it was quarantined
+#: one record's features (a 1 × len(FEATURE_NAMES) row in ``samples``), or the reason it was quarantined
 FeatureRow = Outcome
 
 
-def signal_features(signal: np.ndarray, detector: str) -> np.ndarray:
-    """Detection + features of one loaded signal (training and ``predict`` alike); a detector
-    crash leaves the record with no beats instead of losing it."""
-    try:
-        beats = peak_detection.detect(signal, FS, detector)
-    except Exception as exc:  # wfdb's detectors raise assorted errors on degenerate input
-        log.warning("%s detector failed (%s: %s); rhythm features are NaN", detector, type(exc).__name__, exc)
-        beats = np.zeros(0, dtype=np.int64)
-    return record_features(signal, beats, FS)
+def signal_features(signal: np.ndarray, detector: str, beats: np.ndarray | None = None) -> np.ndarray:
+    """Detection + features of one loaded signal (training and ``predict`` alike; ``beats``:
+    the detector's, when the caller has them already); a detector crash leaves the record with
+    no beats instead of losing it."""
+    if beats is None:
+        try:
+            beats = peak_detection.detect(signal, FS, detector)
+        except Exception as exc:  # wfdb's detectors raise assorted errors on degenerate input
+            log.warning("%s detector failed (%s: %s); rhythm features are NaN", detector, type(exc).__name__, exc)
+            beats = np.zeros(0, dtype=np.int64)
+    return record_features(signal, beats, FS, second_beats=peak_detection.agreement_beats(signal, FS, detector))
 
 
 def feature_record(directory: str, entry: Entry, detector: str) -> FeatureRow:

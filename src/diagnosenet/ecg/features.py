@@ -10,7 +10,10 @@ sign of atrial fibrillation; these features keep it, over the whole record:
   size in the template (absent in AF), QRS width, T wave;
 * **atrial activity** — the residual after subtracting the template at every beat (QRST
   cancellation): fibrillatory waves put its power at 4–9 Hz;
-* **spectrum and noise** — band powers, spectral entropy, amplitude outliers: the noisy class.
+* **spectrum and noise** — band powers, spectral entropy, amplitude outliers: the noisy class;
+* **heart-rate variability and ectopy** beyond these summaries (ecg/hrv.py) and
+  **signal-quality indices** (ecg/signal_quality.py: two detectors' agreement, spectral purity,
+  clipped and flat stretches, kurtosis of every stretch, periodicity of the QRS energy).
 
 Every feature is a float; a feature that is undefined for a record (too few beats) is NaN,
 which the gradient-boosting models handle natively. Names are in :data:`FEATURE_NAMES`.
@@ -21,7 +24,9 @@ import warnings
 
 import numpy as np
 
+from diagnosenet.ecg.hrv import HRV_NAMES, hrv_features
 from diagnosenet.ecg.records import FS
+from diagnosenet.ecg.signal_quality import SQI_NAMES, signal_quality
 
 RR_NAMES = (
     "n_beats", "rr_mean", "rr_median", "rr_std", "rr_cv", "rr_min_rel", "rr_max_rel", "rr_iqr_rel",
@@ -31,13 +36,15 @@ RR_NAMES = (
 MORPHOLOGY_NAMES = (
     "template_corr_mean", "template_corr_p10", "template_mismatch_frac", "r_amp_cv", "qrs_width_s",
     "p_amp_rel", "p_corr_mean", "t_amp_rel", "polarity",
+    "template_corr_sd", "p_presence_frac", "p_corr_sd", "rt_peak_s", "st_level_rel", "qrs_energy_share",
+    "beat_ptp_cv", "premature_mismatch_frac",
 )
 ATRIAL_NAMES = ("residual_rel", "residual_af_band", "residual_peak_hz")
 SPECTRAL_NAMES = (
     "band_0_1", "band_1_4", "band_4_9", "band_9_15", "band_15_40", "band_40_150", "spectral_entropy",
     "kurtosis", "skewness", "outlier_seconds", "flat_seconds", "duration_s",
 )
-FEATURE_NAMES = RR_NAMES + MORPHOLOGY_NAMES + ATRIAL_NAMES + SPECTRAL_NAMES
+FEATURE_NAMES = RR_NAMES + MORPHOLOGY_NAMES + ATRIAL_NAMES + SPECTRAL_NAMES + HRV_NAMES + SQI_NAMES
 
 #: seconds of the beat template before and after the R peak
 TEMPLATE_BEFORE_S, TEMPLATE_AFTER_S = 0.25, 0.45
@@ -128,7 +135,25 @@ def morphology_features(signal: np.ndarray, beats: np.ndarray, fs: float = FS) -
     p_wave = template[p_region] - np.linspace(template[p_region][0], template[p_region][-1], template[p_region].size)
     out["p_amp_rel"] = float(np.max(np.abs(p_wave)) / scale)
     out["p_corr_mean"] = float(np.mean(_row_correlations(segments[:, p_region], template[p_region])))
-    out["t_amp_rel"] = float(np.max(np.abs(template[before + int(0.15 * fs): before + int(0.4 * fs)])) / scale)
+    t_region = template[before + int(0.15 * fs): before + int(0.4 * fs)]
+    out["t_amp_rel"] = float(np.max(np.abs(t_region)) / scale)
+    # beat-to-beat variability of the shape, the P wave's presence in every beat, the median
+    # beat's intervals and levels (QT-like R→T peak, ST level, how much of the beat is QRS)
+    p_corr = _row_correlations(segments[:, p_region], template[p_region])
+    out.update(template_corr_sd=float(np.std(corr)), p_corr_sd=float(np.std(p_corr)),
+               p_presence_frac=float(np.mean(p_corr > 0.5)),
+               rt_peak_s=float((int(0.15 * fs) + int(np.argmax(np.abs(t_region)))) / fs),
+               st_level_rel=float(np.mean(template[before + int(0.08 * fs): before + int(0.12 * fs)]) / scale),
+               qrs_energy_share=float(np.sum(template[before - int(0.05 * fs): before + int(0.05 * fs)] ** 2)
+                                      / (np.sum(template ** 2) or 1.0)))
+    spans = np.ptp(segments, axis=1)
+    out["beat_ptp_cv"] = float(spans.std() / spans.mean()) if spans.mean() > 0 else np.nan
+    # a premature beat of another shape: ventricular ectopy
+    position = np.searchsorted(beats, inside)
+    rr_before = np.where(position > 0, inside - beats[np.maximum(position - 1, 0)], 0)
+    rr_median = np.median(np.diff(beats)) if beats.size > 1 else np.nan
+    premature = (position > 0) & (rr_before < 0.85 * rr_median)
+    out["premature_mismatch_frac"] = float(np.mean(premature & (corr < 0.9)))
     residual = signal - np.median(signal)
     index = inside[:, None] + np.arange(-before, segments.shape[1] - before)[None, :]
     residual[index] = segments - template[None, :]  # overlapping beats: the later one wins
@@ -199,10 +224,12 @@ def network_inputs(values: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.sign(values) * np.log1p(np.abs(values)), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
-def record_features(signal: np.ndarray, beats: np.ndarray, fs: float = FS) -> np.ndarray:
+def record_features(signal: np.ndarray, beats: np.ndarray, fs: float = FS,
+                    second_beats: np.ndarray | None = None) -> np.ndarray:
     """Every feature of one record, in :data:`FEATURE_NAMES` order (float64, NaN where undefined).
 
-    ``signal`` is in any unit (it is z-scored here); ``beats`` are its R-peak indices."""
+    ``signal`` is in any unit (it is z-scored here); ``beats`` are its R-peak indices and
+    ``second_beats`` another detector's (their agreement is a quality index; NaN without)."""
     signal = np.asarray(signal, dtype=np.float64)
     std = signal.std()
     signal = (signal - signal.mean()) / (std if std > 0 else 1.0)
@@ -213,4 +240,6 @@ def record_features(signal: np.ndarray, beats: np.ndarray, fs: float = FS) -> np
         morphology, residual = morphology_features(signal, beats, fs)
         values.update(morphology)
         values.update(spectral_features(signal, residual, fs))
+        values.update(hrv_features(np.diff(beats) / fs))
+        values.update(signal_quality(signal, beats, second_beats, fs))
     return np.array([values[name] for name in FEATURE_NAMES], dtype=np.float64)

@@ -8,6 +8,7 @@ records take minutes).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -22,8 +23,12 @@ T = TypeVar("T")
 
 
 def _run_chunk(args: tuple) -> list:
-    work, directory, entries = args
-    return [work(directory, entry) for entry in entries]
+    work, items = args
+    return [work(item) for item in items]
+
+
+def _in_directory(entry: Entry, work: Callable[[str, Entry], T], directory: str) -> T:
+    return work(directory, entry)
 
 
 def map_records(directory: str | Path, work: Callable[[str, Entry], T], jobs: int | None = None,
@@ -32,10 +37,16 @@ def map_records(directory: str | Path, work: Callable[[str, Entry], T], jobs: in
 
     ``work`` must be picklable (a module-level function or a ``functools.partial`` of one)
     and must not raise for a bad record: it returns the record's outcome instead."""
-    entries = list_entries(directory)
+    return map_items(functools.partial(_in_directory, work=work, directory=str(directory)), list_entries(directory),
+                     jobs, verb)
+
+
+def map_items(work: Callable[[object], T], items: list, jobs: int | None = None, verb: str = "processed") -> list[T]:
+    """``[work(item) for item in items]`` over ``jobs`` processes, in order (same contract)."""
+    entries = items
     jobs = max(1, jobs or os.cpu_count() or 1)
     chunk = max(1, min(64, len(entries) // (4 * jobs)))  # ~4 chunks per worker balances load
-    tasks = [(work, str(directory), entries[i: i + chunk]) for i in range(0, len(entries), chunk)]
+    tasks = [(work, entries[i: i + chunk]) for i in range(0, len(entries), chunk)]
     progress = Progress(len(entries), verb, "records", logger=log)
     parts = []
     with contextlib.ExitStack() as stack:

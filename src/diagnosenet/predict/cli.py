@@ -14,13 +14,14 @@ STAGE = "predict"
 
 def predict(model: str | Path | list, out: str | Path, *, records: str | Path | None = None, rhs: list[str] | None = None,
             labels: str | Path | None = None, salt_file: str | Path | None = None,
-            weights: list[float] | None = None) -> dict:
+            weights: list[float] | None = None, jobs: int | None = None) -> dict:
     """Write ``predictions.csv`` (+ scores when labels are known) for new ECG records or RHS files.
 
     ``model``: one model, or several of the same task and classes whose probabilities are
     averaged per record (per stay) with ``weights`` (default equal): a seed ensemble, a net
     blended with the ECG feature model (``results/ecg/baseline``), or both. Choose the weights
-    on development records (``bench/bench_ecg_blend_cv.py``), never on the records you score."""
+    on development records (``bench/bench_ecg_blend_cv.py``), never on the records you score.
+    ``jobs``: ECG records read in parallel (default: every CPU)."""
     from diagnosenet import metrics
     from diagnosenet.artifacts import write_json, write_manifest
     from diagnosenet.predict.model import load
@@ -41,18 +42,13 @@ def predict(model: str | Path | list, out: str | Path, *, records: str | Path | 
     if lineage.task == "ecg":
         if records is None:
             raise SystemExit(f"{models[0]} is an ECG model: give --records DIR (WFDB records, REFERENCE.csv optional)")
-        from diagnosenet.predict.ecg import combine, decide, feature_records, window_records
+        from diagnosenet.predict.ecg import combine, decide, read_records
 
-        read: dict[str, list] = {}   # models with the same preprocessing read the records once
-
-        def scored(lineage_, proba_of_):
-            by_record = lineage_.preprocessing.get("input") == "record-features"  # the baseline's feature model
-            key = json.dumps(lineage_.preprocessing, sort_keys=True, default=str)
-            if key not in read:
-                read[key] = (feature_records if by_record else window_records)(records, lineage_.preprocessing)
-            return read[key], decide(read[key], proba_of_, classes)
-
-        outputs = [scored(*pair) for pair in loaded]
+        # every record read once for all the models (windows and features share its beats)
+        keys = [json.dumps(other.preprocessing, sort_keys=True, default=str) for other, _ in loaded]
+        unique = list(dict.fromkeys(keys))
+        read = dict(zip(unique, read_records(records, [json.loads(k) for k in unique], jobs)))
+        outputs = [(read[key], decide(read[key], proba_of_, classes)) for key, (_, proba_of_) in zip(keys, loaded)]
         inputs = outputs[0][0]
         rows, proba = combine([decided for _, decided in outputs], weights, classes)
         y = np.array([-1 if i.label is None else i.label for i in inputs], np.int64)
@@ -112,7 +108,7 @@ def predict(model: str | Path | list, out: str | Path, *, records: str | Path | 
 
 def _predict(args: argparse.Namespace) -> int:
     predict(args.model, args.out, records=args.records, rhs=args.rhs, labels=args.labels, salt_file=args.salt_file,
-            weights=args.weights)
+            weights=args.weights, jobs=args.jobs)
     return 0
 
 
@@ -137,6 +133,7 @@ def register(subparsers) -> None:
     p.add_argument("--weights", type=float, nargs="+",
                    help="one weight per --model (default equal), e.g. a net and results/ecg/baseline blended; "
                         "choose them on development records")
+    p.add_argument("--jobs", type=int, default=None, help="ECG: records read in parallel (default: every CPU)")
     p.add_argument("--out", required=True, help="output directory (predictions.csv, counts.json, scores)")
     p.set_defaults(func=_predict)
 

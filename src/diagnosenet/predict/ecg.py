@@ -6,6 +6,7 @@ probability 1, and the quarantine reason; so the challenge score covers every re
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,43 +39,73 @@ def list_records(directory: str | Path) -> tuple[list[str], dict[str, int | None
     return list(labels), labels
 
 
-def window_records(directory: str | Path, preprocessing: dict) -> list[RecordInput]:
-    """The run's preprocessing (``lineage.preprocessing``) applied to every record of ``directory``."""
+def read_records(directory: str | Path, preprocessings: list[dict], jobs: int | None = None) -> list[list[RecordInput]]:
+    """Every record of ``directory`` as each model reads it: one list of :class:`RecordInput`
+    per preprocessing (a run's ``lineage.preprocessing``: R-peak windows; the feature model's:
+    one row of whole-record features). A record is loaded once, its beats detected once per
+    detector and its whole-record features computed once per detector, whatever the number of
+    models of a blend; records in parallel over ``jobs`` processes, results in record order."""
+    from diagnosenet.ecg.features import FEATURE_NAMES
+    from diagnosenet.ecg.pool import map_items
+
+    for prep in preprocessings:
+        if prep.get("input") == "record-features" and list(prep.get("features", FEATURE_NAMES)) != list(FEATURE_NAMES):
+            raise ValueError("the model was trained on another feature set than this version computes; retrain it")
+    records, labels = list_records(directory)
+    work = functools.partial(_read_record, directory=str(directory), preprocessings=preprocessings)
+    per_record = map_items(work, [(record, labels[record]) for record in records], jobs, verb="read")
+    return [[inputs[k] for inputs in per_record] for k in range(len(preprocessings))]
+
+
+def _read_record(item: tuple[str, int | None], directory: str, preprocessings: list[dict]) -> list[RecordInput]:
+    from diagnosenet.ecg import peaks
     from diagnosenet.ecg.build import signal_samples
+    from diagnosenet.ecg.feature_table import signal_features
     from diagnosenet.ecg.windows import Geometry, small_sample
 
-    geometry = Geometry(int(preprocessing["window"]), int(preprocessing["per_sample"]), int(preprocessing["stride"]),
-                        preprocessing["normalisation"], record_features=bool(preprocessing.get("record_features")),
-                        sample_rule=preprocessing.get("sample_rule", "all-peaks"))
-    records, labels = list_records(directory)
+    record, label = item
+    try:
+        signal = load_signal(directory, record, FS)
+    except RecordError as exc:
+        return [RecordInput(record, label, None, f"{exc.reason}: {exc.detail}")] * len(preprocessings)
+    beats: dict[str, np.ndarray | Exception] = {}
+    whole: dict[str, np.ndarray] = {}
+
+    def beats_of(detector: str):
+        if detector not in beats:
+            try:
+                beats[detector] = peaks.detect(signal, FS, detector)
+            except Exception as exc:  # wfdb's detectors raise assorted errors on degenerate input
+                beats[detector] = exc
+        return beats[detector]
+
+    def features_of(detector: str) -> np.ndarray:
+        if detector not in whole:
+            found = beats_of(detector)
+            whole[detector] = signal_features(signal, detector, found if isinstance(found, np.ndarray)
+                                              else np.zeros(0, dtype=np.int64))
+        return whole[detector]
+
     out = []
-    for record in records:
+    for prep in preprocessings:
+        detector = prep["detector"]
+        if prep.get("input") == "record-features":
+            out.append(RecordInput(record, label, features_of(detector)[None, :]))
+            continue
+        geometry = Geometry(int(prep["window"]), int(prep["per_sample"]), int(prep["stride"]), prep["normalisation"],
+                            record_features=bool(prep.get("record_features")),
+                            sample_rule=prep.get("sample_rule", "all-peaks"))
         try:
-            samples = signal_samples(load_signal(directory, record, FS), geometry, preprocessing["detector"])
-            if preprocessing.get("variant") == "small":   # the run was trained and scored on one sample per record
+            found = beats_of(detector)
+            if isinstance(found, Exception):
+                raise RecordError("detector_error", f"{detector}: {type(found).__name__}: {found}")
+            samples = signal_samples(signal, geometry, detector, beats=found,
+                                     whole=features_of(detector) if geometry.record_features else None)
+            if prep.get("variant") == "small":   # the run was trained and scored on one sample per record
                 samples = small_sample(samples)[None, :]
-            out.append(RecordInput(record, labels[record], samples))
+            out.append(RecordInput(record, label, samples))
         except RecordError as exc:
-            out.append(RecordInput(record, labels[record], None, f"{exc.reason}: {exc.detail}"))
-    return out
-
-
-def feature_records(directory: str | Path, preprocessing: dict) -> list[RecordInput]:
-    """One row of whole-record features per record (the feature model's input), with the
-    model's detector; an unreadable record gets its reason instead."""
-    from diagnosenet.ecg.feature_table import signal_features
-    from diagnosenet.ecg.features import FEATURE_NAMES
-
-    if list(preprocessing.get("features", FEATURE_NAMES)) != list(FEATURE_NAMES):
-        raise ValueError("the model was trained on another feature set than this version computes; retrain it")
-    records, labels = list_records(directory)
-    out = []
-    for record in records:
-        try:
-            row = signal_features(load_signal(directory, record, FS), preprocessing["detector"])[None, :]
-            out.append(RecordInput(record, labels[record], row))
-        except RecordError as exc:
-            out.append(RecordInput(record, labels[record], None, f"{exc.reason}: {exc.detail}"))
+            out.append(RecordInput(record, label, None, f"{exc.reason}: {exc.detail}"))
     return out
 
 

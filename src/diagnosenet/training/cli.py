@@ -37,7 +37,8 @@ def _train_mpi(args: argparse.Namespace) -> int:
 def _baseline(args: argparse.Namespace) -> int:
     from diagnosenet.baselines import run_baseline
 
-    result = run_baseline(args.task, args.dataset, args.out, seed=args.seed, features_dir=args.features)
+    result = run_baseline(args.task, args.dataset, args.out, seed=args.seed, features_dir=args.features,
+                          ecg_model=args.model)
     log.info("%s baseline %s: accuracy %.4f, macro F1 %.4f", args.task, result["model"], result["accuracy"],
              result["macro_f1"])
     return 0
@@ -63,4 +64,8 @@ def register(subparsers) -> None:
     b.add_argument("--out", required=True)
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--features", default=None, help="ECG: the ecg-features directory of the data set's records")
+    from diagnosenet.baselines import ECG_FEATURE_MODELS
+
+    b.add_argument("--model", choices=ECG_FEATURE_MODELS, default="gbm",
+                   help="ECG: the whole-record feature model (docs/ecg-quality.md)")
     b.set_defaults(func=_baseline)

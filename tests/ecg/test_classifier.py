@@ -1,0 +1,59 @@
+"""The whole-record classifier's noise decision and decision weights (ecg/classifier.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diagnosenet.ecg.classifier import RecordClassifier, choose_weights, four_class_f1
+from diagnosenet.ecg.feature_table import signal_features
+from diagnosenet.ecg.records import FS
+from diagnosenet.ecg.synth import synth_signal
+
+N, AF, OTHER, NOISY = range(4)
+
+
+def test_decision_weights_undo_a_bias_against_a_class_and_leave_a_fair_model_alone():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400)
+    truth = np.eye(4)[y] * 0.5 + rng.uniform(0, 0.5, (400, 4))
+    biased = truth.copy()
+    biased[:, NOISY] *= 0.3                   # a model that under-calls Noisy
+    weights = choose_weights(y, biased)
+    assert weights[0] == 1.0 and weights[NOISY] >= 1.5
+    assert four_class_f1(y, np.argmax(biased * weights, axis=1)) > four_class_f1(y, np.argmax(biased, axis=1)) + 0.1
+    assert np.array_equal(choose_weights(y, np.eye(4)[y]), np.ones(4))   # perfect already: no change
+
+
+@pytest.fixture(scope="module")
+def synthetic_features():
+    """Features of the generator's records (the real detector and features), 12 noisy of 40."""
+    letters = ["N"] * 12 + ["A"] * 8 + ["O"] * 8 + ["~"] * 12
+    label = {"N": N, "A": AF, "O": OTHER, "~": NOISY}
+    X = np.array([signal_features(synth_signal(letter, np.random.default_rng([11, k])), "xqrs")
+                  for k, letter in enumerate(letters)])
+    return X, np.array([label[letter] for letter in letters])
+
+
+def test_the_cascade_calls_unseen_noise_and_a_nearly_flat_record_noisy_and_a_clean_one_not(synthetic_features):
+    X, y = synthetic_features
+    model = RecordClassifier(inner_folds=3, max_iter=60, max_leaf_nodes=7, random_state=1).fit(X, y)
+    rng = np.random.default_rng(99)
+    noise = [synth_signal("~", np.random.default_rng([12, k])) for k in range(4)]
+    nearly_flat = 0.002 * rng.normal(size=int(30 * FS))        # a lead off: quantisation noise only
+    clean = synth_signal("N", np.random.default_rng([12, 9]))
+    predicted = model.predict(np.array([signal_features(s, "xqrs") for s in [*noise, nearly_flat, clean]]))
+    assert predicted[:5].tolist() == [NOISY] * 5
+    assert predicted[5] != NOISY
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert model.noise_ is not None and model.weights_.shape == (4,) and model.weight_folds_ == 3
+
+
+def test_without_the_noise_model_and_weights_it_is_the_plain_booster(synthetic_features):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = synthetic_features
+    plain = RecordClassifier(noise_model=False, tune_weights=False, max_iter=30, random_state=1).fit(X, y)
+    booster = HistGradientBoostingClassifier(learning_rate=0.05, max_iter=30, max_leaf_nodes=15, l2_regularization=1.0,
+                                             early_stopping=False, random_state=1).fit(X, y)
+    np.testing.assert_allclose(plain.predict_proba(X), booster.predict_proba(X))
