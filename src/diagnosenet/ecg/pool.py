@@ -1,7 +1,7 @@
 """Per-record work over a challenge directory in a process pool, in reference order.
 
-Records are independent, so ``window-ecg`` and ``ecg-features`` both map one function over
-them; results come back in the reference order whatever the number of processes, so outputs
+Records are independent, so ``window-ecg``, ``ecg-features`` and ``predict`` map one function
+over them; results come back in the reference order whatever the number of processes, so outputs
 are deterministic, and a progress line is logged every few seconds (the 8,528 challenge
 records take minutes).
 """
@@ -43,11 +43,10 @@ def map_records(directory: str | Path, work: Callable[[str, Entry], T], jobs: in
 
 def map_items(work: Callable[[object], T], items: list, jobs: int | None = None, verb: str = "processed") -> list[T]:
     """``[work(item) for item in items]`` over ``jobs`` processes, in order (same contract)."""
-    entries = items
     jobs = max(1, jobs or os.cpu_count() or 1)
-    chunk = max(1, min(64, len(entries) // (4 * jobs)))  # ~4 chunks per worker balances load
-    tasks = [(work, entries[i: i + chunk]) for i in range(0, len(entries), chunk)]
-    progress = Progress(len(entries), verb, "records", logger=log)
+    chunk = max(1, min(64, len(items) // (4 * jobs)))  # ~4 chunks per worker balances load
+    tasks = [(work, items[i: i + chunk]) for i in range(0, len(items), chunk)]
+    progress = Progress(len(items), verb, "records", logger=log)
     parts = []
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(ProcessPoolExecutor(max_workers=jobs)) if jobs > 1 else None

@@ -24,7 +24,7 @@ def predict(model: str | Path | list, out: str | Path, *, records: str | Path | 
     ``jobs``: ECG records read in parallel (default: every CPU)."""
     from diagnosenet import metrics
     from diagnosenet.artifacts import write_json, write_manifest
-    from diagnosenet.predict.model import load
+    from diagnosenet.predict.model import lineage_of, load
     from diagnosenet.predict.table import rows_by_group, write_predictions
 
     out = Path(out)
@@ -34,9 +34,9 @@ def predict(model: str | Path | list, out: str | Path, *, records: str | Path | 
     if len(weights) != len(models) or min(weights) < 0 or sum(weights) <= 0:
         raise SystemExit(f"--weights {weights}: one non-negative weight per model ({len(models)}), not all zero")
     weights = [w / sum(weights) for w in weights]
-    loaded = [load(m) for m in models]
-    lineage, classes = loaded[0][0], loaded[0][0].classes
-    for source, (other, _) in zip(models[1:], loaded[1:]):
+    lineages = [lineage_of(m) for m in models]
+    lineage, classes = lineages[0], lineages[0].classes
+    for source, other in zip(models[1:], lineages[1:]):
         if other.task != lineage.task or other.classes != classes:
             raise SystemExit(f"--model {source}: not a {lineage.task} model over the classes {classes}, as {models[0]} is")
     if lineage.task == "ecg":
@@ -44,10 +44,12 @@ def predict(model: str | Path | list, out: str | Path, *, records: str | Path | 
             raise SystemExit(f"{models[0]} is an ECG model: give --records DIR (WFDB records, REFERENCE.csv optional)")
         from diagnosenet.predict.ecg import combine, decide, read_records
 
-        # every record read once for all the models (windows and features share its beats)
-        keys = [json.dumps(other.preprocessing, sort_keys=True, default=str) for other, _ in loaded]
+        # every record read once for all the models (windows and features share its beats), in
+        # worker processes forked before any model is loaded (TensorFlow's threads and fork do not mix)
+        keys = [json.dumps(other.preprocessing, sort_keys=True, default=str) for other in lineages]
         unique = list(dict.fromkeys(keys))
         read = dict(zip(unique, read_records(records, [json.loads(k) for k in unique], jobs)))
+        loaded = [load(m) for m in models]
         outputs = [(read[key], decide(read[key], proba_of_, classes)) for key, (_, proba_of_) in zip(keys, loaded)]
         inputs = outputs[0][0]
         rows, proba = combine([decided for _, decided in outputs], weights, classes)
@@ -75,9 +77,10 @@ def predict(model: str | Path | list, out: str | Path, *, records: str | Path | 
             log.warning("quarantined %s", error)
         known = read_labels_by_pseudonym(labels, salt) if labels else {}
         y = np.array([known.get(n, -1) for n in names], np.int64)
-        stays = sum(w * (proba_of(X) if other is lineage else   # every model composes the same stays, in order
+        loaded = [load(m) for m in models]
+        stays = sum(w * (proba_of(X) if k == 0 else   # every model composes the same stays, in order
                          proba_of(compose_for(rhs, other.vocabulary, other.preprocessing["groups"], salt)[0]))
-                    for w, (other, proba_of) in zip(weights, loaded))
+                    for k, (w, (other, proba_of)) in enumerate(zip(weights, loaded)))
         rows, proba, _ = rows_by_group(names, None, stays, classes)
         for row, label in zip(rows, y):
             row["label"] = "" if label < 0 else classes[label]

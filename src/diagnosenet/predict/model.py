@@ -39,15 +39,27 @@ def run_replica(run_dir: str | Path, lineage: Lineage | None = None):
     return replica
 
 
+def lineage_of(source: str | Path) -> Lineage:
+    """The lineage of a model directory without loading the model (no TensorFlow): what
+    ``predict`` needs to read the records before any model starts threads."""
+    source = Path(source)
+    if (source / LINEAGE_FILE).exists() and ((source / "model.joblib").exists() or is_export(source)):
+        return Lineage.from_json(read_json(source / LINEAGE_FILE))
+    if not (source / "run.json").exists():
+        raise FileNotFoundError(f"{source}: neither a run directory (run.json) nor an export (saved_model.pb, "
+                                f"{LINEAGE_FILE})")
+    return from_run(source)
+
+
 def load(source: str | Path) -> tuple[Lineage, ProbaFn]:
     """``(lineage, X -> probabilities)`` of a run directory, an export directory or the ECG
     feature model of a baseline directory (``model.joblib``: load only models you trust, a
     pickle runs code)."""
     source = Path(source)
+    lineage = lineage_of(source)
     if (source / "model.joblib").exists() and (source / LINEAGE_FILE).exists():
         import joblib
 
-        lineage = Lineage.from_json(read_json(source / LINEAGE_FILE))
         model = joblib.load(source / "model.joblib")
 
         def feature_proba(X) -> np.ndarray:
@@ -60,7 +72,6 @@ def load(source: str | Path) -> tuple[Lineage, ProbaFn]:
     if is_export(source):
         import tensorflow as tf
 
-        lineage = Lineage.from_json(read_json(source / LINEAGE_FILE))
         serve = tf.saved_model.load(str(source)).signatures["serving_default"]
 
         def proba(X) -> np.ndarray:
@@ -72,9 +83,5 @@ def load(source: str | Path) -> tuple[Lineage, ProbaFn]:
             return np.concatenate(parts) if parts else np.zeros((0, len(lineage.classes)), np.float32)
 
         return lineage, proba
-    if not (source / "run.json").exists():
-        raise FileNotFoundError(f"{source}: neither a run directory (run.json) nor an export (saved_model.pb, "
-                                f"{LINEAGE_FILE})")
-    lineage = from_run(source)
     replica = run_replica(source, lineage)
     return lineage, lambda X: replica.predict_proba(X, batch_size=BATCH)
