@@ -210,7 +210,8 @@ def fault_after_epochs(command: list[str], out: Path, epochs: int, fault) -> tup
     and when the fault happened."""
     import time
 
-    launch = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    launch = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)   # finish_within can end all it started
     deadline = time.monotonic() + 300
     while not ((out / "track.csv").exists() and len(track_epochs(out)) >= epochs):
         assert launch.poll() is None and time.monotonic() < deadline, launch.stdout.read()[-3000:]
@@ -229,13 +230,16 @@ def nothing_left_running() -> dict[str, list[str]]:
 
 
 def finish_within(launch: subprocess.Popen, seconds: float) -> str:
+    """The output of ``launch`` once it ends; past ``seconds``, its whole process group is
+    killed (a child that keeps the pipe open would make ``communicate`` wait for ever)."""
     try:
-        output, _ = launch.communicate(timeout=seconds)
-    finally:
-        if launch.poll() is None:
-            launch.kill()
-            launch.communicate()
-    return output
+        return launch.communicate(timeout=seconds)[0]
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(launch.pid, 9)   # the group of a launch started with start_new_session
+        launch.kill()
+        launch.communicate()
+        raise
 
 
 def assert_the_rerun_resumes(command: list[str], out: Path) -> None:

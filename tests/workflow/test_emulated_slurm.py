@@ -28,9 +28,10 @@ NODES = ["node0", "node1", "node2"]
 #: the small data of the jetson profile's emulated test, without its scalability grid
 SMALL = {key: value for key, value in JETSON_SMALL.items() if key != "experiments"}
 MODES = ("mpi-sync", "mpi-async", "grpc-async")
-#: the executor without accounting: squeue status (its default, sacct, would poll for ever)
+#: the executor without accounting: squeue status (its default, sacct, would poll for ever),
+#: asked every 5 s at most (the plugin's wait grows to 180 s: minutes of the suite's time)
 EXECUTOR = ["--slurm-bounded-status-command", "squeue", "--slurm-bounded-no-account",
-            "--slurm-bounded-init-seconds-before-status-checks", "1"]
+            "--slurm-bounded-init-seconds-before-status-checks", "1", "--slurm-bounded-max-status-interval", "5"]
 
 
 def diagnosenet(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -149,25 +150,49 @@ def submit(script: Path, log: Path) -> list[str]:
             "-n", "3", "-o", str(log), str(script)]
 
 
+#: a longer mpi-sync run of the same data under another seed (a run of its own: ``-seed7``), so
+#: that a fault lands mid-run; only training differs from the profile run's config
+FAULTS = {"train": {"max_epochs": 150, "patience": 150, "timeout_s": 10,
+                    "runs": [{"mode": "mpi-sync", "workers": 2, "tasks": ["pmsi"], "seeds": [7]}]}}
+
+
 @pytest.mark.timeout(900)
-def test_a_cancelled_training_job_resumes_from_its_checkpoint_when_submitted_again(slurm_cluster, tiny, tmp_path):
+def test_a_cancelled_training_job_resumes_when_the_same_snakemake_command_runs_again(slurm_run):
+    """``scancel`` of the training job after epoch 3: the workflow fails (``CANCELLED``) and
+    Snakemake deletes the job's outputs; the same ``snakemake --profile slurm`` command submits
+    it again, which resumes from the checkpoint (the track rebuilt from its journal) and
+    finishes every epoch, its ranks again one per node."""
+    import re
+
     from test_emulated_cluster import fault_after_epochs, track_epochs
 
-    out = tmp_path / "sync"
-    script = training_job(tiny, "mpi-sync", out, epochs=40)
-    job, _ = fault_after_epochs(submit(script, tmp_path / "first.log"), out, 2,
-                                lambda: on_head("scancel", "--full", "--name", script.name))
-    finish_within(job, 120)
-    assert job.returncode != 0                      # cancelled: sbatch --wait reports the failure
-    done = track_epochs(out)
-    assert 2 <= len(done) < 40 and not (out / "metrics.json").exists()
-    again = subprocess.run(submit(script, tmp_path / "second.log"), text=True, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=600)
-    log = (tmp_path / "second.log").read_text()
-    assert again.returncode == 0, again.stdout[-2000:] + log[-4000:]
-    assert f"resuming {out} after epoch" in log
-    assert track_epochs(out) == list(range(1, 41))
-    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 40
+    workdir, _ = slurm_run
+    (workdir / "faults.yaml").write_text(yaml.safe_dump(FAULTS))
+    target = "results/pmsi/runs/mpi-sync-w2-seed7"
+    out, log = workdir / target, workdir / "results/logs/train/pmsi_mpi-sync-w2-seed7.log"
+    configs = "--configfile config/config.yaml config/slurm.yaml config/emulated-slurm.yaml small.yaml faults.yaml"
+    # unbuffered: whatever the executor prints reaches the output even if the run must be killed
+    command = [str(BIN / "diagnosenet"), "emulate-cluster", "run", "--", "sh", "-c",
+               f"cd {workdir} && PATH={BIN}:$PATH PYTHONUNBUFFERED=1 exec snakemake {target}/metrics.json "
+               f"--profile slurm {configs} --jobs 1 {' '.join(EXECUTOR)}"]
+    epochs, tracked = FAULTS["train"]["max_epochs"], []
+
+    def cancel():
+        tracked.append(len(track_epochs(out)))
+        assert on_head("scancel", "--partition", "emulated").returncode == 0
+
+    workflow, _ = fault_after_epochs(command, out, 3, cancel)
+    output = finish_within(workflow, 300)
+    assert workflow.returncode != 0 and "SLURM status is: 'CANCELLED'" in output, output[-3000:]
+    assert 3 <= tracked[0] < epochs and not (out / "metrics.json").exists() and not (out / "track.csv").exists()
+
+    again = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + log.read_text()[-3000:]
+    resumed = re.search(rf"resuming {target} after epoch (\d+)", log.read_text())
+    assert resumed and int(resumed.group(1)) >= tracked[0] - 1, log.read_text()[-3000:]   # a row precedes its checkpoint
+    assert track_epochs(out) == list(range(1, epochs + 1))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == epochs and metrics["mpi"]["hosts"] == NODES
 
 
 #: a workflow of one Slurm job that runs until cancelled
