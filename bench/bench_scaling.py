@@ -84,14 +84,17 @@ def weak_dataset(composed: Path, workers: int, rows_per_worker: int, held_out: i
 
 
 def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, dataset: Path, shards: Path,
-          epochs: int, cpu: str, link: str, optimizer: str = "adam", balance: str = "equal") -> Path:
+          epochs: int, cpu: str, link: str, optimizer: str = "adam", balance: str = "equal",
+          parameter_servers: int = 1) -> Path:
     """One run on a fresh emulated cluster of ``workers + 1`` nodes; ``cpu`` and ``link``: one
-    value for every node or one per node, node0 (rank 0, the ps and chief) first."""
+    value for every node or one per node, node0 (rank 0, the ps and chief) first. grpc-async with
+    ``parameter_servers`` > 1: ps:0 and the chief on node0, ps:i on node ``workers + i``."""
     lever = f"{task}-{mode}-{exchange}-b{batch_size}" + ("" if optimizer == "adam" else f"-{optimizer}") \
-        + ("" if balance == "equal" else f"-{balance}")
+        + ("" if balance == "equal" else f"-{balance}") + ("" if parameter_servers == 1 else f"-ps{parameter_servers}")
     out = OUT / "runs" / lever / f"{mode}-w{workers}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    nodes = workers + 1
+    extra_ps = parameter_servers - 1 if mode == "grpc-async" else 0
+    nodes = workers + 1 + extra_ps
     diagnosenet("emulate-cluster", "down", stdout=subprocess.DEVNULL)
     diagnosenet("emulate-cluster", "up", "--nodes", str(nodes), "--cpu", str(cpu), "--link", link,
                 "--cpu-period-ms", str(CPU_PERIOD_MS))
@@ -107,13 +110,18 @@ def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, da
                 "--weighting", "1", "--optimizer", optimizer]
         if mode.startswith("grpc"):   # the parameter server / chief on node0, workers on node1..N
             cluster = OUT / f"cluster-{nodes}"
-            diagnosenet("cluster-files", "--hosts", *[f"node{i}" for i in range(nodes)], "--out", str(cluster),
-                        stdout=subprocess.DEVNULL)
+            diagnosenet("cluster-files", "--hosts", *[f"node{i}" for i in range(nodes - extra_ps)], "--out",
+                        str(cluster), stdout=subprocess.DEVNULL)
+            if extra_ps:
+                hosts = json.loads((cluster / "hosts.json").read_text())
+                hosts["ps"] += [f"node{workers + i}" for i in range(1, parameter_servers)]
+                (cluster / "hosts.json").write_text(json.dumps(hosts))
             drop = {args.index("--exchange"), args.index("--exchange") + 1,   # TF collectives: dense, float32
                     args.index("--exchange-precision"), args.index("--exchange-precision") + 1}
             args = [a for i, a in enumerate(args) if i not in drop]
             command = ["env", f"PATH={BIN}:/usr/bin:/bin", "diagnosenet", "train-grpc", "--mode", mode,
                        "--workers", str(workers), "--base-port", "23450", "--timeout", "1800",
+                       "--parameter-servers", str(parameter_servers if mode == "grpc-async" else 1),
                        "--hosts-file", str(cluster / "hosts.json"),
                        "--remote-prefix", "/run/diagnosenet-emulated/ssh {host}", "--", *args]
         else:
@@ -151,6 +159,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--optimizers", nargs="+", default=["adam"], choices=("adam", "lazy-adam"),
                         help="train.optimizer; lazy-adam + mpi-async + sparse: replies carry the changed rows only")
+    parser.add_argument("--parameter-servers", type=int, default=1,
+                        help="grpc-async: ps tasks, ps:0 on node0 and one more node each")
     parser.add_argument("--balance", nargs="+", default=["equal"], choices=("equal", "measured"),
                         help="shards.balance; measured: shards sized by the speeds the equal run measured "
                              "(so equal runs first)")
@@ -167,7 +177,7 @@ def main() -> None:
                     for optimizer in args.optimizers:
                         task = "ecg" if (composed / "X.npy").exists() else "pmsi"
                         equal = train(task, mode, workers, exchange, batch_size, dataset, shards, args.epochs,
-                                      args.cpu, args.link, optimizer)
+                                      args.cpu, args.link, optimizer, parameter_servers=args.parameter_servers)
                         runs.append(equal)
                         print("done", equal, flush=True)
                         if "measured" in args.balance and workers > 1:

@@ -4,12 +4,15 @@ import dataclasses
 import io
 import json
 import socket
+import types
 
+import numpy as np
 import pytest
 
 from diagnosenet.artifacts import write_manifest
 from diagnosenet.training.grpc.cluster import cluster_spec, plan_cluster, port_free, read_hosts_file, tf_config
 from diagnosenet.training.grpc.launcher import launch_training, parse_train_args, wrap_remote
+from diagnosenet.training.grpc.placement import BalancedPlacement, StepBytes
 
 
 def test_async_cluster_has_ps_workers_and_chief_on_consecutive_ports():
@@ -37,6 +40,44 @@ def test_hosts_file_places_ps_and_chief_on_first_host(tmp_path):
     path.write_text(json.dumps({"ps": [], "workers": ["node2"]}))
     with pytest.raises(ValueError, match="'ps'"):
         read_hosts_file(path)
+
+
+def test_several_parameter_servers_go_round_robin_over_the_ps_hosts_and_the_chief_on_the_first(tmp_path):
+    hosts = {"ps": ["node0", "node5"], "workers": ["node1", "node2"]}
+    tasks = plan_cluster("grpc-async", 2, base_port=30000, hosts=hosts, num_ps=3)
+    assert {t.name: t.host for t in tasks} == {"ps:0": "node0", "ps:1": "node5", "ps:2": "node0",
+                                                "worker:0": "node1", "worker:1": "node2", "chief:0": "node0"}
+    assert len({t.port for t in tasks}) == len(tasks)
+
+
+def test_launcher_refuses_parameter_servers_in_grpc_sync_before_starting_anything(tmp_path):
+    out = io.StringIO()
+    code = launch_training("grpc-sync", _train_argv(tmp_path), workers=2, base_port=30000, timeout_s=5,
+                           parameter_servers=2, stream=out)
+    assert code == 1 and "--parameter-servers 2" in out.getvalue() and "started" not in out.getvalue()
+
+
+def test_variables_go_to_the_server_with_the_fewest_bytes_per_step_and_slots_follow_their_variable():
+    """The paper's 14,707-input MLP read by rows (350 per step, lazy Adam) over two servers: the
+    30 MB input kernel moves 1.4 MB per step, so it does not get a server to itself."""
+    created = []
+
+    def next_creator(**kwargs):
+        created.append(kwargs)
+        return types.SimpleNamespace(name=kwargs["name"], device=getattr(kwargs.get("colocate_with"), "device", "?"))
+
+    anchors = [types.SimpleNamespace(device=f"/job:ps/task:{i}") for i in range(2)]
+    placement = BalancedPlacement(anchors, StepBytes(14707, rows_per_step=350, lazy=True))
+    shapes = [(14707, 512), (512,), (512, 512), (512,), (512, 512), (512,), (512, 512), (512,), (512, 14), (14,)]
+    for index, shape in enumerate(shapes):
+        placement(next_creator, initial_value=np.zeros(shape, np.float32), name=f"v{index}")
+    slot = placement(next_creator, initial_value=np.zeros(3), name="adam_m", colocate_with=anchors[1])
+    assert slot.device == "/job:ps/task:1"   # an optimizer slot is not re-placed
+    servers = dict(placement.placed)
+    assert {servers[f"v{i}"] for i in (0, 2, 4, 6)} == {0, 1}   # the big kernels are split
+    assert max(placement.load) / min(placement.load) < 1.6, placement.load
+    assert StepBytes(14707, 350, lazy=False)((14707, 512)) == 4 * 512 * 350 + 4 * 14707 * 512  # dense Adam writes all
+    assert StepBytes(14707, 350, lazy=True)((512, 512)) == 2 * 4 * 512 * 512
 
 
 def test_remote_prefix_quotes_the_command_for_ssh_and_passes_argv_to_srun():

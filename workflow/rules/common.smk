@@ -162,7 +162,16 @@ def grpc_port(wc):
     runs = list(dict.fromkeys(r for r in training_runs() + grid if r[1] in GRPC_MODES))
     run = (wc.task, wc.grpc_mode, int(wc.workers), wc.member)
     index = runs.index(run) if run in runs else len(runs) + zlib.crc32(repr(run).encode()) % 500
+    if grpc_tasks(wc) > 20:
+        raise ValueError(f"{wc.grpc_mode} with {wc.workers} workers needs {grpc_tasks(wc)} ports; a run's block has 20")
     return config["grpc"]["base_port"] + 20 * index
+
+
+def grpc_tasks(wc):
+    """Slots of a gRPC run: the workers, the chief (grpc-async) or the launcher (grpc-sync), and the
+    parameter servers (grpc-async; one slot in grpc-sync, so a run asks for as many as before)."""
+    servers = config["grpc"]["parameter_servers"] if wc.grpc_mode == "grpc-async" else 1
+    return int(wc.workers) + 1 + servers
 
 
 def cluster_inputs(wc=None):

@@ -85,14 +85,15 @@ rule train_grpc:
         host=config["grpc"]["host"],
         port=grpc_port,
         timeout=config["train"]["startup_timeout_s"],
-        limits=f"--wall-limit {config['grpc']['wall_limit_s']} --max-restarts {config['grpc']['max_restarts']}",
+        limits=lambda wc: f"--wall-limit {config['grpc']['wall_limit_s']} --max-restarts {config['grpc']['max_restarts']}"
+        + (f" --parameter-servers {config['grpc']['parameter_servers']}" if wc.grpc_mode == "grpc-async" else ""),
         # on a configured cluster the tasks go to the hosts of results/cluster/hosts.json
         hosts=lambda wc, input: f"--hosts-file {input.hosts}" if input.hosts else "",
         remote=grpc_remote_prefix,
-    threads: lambda wc: int(wc.workers) + 2
+    threads: grpc_tasks
     resources:
-        tasks=lambda wc: int(wc.workers) + 2,
-        # under Slurm: the parameter server and chief share the first node, one node per worker
+        tasks=grpc_tasks,
+        # under Slurm: the parameter servers and chief share the first node, one node per worker
         nodes=lambda wc: int(wc.workers) + 1,
     conda:
         ENV

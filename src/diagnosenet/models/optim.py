@@ -6,6 +6,8 @@ checkpoint can save and restore them (the original's restore never worked).
 """
 from __future__ import annotations
 
+import contextlib
+
 import tensorflow as tf
 
 
@@ -56,8 +58,11 @@ class Adam:
         """Create the first/second moment slots of ``variables`` and the step counter."""
         if self.built:
             return
-        self.m = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="adam_m") for v in variables]
-        self.v = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="adam_v") for v in variables]
+        self.m, self.v = [], []
+        for variable in variables:   # each slot where its variable lives (one of several parameter servers)
+            with colocated(variable):
+                self.m.append(tf.Variable(tf.zeros(variable.shape, variable.dtype), trainable=False, name="adam_m"))
+                self.v.append(tf.Variable(tf.zeros(variable.shape, variable.dtype), trainable=False, name="adam_v"))
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="adam_iterations",
                                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
@@ -128,6 +133,14 @@ class LazyAdam(Adam):
             m.scatter_update(tf.IndexedSlices(m_rows, rows))
             v.scatter_update(tf.IndexedSlices(v_rows, rows))
             var.scatter_sub(tf.IndexedSlices(lr_t * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
+
+
+def colocated(variable):
+    """A scope whose new variables are created where ``variable`` lives, under a distribution
+    strategy (as Keras' slots were); outside one there is a single device and nothing to do."""
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy().extended.colocate_vars_with(variable)
+    return contextlib.nullcontext()
 
 
 def make_optimizer(name: str, lr: float, graph) -> Adam:

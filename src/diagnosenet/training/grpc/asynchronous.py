@@ -21,6 +21,7 @@ from its last checkpoint, training the live workers' shards only.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 
@@ -79,6 +80,7 @@ def train(settings: TrainSettings, graph=None) -> dict:
     from diagnosenet.models.optim import LazyAdam, input_kernel
     from diagnosenet.training.grpc.cluster import worker_workdir
     from diagnosenet.training.grpc.common import batch_sums, build_model, model_bytes, task_from_tf_config, task_hosts
+    from diagnosenet.training.grpc.placement import BalancedPlacement, StepBytes, make_anchors, rows_per_step
     from diagnosenet.training.grpc.data import local_shard_dataset
     from diagnosenet.training.loop import EpochStats
     from diagnosenet.training.run import Run, data_shape, shard_manifest
@@ -96,8 +98,22 @@ def train(settings: TrainSettings, graph=None) -> dict:
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
     coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
-    with strategy.scope():
+    servers = resolver.cluster_spec().num_tasks("ps")
+    placement, creator = None, contextlib.nullcontext()
+    if servers > 1:   # spread the variables by bytes per step; TensorFlow's round-robin is by count
+        placement = BalancedPlacement(make_anchors(strategy, servers), StepBytes(
+            input_size if sparse else None,
+            rows_per_step(settings.shards_dir, [w - 1 for w in settings.worker_ids]) if sparse else 0.0,
+            lazy=settings.optimizer == "lazy-adam"))
+        creator = tf.variable_creator_scope(placement)
+    with strategy.scope(), creator:
         graph, optimizer = build_model(settings, input_size, n_classes, graph)
+    if placement is not None:
+        strays = [v.name for v, slot in zip(graph.trainable_variables, optimizer.m) if v.device != slot.device]
+        if strays:   # each lazy step reads a row's moments where the row is: never across the network
+            raise RuntimeError(f"Adam slots placed away from their variables: {strays}")
+        log.info("variables over %d parameter servers, estimated bytes per step %s", servers,
+                 ", ".join(f"ps:{i} {b / 1e6:.2f} MB" for i, b in enumerate(placement.load)))
     variables = list(graph.trainable_variables)
     kernel = input_kernel(graph) if sparse else None
     if kernel is not None:  # each step reads (and lazy Adam writes) the rows its features name, not the kernel
@@ -151,6 +167,7 @@ def train(settings: TrainSettings, graph=None) -> dict:
     shutil.rmtree(worker_workdir(settings.out_dir, 0).parent, ignore_errors=True)
     return run.finish({
         "n_params": int(model_bytes(graph) // 4), "bytes_exchanged_per_epoch": int(sent), "row_reads": kernel is not None,
-        "steps_per_epoch": batches_per_epoch, "parameter_servers": resolver.cluster_spec().num_tasks("ps"),
+        "steps_per_epoch": batches_per_epoch, "parameter_servers": servers,
+        "parameter_server_bytes_per_step": [round(b) for b in placement.load] if placement else None,
         "hosts": task_hosts(resolver.cluster_spec().as_dict()), "lost_workers": dict(settings.lost_workers),
         "monitor": monitor_status})

@@ -24,7 +24,8 @@ def _train_grpc(args: argparse.Namespace) -> int:
         hosts, remote_prefix = slurm_placement(remote_prefix)
     return launch_training(args.mode, train_argv, workers=args.workers, base_port=args.base_port,
                            timeout_s=args.timeout, host=args.host, wall_limit_s=args.wall_limit,
-                           hosts=hosts, remote_prefix=remote_prefix, max_restarts=args.max_restarts)
+                           hosts=hosts, remote_prefix=remote_prefix, max_restarts=args.max_restarts,
+                           parameter_servers=args.parameter_servers)
 
 
 def slurm_placement(remote_prefix: str | None) -> tuple[dict | None, str | None]:
@@ -90,6 +91,9 @@ def register(subparsers) -> None:
     p.add_argument("--remote-prefix", help="command prefix for remote hosts, e.g. 'ssh {host}' or "
                                            "'srun --nodes=1 --ntasks=1 -w {host}'")
     p.add_argument("--max-restarts", type=int, default=3, help="restarts of a dead worker (grpc-async)")
+    p.add_argument("--parameter-servers", type=int, default=1,
+                   help="grpc-async: ps tasks, round-robin over the hosts file's ps hosts; the variables are "
+                        "spread over them by bytes moved per step (docs/training.md)")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the training arguments (as for `train-desktop`)")
     p.set_defaults(func=_train_grpc)
 

@@ -366,13 +366,17 @@ class Launcher:
 
 def launch_training(mode: str, train_argv: list[str], *, workers: int, base_port: int, timeout_s: float,
                     host: str = "127.0.0.1", hosts: dict | None = None, wall_limit_s: float = 0.0,
-                    remote_prefix: str | None = None, max_restarts: int = 3, stream=None) -> int:
-    """``diagnosenet train-grpc``: check the shards, then run the cluster of one training run."""
+                    remote_prefix: str | None = None, max_restarts: int = 3, parameter_servers: int = 1,
+                    stream=None) -> int:
+    """``diagnosenet train-grpc``: check the shards, then run the cluster of one training run
+    (``parameter_servers`` ps tasks in ``grpc-async``, round-robin over the hosts' ``ps`` list)."""
     stream = stream or sys.stdout
     train = parse_train_args(train_argv)
     problem = None
     if train.workers != workers:
         problem = f"--workers {workers} differs from the train arguments' --workers {train.workers}"
+    elif parameter_servers < 1 or (parameter_servers > 1 and mode != "grpc-async"):
+        problem = f"--parameter-servers {parameter_servers}: grpc-async takes 1 or more, grpc-sync has none"
     else:
         try:  # refuse shards written for other workers / micro-batch size before any process starts
             verify_manifest(train.shards, stage="shard", params={
@@ -383,7 +387,7 @@ def launch_training(mode: str, train_argv: list[str], *, workers: int, base_port
         stream.write(f"[launcher] error: {problem}\n")
         return 1
     lost = dict(train.lost_workers)
-    tasks = plan_cluster(mode, workers, host=host, base_port=base_port, hosts=hosts)
+    tasks = plan_cluster(mode, workers, host=host, base_port=base_port, hosts=hosts, num_ps=parameter_servers)
     for worker_id in sorted(map(int, lost), reverse=True):   # a rerun of a re-formed run: the same cluster
         tasks = without_worker(tasks, worker_id - 1)
     while True:
