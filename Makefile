@@ -32,8 +32,12 @@ run: install
 	$(BIN)/snakemake --cores $(CORES) --printshellcmds
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
+# two xdist workers: most of the suite waits (throttled emulated nodes, Slurm's status queries,
+# fault tests' silence bounds); tests/conftest.py keeps each module on one worker and the
+# emulated-cluster modules together, one after another
+TEST_WORKERS ?= 2
 test: install slurm-packages
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --no-loadscope-reorder
 
 # Debian's Slurm and munge for the emulated-Slurm tests, where missing and we are root on a
 # Debian-like system (CI); elsewhere those tests are skipped and say why

@@ -85,12 +85,14 @@ def weak_dataset(composed: Path, workers: int, rows_per_worker: int, held_out: i
 
 def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, dataset: Path, shards: Path,
           epochs: int, cpu: str, link: str, optimizer: str = "adam", balance: str = "equal",
-          parameter_servers: int = 1) -> Path:
+          parameter_servers: int = 1, steps_per_execution: int = 1) -> Path:
     """One run on a fresh emulated cluster of ``workers + 1`` nodes; ``cpu`` and ``link``: one
     value for every node or one per node, node0 (rank 0, the ps and chief) first. grpc-async with
-    ``parameter_servers`` > 1: ps:0 and the chief on node0, ps:i on node ``workers + i``."""
+    ``parameter_servers`` > 1: ps:0 and the chief on node0, ps:i on node ``workers + i``;
+    ``steps_per_execution``: grpc-async micro-batches per closure of the chief."""
     lever = f"{task}-{mode}-{exchange}-b{batch_size}" + ("" if optimizer == "adam" else f"-{optimizer}") \
-        + ("" if balance == "equal" else f"-{balance}") + ("" if parameter_servers == 1 else f"-ps{parameter_servers}")
+        + ("" if balance == "equal" else f"-{balance}") + ("" if parameter_servers == 1 else f"-ps{parameter_servers}") \
+        + ("" if steps_per_execution == 1 else f"-k{steps_per_execution}")
     out = OUT / "runs" / lever / f"{mode}-w{workers}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     extra_ps = parameter_servers - 1 if mode == "grpc-async" else 0
@@ -119,6 +121,8 @@ def train(task: str, mode: str, workers: int, exchange: str, batch_size: int, da
             drop = {args.index("--exchange"), args.index("--exchange") + 1,   # TF collectives: dense, float32
                     args.index("--exchange-precision"), args.index("--exchange-precision") + 1}
             args = [a for i, a in enumerate(args) if i not in drop]
+            if mode == "grpc-async":
+                args += ["--steps-per-execution", str(steps_per_execution)]
             command = ["env", f"PATH={BIN}:/usr/bin:/bin", "diagnosenet", "train-grpc", "--mode", mode,
                        "--workers", str(workers), "--base-port", "23450", "--timeout", "1800",
                        "--parameter-servers", str(parameter_servers if mode == "grpc-async" else 1),
@@ -161,6 +165,8 @@ def main() -> None:
                         help="train.optimizer; lazy-adam + mpi-async + sparse: replies carry the changed rows only")
     parser.add_argument("--parameter-servers", type=int, default=1,
                         help="grpc-async: ps tasks, ps:0 on node0 and one more node each")
+    parser.add_argument("--steps-per-execution", type=int, default=1,
+                        help="grpc-async: micro-batches a worker trains per closure the chief schedules")
     parser.add_argument("--balance", nargs="+", default=["equal"], choices=("equal", "measured"),
                         help="shards.balance; measured: shards sized by the speeds the equal run measured "
                              "(so equal runs first)")
@@ -177,7 +183,8 @@ def main() -> None:
                     for optimizer in args.optimizers:
                         task = "ecg" if (composed / "X.npy").exists() else "pmsi"
                         equal = train(task, mode, workers, exchange, batch_size, dataset, shards, args.epochs,
-                                      args.cpu, args.link, optimizer, parameter_servers=args.parameter_servers)
+                                      args.cpu, args.link, optimizer, parameter_servers=args.parameter_servers,
+                                      steps_per_execution=args.steps_per_execution)
                         runs.append(equal)
                         print("done", equal, flush=True)
                         if "measured" in args.balance and workers > 1:

@@ -3,7 +3,7 @@
 Each of the five modes trains the ECG residual CNN (with BatchNorm) and the PMSI MLP with 2
 workers on the tiny synthetic data of ``conftest.py``, through its real command
 (``train-desktop``; ``mpirun ... train-mpi``; ``train-grpc``, which starts TensorFlow gRPC
-servers; grpc-async with two parameter servers). The ECG run is SIGKILLed (its whole process tree) after its first epoch and run
+servers; grpc-async with two parameter servers and three micro-batches per closure). The ECG run is SIGKILLed (its whole process tree) after its first epoch and run
 again: it must continue the epoch count. Then every run must satisfy the same contract:
 track columns, every training row once per epoch, the metrics keys, valid BatchNorm moving
 statistics, and a test accuracy close to the desktop run's (``ACCURACY_TOLERANCE``).
@@ -57,6 +57,8 @@ METRICS_KEYS = {"task", "mode", "workers", "accuracy", "macro_f1", "per_class", 
 MPIRUN = Path(sys.executable).parent / "mpirun"
 #: grpc-async keeps its contract with its variables spread over two parameter servers
 ASYNC_PARAMETER_SERVERS = 2
+#: ... and its workers training three micro-batches per closure the chief schedules
+ASYNC_STEPS_PER_EXECUTION = 3
 
 
 def free_base_port(count: int = 6) -> int:
@@ -79,6 +81,8 @@ def command(mode: str, inputs, out: Path, *, epochs: int, model: dict) -> list[s
     if mode.startswith("mpi"):
         return [str(MPIRUN), "-disable-auto-cleanup", "-n", str(inputs.workers + 1), *python, "train-mpi", *args]
     servers = ["--parameter-servers", str(ASYNC_PARAMETER_SERVERS)] if mode == "grpc-async" else []
+    if mode == "grpc-async":   # several micro-batches per closure: still every row once per epoch
+        args += ["--steps-per-execution", str(ASYNC_STEPS_PER_EXECUTION)]
     return [*python, "train-grpc", "--mode", mode, "--workers", str(inputs.workers), *servers,
             "--base-port", str(free_base_port()), "--timeout", "600", "--wall-limit", "900", "--", *args]
 
@@ -193,6 +197,7 @@ def test_every_mode_keeps_the_training_contract(trained, mode):
             placed = metrics["parameter_server_bytes_per_step"]
             assert metrics["parameter_servers"] == len(placed) == ASYNC_PARAMETER_SERVERS, metrics
             assert all(b > 0 for b in placed), placed
+            assert metrics["steps_per_execution"] == ASYNC_STEPS_PER_EXECUTION
         if task == "ecg":
             assert "challenge_f1" in metrics
 

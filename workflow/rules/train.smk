@@ -81,7 +81,8 @@ rule train_grpc:
         metrics=f"{RESULTS}/{{task}}/runs/{{grpc_mode}}-w{{workers}}{{member}}/metrics.json",
         track=f"{RESULTS}/{{task}}/runs/{{grpc_mode}}-w{{workers}}{{member}}/track.csv",
     params:
-        args=lambda wc: train_args(wc.task, wc.grpc_mode, wc.workers, wc.member),
+        args=lambda wc: train_args(wc.task, wc.grpc_mode, wc.workers, wc.member)
+        + (f" --steps-per-execution {config['grpc']['steps_per_execution']}" if wc.grpc_mode == "grpc-async" else ""),
         host=config["grpc"]["host"],
         port=grpc_port,
         timeout=config["train"]["startup_timeout_s"],

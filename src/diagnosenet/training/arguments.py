@@ -39,6 +39,10 @@ def add_train_arguments(p: argparse.ArgumentParser, modes: tuple[str, ...]) -> N
     p.add_argument("--exchange-precision", choices=("float32", "bfloat16"), default=defaults.exchange_precision,
                    help="MPI sync: the all-reduced gradient travels as float32, or as bfloat16 (half the bytes)")
     p.add_argument("--monitor-rate", type=float, default=defaults.monitor_rate_hz, help="Hz; 0 disables")
+    if "grpc-async" in modes:
+        p.add_argument("--steps-per-execution", type=int, default=defaults.steps_per_execution,
+                       help="grpc-async: micro-batches a worker trains (each applied at once) per closure the "
+                            "chief schedules; more cuts the chief's work per step")
     if {"mpi-async", "grpc-async"} & set(modes):
         p.add_argument("--lost-workers-json", default="{}",
                        help="a re-formed asynchronous run without these workers: {worker id: why} "
@@ -56,4 +60,5 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         learning_rate=args.lr, batch_size=args.batch_size, class_weight=args.class_weight, optimizer=args.optimizer, timeout_s=args.timeout,
         startup_timeout_s=args.startup_timeout, weighting=args.weighting, exchange=args.exchange,
         exchange_precision=args.exchange_precision, monitor_rate_hz=args.monitor_rate,
+        steps_per_execution=getattr(args, "steps_per_execution", 1),
         lost_workers=json.loads(getattr(args, "lost_workers_json", None) or "{}"))

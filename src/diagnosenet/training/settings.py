@@ -40,6 +40,7 @@ class TrainSettings:
     exchange: str = "sparse"       # MPI: "dense", or only the input rows a sparse batch touched (same gradient)
     exchange_precision: str = "float32"  # MPI sync: "bfloat16" halves the all-reduced bytes (not bit-exact)
     monitor_rate_hz: float = 2.0   # 0 disables the monitor
+    steps_per_execution: int = 1   # grpc-async: micro-batches a worker trains per closure the chief schedules
     # an asynchronous run re-formed after a node was lost (``launch-mpi``, ``train-grpc``):
     # worker id -> why; those workers are gone and their shards are no longer trained
     lost_workers: dict[str, str] = field(default_factory=dict)
@@ -59,6 +60,8 @@ class TrainSettings:
             raise ValueError("timeout_s and startup_timeout_s must be > 0")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.steps_per_execution < 1:
+            raise ValueError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
         self.lost_workers = {str(k): str(v) for k, v in self.lost_workers.items()}
         if self.lost_workers and self.mode not in ("mpi-async", "grpc-async"):
             raise ValueError(f"{self.mode} needs every worker: only the asynchronous modes carry on without lost ones")

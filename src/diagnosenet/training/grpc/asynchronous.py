@@ -133,27 +133,35 @@ def train(settings: TrainSettings, graph=None) -> dict:
             loss = sums[0] / sums[2]
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         features = tf.size(tf.unique(x.indices[:, 1])[0]) if sparse else 0   # first-layer rows read
-        return tf.concat([sums, [tf.cast(features, tf.float32)]], axis=0)
+        return tf.concat([sums, [tf.cast(features, tf.float32), 1.0]], axis=0)
+
+    per_closure = settings.steps_per_execution
 
     @tf.function
-    def worker_step(iterator):
-        batch = iterator.get_next_as_optional()
-        return tf.cond(batch.has_value(), lambda: strategy.run(replica_step, args=batch.get_value()),
-                       lambda: tf.zeros(4))
+    def worker_steps(iterator):
+        """Up to ``per_closure`` steps on one worker, each applied to the parameter servers at once
+        (Keras' ``steps_per_execution``): the chief's work per step is divided by as much.
+        Returns the summed loss, right, rows, first-layer rows read and steps trained."""
+        totals = tf.zeros(5)
+        for _ in tf.range(per_closure):
+            batch = iterator.get_next_as_optional()
+            totals += tf.cond(batch.has_value(), lambda: strategy.run(replica_step, args=batch.get_value()),
+                              lambda: tf.zeros(5))
+        return totals
 
     traffic = StepTraffic(model_bytes(graph), kernel, lazy=isinstance(optimizer, LazyAdam) and optimizer.lazy_first)
 
     def run_epoch() -> tuple[EpochStats, int, float]:
         iterator = iter(per_worker_dataset)  # a fresh pass over every worker's shard
-        sums, remaining, steps = np.zeros(4), batches_per_epoch, 0
-        while remaining > 0:
-            results = [coordinator.schedule(worker_step, args=(iterator,)) for _ in range(remaining)]
+        sums, remaining = np.zeros(5), batches_per_epoch
+        while remaining > 0:   # a closure on a worker whose pass is over trains nothing: schedule again
+            closures = -(-remaining // per_closure)
+            results = [coordinator.schedule(worker_steps, args=(iterator,)) for _ in range(closures)]
             coordinator.join()
-            values = np.array([r.fetch() for r in results], np.float64).reshape(-1, 4)
-            trained = int(np.count_nonzero(values[:, 2]))
-            sums += values.sum(axis=0)
-            remaining -= trained
-            steps += trained
+            values = np.array([r.fetch() for r in results], np.float64).reshape(-1, 5).sum(axis=0)
+            sums += values
+            remaining -= int(values[4])
+        steps = int(sums[4])
         return EpochStats(sums[0], sums[1], int(sums[2])), steps, traffic.bytes(steps, sums[3])
 
     monitor, monitor_status = run.monitor()
@@ -167,7 +175,7 @@ def train(settings: TrainSettings, graph=None) -> dict:
     shutil.rmtree(worker_workdir(settings.out_dir, 0).parent, ignore_errors=True)
     return run.finish({
         "n_params": int(model_bytes(graph) // 4), "bytes_exchanged_per_epoch": int(sent), "row_reads": kernel is not None,
-        "steps_per_epoch": batches_per_epoch, "parameter_servers": servers,
+        "steps_per_epoch": batches_per_epoch, "steps_per_execution": per_closure, "parameter_servers": servers,
         "parameter_server_bytes_per_step": [round(b) for b in placement.load] if placement else None,
         "hosts": task_hosts(resolver.cluster_spec().as_dict()), "lost_workers": dict(settings.lost_workers),
         "monitor": monitor_status})
