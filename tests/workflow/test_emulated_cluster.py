@@ -234,11 +234,13 @@ def finish_within(launch: subprocess.Popen, seconds: float) -> str:
     killed (a child that keeps the pipe open would make ``communicate`` wait for ever)."""
     try:
         return launch.communicate(timeout=seconds)[0]
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(launch.pid, 9)   # the group of a launch started with start_new_session
         launch.kill()
-        launch.communicate()
+        output = launch.communicate()[0]
+        if isinstance(exc, subprocess.TimeoutExpired):
+            exc.output = output   # what it printed before it was killed, for the failure message
         raise
 
 

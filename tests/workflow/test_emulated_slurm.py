@@ -186,8 +186,13 @@ def test_a_cancelled_training_job_resumes_when_the_same_snakemake_command_runs_a
     assert workflow.returncode != 0 and "SLURM status is: 'CANCELLED'" in output, output[-3000:]
     assert 3 <= tracked[0] < epochs and not (out / "metrics.json").exists() and not (out / "track.csv").exists()
 
-    again = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
-    assert again.returncode == 0, again.stdout[-3000:] + log.read_text()[-3000:]
+    rerun = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:   # on overrun, say what snakemake printed (its executor prints errors it cannot log)
+        again = finish_within(rerun, 600)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the rerun did not end in 600 s:\n{(exc.output or '')[-3000:]}") from None
+    assert rerun.returncode == 0, again[-3000:] + log.read_text()[-3000:]
     resumed = re.search(rf"resuming {target} after epoch (\d+)", log.read_text())
     assert resumed and int(resumed.group(1)) >= tracked[0] - 1, log.read_text()[-3000:]   # a row precedes its checkpoint
     assert track_epochs(out) == list(range(1, epochs + 1))
