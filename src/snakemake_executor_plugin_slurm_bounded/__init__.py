@@ -69,12 +69,12 @@ class Executor(SlurmExecutor):
 
     def _wait_thread(self):
         """The status thread, which must never end unseen. The interface's own version prints
-        an exception and tells the scheduler only if ``workflow.scheduler`` is already set; an
-        error before that (the thread starts inside the scheduler's constructor) ended the
-        thread silently and left ``snakemake`` waiting for ever on jobs nobody checked (seen
-        twice in the emulated-Slurm tests: py-spy showed no status thread; a job that had
-        ended 9 minutes earlier). Here the error is logged, and handed to the scheduler once
-        it exists; a thread that returns while jobs are tracked is logged too."""
+        an exception and tells the scheduler only if ``workflow.scheduler`` is already set, so
+        an error before that (the thread starts inside the scheduler's constructor) would end
+        the thread unseen and leave ``snakemake`` waiting for ever. A vanished status thread
+        was seen twice in the emulated-Slurm tests (py-spy: no such thread, and a job that had
+        ended 9 minutes earlier), cause not known. Here an error is logged, and handed to the
+        scheduler once it exists; a thread that returns while jobs are tracked is logged too."""
         try:
             asyncio.run(self._wait_for_jobs())
         except BaseException as error:  # noqa: BLE001 - whatever it is, the workflow must end
