@@ -39,13 +39,15 @@ TEST_WORKERS ?= 2
 test: install slurm-packages
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --no-loadscope-reorder
 
-# Debian's Slurm and munge for the emulated-Slurm tests, where missing and we are root on a
-# Debian-like system (CI); elsewhere those tests are skipped and say why
+# Debian's Slurm, munge, slurmdbd and MariaDB (accounting) for the emulated-Slurm tests, where
+# missing and we are root on a Debian-like system (CI); elsewhere those tests are skipped and say why
+SLURM_PACKAGES = slurm-wlm munge slurmdbd mariadb-server
 slurm-packages:
-	@if command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1; then :; \
+	@if command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 \
+	  && command -v slurmdbd >/dev/null 2>&1 && command -v mariadbd >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Debian's slurm-wlm and munge (emulated-Slurm tests)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null) \
+	  echo "installing Debian's $(SLURM_PACKAGES) (emulated-Slurm tests)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SLURM_PACKAGES) >/dev/null) \
 	    || echo "slurm-packages: apt-get failed; the emulated-Slurm tests will fail and say why"; \
 	else echo "slurm-packages: not root with apt-get: the emulated-Slurm tests are skipped"; fi
 

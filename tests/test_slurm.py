@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from diagnosenet import slurm
-from diagnosenet.emulation_slurm import slurm_conf
+from diagnosenet.emulation_slurm import slurm_conf, slurmdbd_conf
 
 
 #: `scontrol show job -d` of a 4-task job on 3 nodes of the emulated Slurm (22.05), abridged
@@ -67,3 +67,11 @@ def test_the_emulated_slurm_conf_declares_every_node_and_finds_its_private_munge
     assert "NodeName=node1 NodeAddr=10.0.0.3 CPUs=4 " in text
     assert "PartitionName=emulated Nodes=node0,node1 Default=YES" in text
     assert "MinJobAge=300" in text     # squeue status must still see finished jobs
+    assert "AccountingStorageType=accounting_storage/slurmdbd" in text and "AccountingStorageHost=10.0.0.1" in text
+
+
+def test_the_emulated_slurmdbd_runs_on_the_head_and_keeps_jobs_in_the_private_database():
+    text = slurmdbd_conf(Path("/run/x/slurm"), ("head", "10.0.0.1")).splitlines()
+    assert {"DbdHost=head", "DbdAddr=10.0.0.1", "AuthInfo=socket=/run/x/slurm/munge/munge.socket",
+            "StorageType=accounting_storage/mysql", "StorageHost=127.0.0.1"} <= set(text)
+    assert "LogFile=/run/x/slurm/log/slurmdbd.log" in text

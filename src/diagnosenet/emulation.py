@@ -159,6 +159,7 @@ def up(nodes: int, link="1gbit", cpu=0.25, cpu_period_ms: float = 100.0, slurm: 
             STATE.write_text(json.dumps(state, indent=2))
     except BaseException:
         _teardown(state)
+        _forget()   # nothing left to `down`: the next `up` may start at once
         raise
     log.info("emulated cluster up: head + %d nodes; links %s; cores %s%s", nodes,
              ", ".join(f"{n} {r}" for n, r in state["link"].items()), ", ".join(f"{n} {c:g}" for n, c in state["cpu"].items()),
@@ -212,16 +213,21 @@ def _teardown(state: dict) -> None:
             Path(netns_dir).rmdir()
 
 
-def down() -> bool:
-    """Remove everything ``up`` recorded (processes in its namespaces included); ``False`` if none."""
-    if not STATE.exists():
-        return False
-    _teardown(json.loads(STATE.read_text()))
+def _forget() -> None:
+    """Remove the ssh stand-in and the state file (after ``_teardown``)."""
     for path in (SSH, STATE):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     with contextlib.suppress(OSError):
         STATE_DIR.rmdir()
+
+
+def down() -> bool:
+    """Remove everything ``up`` recorded (processes in its namespaces included); ``False`` if none."""
+    if not STATE.exists():
+        return False
+    _teardown(json.loads(STATE.read_text()))
+    _forget()
     log.info("emulated cluster down")
     return True
 
@@ -270,7 +276,8 @@ def register(subparsers) -> None:
                    help="CFS period of the CPU quota (shorter: closer to a slower core; default the kernel's 100 ms)")
     u.add_argument("--describe", help="also write the cluster description (config keys) to this YAML file")
     u.add_argument("--slurm", action="store_true",
-                   help="also start a real Slurm: slurmctld on the head, a slurmd per node (Debian slurm-wlm, munge)")
+                   help="also start a real Slurm: slurmctld, slurmdbd and its MariaDB on the head, a slurmd per node "
+                        "(Debian slurm-wlm, slurmdbd, mariadb-server, munge)")
     u.add_argument("--slurm-mem-mb", type=int, default=16000, help="memory Slurm is told each node has (not enforced)")
     u.set_defaults(func=_up)
     d = actions.add_parser("down", help="remove everything `up` created, processes included")

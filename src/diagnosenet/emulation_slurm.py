@@ -15,9 +15,12 @@ parameter server and chief can share the first node; memory is declared, not enf
 Measured pitfalls this follows (``docs/slurm.md``): ``CgroupPlugin=cgroup/v1`` because ``ip
 netns exec`` remounts ``/sys``; ``SlurmdParameters=config_overrides`` so declared CPUs and
 memory need not match the machine; ``MinJobAge=300`` so the executor's ``squeue`` status
-sees finished jobs; ``batch_sched_delay=0``. There is no accounting (slurmdbd) here: the
-executor must be told ``--slurm-bounded-status-command squeue`` (its default, ``sacct``, polls for
-ever without accounting).
+sees finished jobs; ``batch_sched_delay=0``.
+
+Accounting as at a real site, so the executor's default status query (``sacct``) is the one
+exercised: a private MariaDB (Debian's ``mariadb-server``; its own data directory, socket and
+port on the head's loopback, which no other namespace sees) and ``slurmdbd`` on the head,
+started before ``slurmctld``, which registers the cluster itself.
 """
 from __future__ import annotations
 
@@ -31,8 +34,13 @@ import subprocess
 import time
 from pathlib import Path
 
-BINARIES = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch", "srun", "squeue", "scontrol")
-PACKAGES = ("slurm-wlm", "munge")
+BINARIES = ("munged", "slurmctld", "slurmd", "slurmdbd", "sinfo", "sbatch", "srun", "squeue", "scontrol", "sacct",
+            "mariadbd", "mariadb-install-db", "mariadb-admin")
+PACKAGES = ("slurm-wlm", "munge", "slurmdbd", "mariadb-server")
+#: slurmdbd's port on the head; MariaDB's on the head's own loopback
+DBD_PORT, DB_PORT = 6819, 3306
+#: the lock wait slurmdbd asks for
+SERVER_OPTIONS = ("--innodb-lock-wait-timeout=900",)
 PARTITION = "emulated"
 START_TIMEOUT_S = 30.0
 
@@ -67,7 +75,10 @@ def slurm_conf(slurm_dir: Path, head: tuple[str, str], nodes: list[tuple[str, st
         "SelectType=select/cons_tres", "SelectTypeParameters=CR_CPU",
         "SchedulerType=sched/backfill", "SchedulerParameters=batch_sched_delay=0",
         "MpiDefault=none", "SwitchType=switch/none",
-        "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none",
+        "AccountingStorageType=accounting_storage/slurmdbd", f"AccountingStorageHost={head[1]}",
+        f"AccountingStoragePort={DBD_PORT}", "JobAcctGatherType=jobacct_gather/none",
+        # the munge socket for slurmdbd connections (AuthInfo's is not used for them)
+        f"AccountingStoragePass={slurm_dir}/munge/munge.socket",
         "JobCompType=jobcomp/none",
         "SlurmdParameters=config_overrides", "ReturnToService=2",
         "SlurmctldTimeout=30", "SlurmdTimeout=30", "KillWait=5", "MinJobAge=300",
@@ -78,6 +89,18 @@ def slurm_conf(slurm_dir: Path, head: tuple[str, str], nodes: list[tuple[str, st
     lines.append(f"PartitionName={PARTITION} Nodes={','.join(n for n, _, _ in nodes)} Default=YES "
                  "MaxTime=INFINITE State=UP")
     return "\n".join(lines) + "\n"
+
+
+def slurmdbd_conf(slurm_dir: Path, head: tuple[str, str]) -> str:
+    """``slurmdbd.conf``: the daemon on ``head``, its jobs in the private MariaDB on the head's
+    loopback (root without a password: nothing outside the head's namespace can reach it)."""
+    return "\n".join([
+        "AuthType=auth/munge", f"AuthInfo=socket={slurm_dir}/munge/munge.socket",
+        f"DbdHost={head[0]}", f"DbdAddr={head[1]}", f"DbdPort={DBD_PORT}", "SlurmUser=root",
+        "StorageType=accounting_storage/mysql", "StorageHost=127.0.0.1", f"StoragePort={DB_PORT}",
+        "StorageUser=root", "StorageLoc=slurm_acct_db",
+        f"PidFile={slurm_dir}/state/slurmdbd.pid", f"LogFile={slurm_dir}/log/slurmdbd.log",
+    ]) + "\n"
 
 
 def _munge_key(path: Path, munge: pwd.struct_passwd) -> None:
@@ -115,11 +138,49 @@ def start(state: dict, slurm_dir: Path, namespace_of, ssh: Path, mem_mb: int = 1
         link = Path("/etc/netns") / namespace_of(name) / "slurm"
         link.symlink_to(slurm_dir / "etc")
         record["links"].append(str(link))
+    _start_accounting(slurm_dir, namespace_of(head), (head, addresses[head]))
     _daemon("slurmctld", ["ip", "netns", "exec", namespace_of(head), "unshare", "--uts", "sh", "-c",
                           f"hostname {head}; exec {_binary('slurmctld')}"])
     for name in nodes:   # through the ssh stand-in: the node's namespace, host name and CPU cgroup
         _daemon(f"slurmd on {name}", [str(ssh), name, _binary("slurmd")])
     wait_idle(namespace_of(head), nodes, slurm_dir)
+
+
+def _start_accounting(slurm_dir: Path, head_namespace: str, head: tuple[str, str]) -> None:
+    """MariaDB, then slurmdbd, in the head's namespace; back once slurmdbd listens."""
+    data = slurm_dir / "mariadb"
+    init = subprocess.run([_binary("mariadb-install-db"), "--no-defaults", f"--datadir={data}", "--user=root",
+                           "--auth-root-authentication-method=normal", "--skip-test-db", *SERVER_OPTIONS],
+                          capture_output=True, text=True, timeout=120)
+    if init.returncode != 0:
+        raise RuntimeError(f"mariadb-install-db failed (exit {init.returncode}): {(init.stdout + init.stderr)[-800:]}")
+    # mariadbd stays in the foreground: started detached, it dies with the namespace at `down`
+    subprocess.Popen(["ip", "netns", "exec", head_namespace, _binary("mariadbd"), "--no-defaults",
+                      f"--datadir={data}", "--user=root", f"--socket={data}/mariadb.sock",
+                      "--bind-address=127.0.0.1", f"--port={DB_PORT}", f"--pid-file={data}/mariadbd.pid",
+                      f"--log-error={slurm_dir}/log/mariadb.log", "--skip-name-resolve", *SERVER_OPTIONS],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+    _wait_for(f"MariaDB on {head[0]}", lambda: in_head(head_namespace, _binary("mariadb-admin"), "--no-defaults",
+                                                       f"--socket={data}/mariadb.sock", "-u", "root", "ping"),
+              slurm_dir / "log" / "mariadb.log")
+    conf = slurm_dir / "etc" / "slurmdbd.conf"
+    conf.write_text(slurmdbd_conf(slurm_dir, head))
+    conf.chmod(0o600)   # slurmdbd refuses a config others can read
+    _daemon("slurmdbd", ["ip", "netns", "exec", head_namespace, "unshare", "--uts", "sh", "-c",
+                         f"hostname {head[0]}; exec {_binary('slurmdbd')}"])
+    _wait_for(f"slurmdbd on {head[0]}", lambda: in_head(head_namespace, "bash", "-c",
+                                                       f"exec 3<>/dev/tcp/{head[1]}/{DBD_PORT}"),
+              slurm_dir / "log" / "slurmdbd.log")
+
+
+def _wait_for(what: str, probe, log: Path, timeout_s: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while probe().returncode != 0:
+        if time.monotonic() > deadline:
+            tail = log.read_text()[-800:] if log.exists() else "no log"
+            raise RuntimeError(f"{what} not ready after {timeout_s:g} s; its log ends: {tail}")
+        time.sleep(0.2)
 
 
 def _daemon(what: str, command: list[str]) -> None:

@@ -15,6 +15,13 @@ grows by 10 s after every query that finds no job finished (up to 180 s): a job 
 seen finished after 105 s. A small or private cluster (and the emulated one of the tests) can
 afford asking every few seconds; a busy site's controller should keep the plugin's default.
 
+A second fix: ``sacct`` (the plugin's default status query, what sites with accounting use)
+reports a cancelled job as ``CANCELLED by <uid>``, which the plugin compares with its plain
+``CANCELLED`` and so takes for a job still running: after an ``scancel`` the workflow waits
+for ever (seen on the emulated Slurm with slurmdbd; the old Snakemake slurm profile fixed the
+same, Snakemake-Profiles/slurm#22). Here every state is cut to its first word before the
+plugin reads it.
+
 Every other setting is the slurm plugin's, under the ``slurm-bounded-`` prefix.
 """
 
@@ -25,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncGenerator, List, Optional
 
+import snakemake_executor_plugin_slurm as slurm_plugin
 from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
 from snakemake_executor_plugin_slurm import ExecutorSettings as SlurmExecutorSettings
 from snakemake_executor_plugin_slurm import common_settings  # noqa: F401  (the plugin interface)
@@ -32,6 +40,51 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
 #: the slurm plugin's counters this executor reads (present in the locked 2.8 line)
 _COUNTERS = ("_status_query_calls", "_status_query_failures")
+
+
+def job_state(reported: str) -> str:
+    """The state word of what ``sacct``/``squeue`` print: ``CANCELLED by 0`` -> ``CANCELLED``."""
+    words = reported.split()
+    return words[0] if words else reported
+
+
+_plugin_query_job_status = slurm_plugin.query_job_status
+#: the last failed status query's own words (the plugin logs them at debug level only)
+last_query_error: Optional[str] = None
+
+
+class _ErrorKeeper:
+    """The logger the plugin's status query writes to: everything passes on, and the query's
+    failure message is kept for the error that ends the workflow."""
+
+    def __init__(self, logger):
+        self._logger, self.error = logger, None
+
+    def debug(self, message, *args, **kwargs):
+        if isinstance(message, str) and message.startswith(("SLURM query command", "Error querying")):
+            self.error = message
+        self._logger.debug(message, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._logger, name)
+
+
+async def _query_job_status(command: str, logger):
+    """The plugin's status query, its states cut to their first word (:func:`job_state`), and
+    its error kept in :data:`last_query_error` when it fails."""
+    global last_query_error
+    keeper = _ErrorKeeper(logger)
+    states, took = await _plugin_query_job_status(command, keeper)
+    if states is None:
+        last_query_error = keeper.error or f"{command}: failed without an error message"
+    else:
+        states = {job: job_state(state) for job, state in states.items()}
+    return states, took
+
+
+# the plugin's check_active_jobs calls its module's query_job_status. Snakemake imports every
+# installed executor plugin, so the plain slurm executor gets the fix too.
+slurm_plugin.query_job_status = _query_job_status
 
 
 @dataclass
@@ -113,19 +166,26 @@ class Executor(SlurmExecutor):
             for job in active_jobs:
                 yield job
             return
-        message = status_failure_message(self.get_status_command(), unknown_for, active_jobs)
+        message = status_failure_message(self.get_status_command(), unknown_for, active_jobs, last_query_error)
         self.logger.error(message)
         for job in active_jobs:
             self.report_job_error(job, msg=message)
 
 
-def status_failure_message(command: str, unknown_for: float, jobs: List[SubmittedJobInfo]) -> str:
-    """What the user needs: how long, which jobs, and the status command's own error."""
+def status_failure_message(command: str, unknown_for: float, jobs: List[SubmittedJobInfo],
+                           error: Optional[str] = None) -> str:
+    """What the user needs: how long, which jobs, and the status command's own error (the last
+    failed query's, else asked once more: a hung query costs its whole timeout again)."""
     ids = ", ".join(sorted(str(job.external_jobid) for job in jobs))
     return (f"no Slurm job-status query ({command}) has succeeded for {unknown_for:.0f} s "
             f"(--slurm-bounded-status-failure-timeout): ending the workflow. Slurm job(s) {ids} "
             f"may still be running; check with `squeue -j {ids.replace(', ', ',')}`, and rerun "
-            f"the same snakemake command to resume. {command} says: {probe(command)}")
+            f"the same snakemake command to resume. {command} says: {last_line(error) if error else probe(command)}")
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else text
 
 
 def probe(command: str) -> str:

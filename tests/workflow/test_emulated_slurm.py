@@ -2,8 +2,9 @@
 
 ``diagnosenet emulate-cluster up --slurm`` starts a private munged, slurmctld on the head and
 a slurmd per node (Debian's slurm-wlm; ``make slurm-packages``). The profile is the real
-slurm profile: only the emulated runs (``config/emulated-slurm.yaml``), small data and the
-executor's squeue status (no accounting here) are layered on top. Needs root; skipped
+slurm profile: only the emulated runs (``config/emulated-slurm.yaml``), small data and a
+shorter status interval are layered on top. The cluster has accounting (slurmdbd and MariaDB),
+so the executor asks ``sacct``, its default and what real sites use. Needs root; skipped
 without it, and without the Slurm packages outside CI (in CI their absence fails).
 """
 from __future__ import annotations
@@ -28,9 +29,9 @@ NODES = ["node0", "node1", "node2"]
 #: the small data of the jetson profile's emulated test, without its scalability grid
 SMALL = {key: value for key, value in JETSON_SMALL.items() if key != "experiments"}
 MODES = ("mpi-sync", "mpi-async", "grpc-async")
-#: the executor without accounting: squeue status (its default, sacct, would poll for ever),
-#: asked every 5 s at most (the plugin's wait grows to 180 s: minutes of the suite's time)
-EXECUTOR = ["--slurm-bounded-status-command", "squeue", "--slurm-bounded-no-account",
+#: the executor as at a site with accounting (its default sacct status), without an account to
+#: charge, asked every 5 s at most (the plugin's wait grows to 180 s: minutes of the suite's time)
+EXECUTOR = ["--slurm-bounded-no-account",
             "--slurm-bounded-init-seconds-before-status-checks", "1", "--slurm-bounded-max-status-interval", "5"]
 
 
@@ -65,13 +66,20 @@ def on_head(*command: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.timeout(300)
-def test_every_node_is_idle_and_runs_a_job_step(slurm_cluster):
+def test_every_node_is_idle_and_runs_a_job_step_and_its_accounting_record(slurm_cluster):
+    import time
+
     states = on_head("sinfo", "-h", "-N", "-o", "%N %t %c")
     assert states.returncode == 0, states.stdout
     assert sorted(states.stdout.split("\n")[:3]) == [f"{n} idle 2" for n in NODES], states.stdout
     steps = on_head("srun", "-N", "3", "-n", "3", "hostname")
     assert steps.returncode == 0, steps.stdout
     assert sorted(steps.stdout.split()) == NODES
+    deadline, accounted = time.monotonic() + 60, ""   # the controller sends the record a moment later
+    while "hostname|COMPLETED|3" not in accounted.split():
+        assert time.monotonic() < deadline, f"not in the accounting database: {accounted!r}"
+        time.sleep(0.5)
+        accounted = on_head("sacct", "-X", "-n", "-P", "-o", "JobName,State,NNodes").stdout
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +112,8 @@ def test_the_slurm_profile_runs_every_mode_as_slurm_jobs_across_the_nodes(slurm_
             assert metrics["hosts"] == {"ps:0": "node0", "chief:0": "node0", "worker:0": "node1",
                                         "worker:1": "node2"}
     assert len(set(jobs.values())) == 3, jobs     # one Slurm job per training run
+    accounted = on_head("sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(jobs.values()))
+    assert sorted(accounted.stdout.split()) == sorted(f"{job}|COMPLETED" for job in jobs.values()), accounted.stdout
     import csv
 
     subprocess.run([str(BIN / "diagnosenet"), "aggregate", "--runs",
@@ -217,9 +227,9 @@ def slurm_jobs() -> dict[str, str]:
 
 @pytest.mark.timeout(600)
 def test_a_status_query_that_keeps_failing_ends_the_workflow_with_an_error(slurm_cluster, tmp_path):
-    """The controller stops answering (SIGSTOP) while a job runs: the executor's squeue fails
-    every cycle, and past the status-failure timeout the workflow ends with the error, naming
-    the job, instead of waiting for ever (the plugin's own behaviour)."""
+    """The accounting daemon stops answering (SIGSTOP of slurmdbd) while a job runs: the
+    executor's sacct fails every cycle, and past the status-failure timeout the workflow ends
+    with the error, naming the job, instead of waiting for ever (the plugin's own behaviour)."""
     import signal
     import time
 
@@ -233,7 +243,7 @@ def test_a_status_query_that_keeps_failing_ends_the_workflow_with_an_error(slurm
     from diagnosenet.emulation import STATE
 
     slurm_dir = Path(json.loads(STATE.read_text())["slurm"]["dir"])
-    controller = psutil.Process(int((slurm_dir / "state" / "slurmctld.pid").read_text().split()[0]))
+    accounting = psutil.Process(int((slurm_dir / "state" / "slurmdbd.pid").read_text().split()[0]))
     workflow = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
@@ -241,20 +251,72 @@ def test_a_status_query_that_keeps_failing_ends_the_workflow_with_an_error(slurm
             assert workflow.poll() is None and time.monotonic() < deadline, workflow.stdout.read()[-3000:]
             time.sleep(0.5)
         (job,) = slurm_jobs()
-        controller.send_signal(signal.SIGSTOP)
+        accounting.send_signal(signal.SIGSTOP)
         output = finish_within(workflow, 400)    # bounded: the plugin alone would never end
     finally:
-        controller.send_signal(signal.SIGCONT)
+        accounting.send_signal(signal.SIGCONT)
     assert workflow.returncode != 0, output[-3000:]
-    assert "no Slurm job-status query (squeue) has succeeded for" in output, output[-3000:]
+    assert "no Slurm job-status query (sacct) has succeeded for" in output, output[-3000:]
     assert f"Slurm job(s) {job} may still be running" in output
-    assert "squeue says: exit 1" in output, output[-3000:]        # the query's own error, named
-    assert on_head("scancel", job).returncode == 0                 # the controller is back
+    said = output.split("sacct says: ", 1)[1][:300]     # the failed query's own error, not asked again
+    assert said.startswith("sacct: error:"), said
+    assert on_head("scancel", job).returncode == 0
     deadline = time.monotonic() + 120
     while slurm_jobs():
         assert time.monotonic() < deadline, slurm_jobs()
         time.sleep(0.5)
     assert not (tmp_path / "done.txt").exists()
+
+
+def return_to_service(node: str, timeout_s: float = 180) -> None:
+    """Start ``node``'s slurmd again (the board rebooted) and wait until Slurm gives it jobs.
+    A job that failed with the node away stays *completing* there until the node is marked
+    down, which ends the job's clean-up on it; ``resume`` then returns it to service."""
+    import time
+
+    from diagnosenet.emulation import SSH
+
+    assert on_head("scontrol", "update", f"nodename={node}", "state=down", "reason=lost-in-test").returncode == 0
+    subprocess.run([str(SSH), node, "/usr/sbin/slurmd"], check=True, timeout=60)
+    deadline, shown = time.monotonic() + timeout_s, ""
+    while "State=IDLE " not in shown:   # IDLE alone: not IDLE+DRAIN, DOWN, ... (sinfo may say mix)
+        assert time.monotonic() < deadline, f"{node} not idle {timeout_s:g} s after its slurmd started: {shown}"
+        time.sleep(1)
+        on_head("scontrol", "update", f"nodename={node}", "state=resume")   # ReturnToService may not
+        shown = on_head("scontrol", "show", "node", node).stdout
+
+
+@pytest.mark.timeout(900)
+def test_a_node_lost_in_a_slurm_job_stops_mpi_sync_naming_it_and_the_same_job_resumes(slurm_cluster, tiny, tmp_path):
+    """Every process of node2 killed (its slurmd too) after epoch 2 of an mpi-sync job: the job
+    ends with an error naming node2, within the liveness bound; once node2 is back, the same
+    batch script resumes from the checkpoint and trains every epoch, one rank per node."""
+    import re
+    import time
+
+    from test_emulated_cluster import kill_node_after_epochs, track_epochs
+
+    out, log = tmp_path / "sync", tmp_path / "job.log"
+    script = training_job(tiny, "mpi-sync", out)
+    job, killed_at = kill_node_after_epochs(submit(script, log), out, "node2", epochs=2)
+    output = finish_within(job, 300)
+    ended_in = time.monotonic() - killed_at
+    text = log.read_text()
+    assert job.returncode != 0, output[-2000:] + text[-4000:]
+    assert "node node2 was lost" in text, text[-4000:]
+    assert ended_in < 10 + 60, ended_in     # the heartbeat bound (10 s) and Slurm's own clean-up
+    done = track_epochs(out)
+    assert 2 <= len(done) < 12 and not (out / "metrics.json").exists()
+
+    return_to_service("node2")
+    rerun = finish_within(subprocess.Popen(submit(script, tmp_path / "rerun.log"), text=True, stdout=subprocess.PIPE,
+                                           stderr=subprocess.STDOUT, start_new_session=True), 600)
+    text = (tmp_path / "rerun.log").read_text()
+    resumed = re.search(r"resuming \S+ after epoch (\d+)", text)
+    assert resumed and int(resumed.group(1)) >= len(done) - 1, rerun[-2000:] + text[-4000:]
+    assert track_epochs(out) == list(range(1, 13))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mpi"]["hosts"] == NODES and metrics["slurm"]["job_id"]
 
 
 @pytest.mark.timeout(900)
