@@ -7,13 +7,15 @@ sign of atrial fibrillation; these features keep it, over the whole record:
   sample entropy, premature and long beats: AF is irregularly irregular, ectopy is regular
   with outliers;
 * **morphology** — a median beat template and how well each beat matches it; the P wave's
-  size in the template (absent in AF), QRS width, T wave;
+  size in the template (absent in AF), QRS width, T wave; and the template itself in 14
+  slices (its shape);
 * **atrial activity** — the residual after subtracting the template at every beat (QRST
   cancellation): fibrillatory waves put its power at 4–9 Hz;
 * **spectrum and noise** — band powers, spectral entropy, amplitude outliers: the noisy class;
 * **heart-rate variability and ectopy** beyond these summaries (ecg/hrv.py) and
   **signal-quality indices** (ecg/signal_quality.py: two detectors' agreement, spectral purity,
-  clipped and flat stretches, kurtosis of every stretch, periodicity of the QRS energy).
+  clipped and flat stretches, kurtosis of every stretch, periodicity of the QRS energy), and
+  **wavelet band energies** with their bursts (ecg/wavelets.py).
 
 Every feature is a float; a feature that is undefined for a record (too few beats) is NaN,
 which the gradient-boosting models handle natively. Names are in :data:`FEATURE_NAMES`.
@@ -27,6 +29,7 @@ import numpy as np
 from diagnosenet.ecg.hrv import HRV_NAMES, hrv_features
 from diagnosenet.ecg.records import FS
 from diagnosenet.ecg.signal_quality import SQI_NAMES, signal_quality
+from diagnosenet.ecg.wavelets import WAVELET_NAMES, wavelet_features
 
 RR_NAMES = (
     "n_beats", "rr_mean", "rr_median", "rr_std", "rr_cv", "rr_min_rel", "rr_max_rel", "rr_iqr_rel",
@@ -44,7 +47,13 @@ SPECTRAL_NAMES = (
     "band_0_1", "band_1_4", "band_4_9", "band_9_15", "band_15_40", "band_40_150", "spectral_entropy",
     "kurtosis", "skewness", "outlier_seconds", "flat_seconds", "duration_s",
 )
-FEATURE_NAMES = RR_NAMES + MORPHOLOGY_NAMES + ATRIAL_NAMES + SPECTRAL_NAMES + HRV_NAMES + SQI_NAMES
+#: the median beat itself, as the means of equal slices of its −0.25 … +0.45 s, relative to
+#: the R amplitude: a shape the trees can split on (wide or notched QRS, ST-T changes, an
+#: inverted T) where the summaries above keep one number each
+TEMPLATE_POINTS = 14
+SHAPE_NAMES = tuple(f"template_{i:02d}" for i in range(TEMPLATE_POINTS))
+FEATURE_NAMES = (RR_NAMES + MORPHOLOGY_NAMES + ATRIAL_NAMES + SPECTRAL_NAMES + HRV_NAMES + SQI_NAMES + SHAPE_NAMES
+                 + WAVELET_NAMES)
 
 #: seconds of the beat template before and after the R peak
 TEMPLATE_BEFORE_S, TEMPLATE_AFTER_S = 0.25, 0.45
@@ -114,7 +123,7 @@ def beat_matrix(signal: np.ndarray, beats: np.ndarray, fs: float = FS) -> tuple[
 
 def morphology_features(signal: np.ndarray, beats: np.ndarray, fs: float = FS) -> tuple[dict[str, float], np.ndarray]:
     """Template features and the QRST-cancelled residual (the signal with each beat's template removed)."""
-    out = dict.fromkeys(MORPHOLOGY_NAMES, np.nan)
+    out = dict.fromkeys(MORPHOLOGY_NAMES + SHAPE_NAMES, np.nan)
     segments, inside = beat_matrix(signal, beats, fs)
     if inside.size < 3:
         return out, signal - np.median(signal)
@@ -124,6 +133,7 @@ def morphology_features(signal: np.ndarray, beats: np.ndarray, fs: float = FS) -
     r_amp = template[before]
     out["polarity"] = float(np.sign(r_amp) or 1.0)
     scale = abs(r_amp) or float(np.ptp(template)) or 1.0
+    out.update(zip(SHAPE_NAMES, (float(np.mean(part)) / scale for part in np.array_split(template, TEMPLATE_POINTS))))
     corr = _row_correlations(segments, template)
     out.update(template_corr_mean=float(np.mean(corr)), template_corr_p10=float(np.percentile(corr, 10)),
                template_mismatch_frac=float(np.mean(corr < 0.8)))
@@ -242,4 +252,5 @@ def record_features(signal: np.ndarray, beats: np.ndarray, fs: float = FS,
         values.update(spectral_features(signal, residual, fs))
         values.update(hrv_features(np.diff(beats) / fs))
         values.update(signal_quality(signal, beats, second_beats, fs))
+        values.update(wavelet_features(signal, fs))
     return np.array([values[name] for name in FEATURE_NAMES], dtype=np.float64)
