@@ -30,3 +30,41 @@ def test_a_failed_query_stays_a_failed_query_and_its_error_is_kept_for_the_final
     assert "Problem talking to the database" in bounded.last_query_error
     message = status_failure_message("sacct", 42.0, [], bounded.last_query_error)
     assert message.endswith("sacct says: sacct: error: Problem talking to the database"), message
+
+
+class _Starting:
+    """What ``_wait_thread`` reads of an executor whose ``__post_init__`` is still running."""
+
+    def __init__(self):
+        import threading
+
+        self.asked_at, self.wait, self.active_jobs = None, False, []
+        self.initialised_at = None
+        self.logger = logging.getLogger("test")
+        self.done = threading.Event()
+
+    async def _wait_for_jobs(self):
+        import time
+
+        self.asked_at = time.monotonic()
+        self.done.set()
+
+
+def test_the_status_thread_waits_for_the_end_of_post_init_before_its_first_query():
+    """The interface starts the thread in ``__init__``, before ``__post_init__`` sets what a
+    status check reads: a first check before then killed the thread unseen (snakemake hung)."""
+    import threading
+    import time
+
+    from snakemake_executor_plugin_slurm_bounded import Executor
+
+    executor = _Starting()
+    thread = threading.Thread(target=Executor._wait_thread, args=(executor,), daemon=True)
+    thread.start()
+    time.sleep(0.5)                       # __post_init__ still running: no query yet
+    assert executor.asked_at is None
+    executor.initialised_at = time.monotonic()
+    executor._initialised = True          # what the end of Executor.__post_init__ sets
+    assert executor.done.wait(10), "the status thread never started querying"
+    assert executor.asked_at >= executor.initialised_at
+    thread.join(10)

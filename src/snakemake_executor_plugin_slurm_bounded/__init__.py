@@ -40,6 +40,8 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
 #: the slurm plugin's counters this executor reads (present in the locked 2.8 line)
 _COUNTERS = ("_status_query_calls", "_status_query_failures")
+#: seconds the status thread waits for ``__post_init__`` before it gives up (with an error)
+INIT_TIMEOUT_S = 600
 
 
 def job_state(reported: str) -> str:
@@ -119,16 +121,26 @@ class Executor(SlurmExecutor):
             raise RuntimeError(f"snakemake-executor-plugin-slurm has no {', '.join(missing)}: "
                                "update snakemake_executor_plugin_slurm_bounded")
         self._status_unknown_since: Optional[float] = None
+        self._initialised = True   # the status thread may query now (see _wait_thread)
 
     def _wait_thread(self):
-        """The status thread, which must never end unseen. The interface's own version prints
-        an exception and tells the scheduler only if ``workflow.scheduler`` is already set, so
-        an error before that (the thread starts inside the scheduler's constructor) would end
-        the thread unseen and leave ``snakemake`` waiting for ever. A vanished status thread
-        was seen twice in the emulated-Slurm tests (py-spy: no such thread, and a job that had
-        ended 9 minutes earlier), cause not known. Here an error is logged, and handed to the
-        scheduler once it exists; a thread that returns while jobs are tracked is logged too."""
+        """The status thread, which must never end unseen, nor start before the executor is
+        initialised. The interface starts it in ``__init__``, *before* ``__post_init__``, where
+        the slurm plugin sets the counters every status check reads; when ``__post_init__``
+        (which runs ``scontrol``/``sacct``) outlasts ``init_seconds_before_status_checks``, the
+        first check raised ``AttributeError: ... '_status_query_calls'``. The interface's
+        thread prints such an error and tells the scheduler only if ``workflow.scheduler`` is
+        already set, which it is not yet, so the thread ended unseen and ``snakemake`` waited
+        for ever (seen twice in the emulated-Slurm tests; named by this thread's log on
+        2026-12-07). Here the thread waits for the end of ``__post_init__``; any error is
+        logged and handed to the scheduler once it exists; a thread that returns while jobs
+        are tracked is logged too."""
         try:
+            deadline = time.monotonic() + INIT_TIMEOUT_S
+            while not getattr(self, "_initialised", False):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the executor was not initialised after {INIT_TIMEOUT_S} s")
+                time.sleep(0.05)
             asyncio.run(self._wait_for_jobs())
         except BaseException as error:  # noqa: BLE001 - whatever it is, the workflow must end
             self.logger.error(f"the Slurm job-status thread stopped: {type(error).__name__}: {error}")
