@@ -37,6 +37,18 @@ NOISY = CLASSES.index("Noisy")
 TARGETS = (0.70, 0.75, 0.80, 0.83)
 
 
+def development_set(development: Path, final: Path, final_records: Path | None = None):
+    """The development records' features (the final records removed), the mask that removed
+    them, and every labelled final record with its label (all are scored)."""
+    X_dev, y_dev, rec_dev = load_features(development)
+    final_dir = final_records or Path(json.loads((final / "manifest.json").read_text())["params"]["records_dir"])
+    entries = [e for e in list_entries(final_dir) if e.label in LABELS]
+    all_final = [e.record for e in entries]
+    keep = protocol.development_mask(rec_dev, all_final)
+    return (X_dev[keep], y_dev[keep], rec_dev[keep], keep, all_final,
+            np.array([LABELS[e.label] for e in entries]))
+
+
 def timed_fit(model, X, y):
     wall, cpu = time.perf_counter(), time.process_time()
     model.fit(X, y)
@@ -123,14 +135,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="JSON file of every number")
     args = parser.parse_args()
 
-    X_dev, y_dev, rec_dev = load_features(args.development)
+    X_dev, y_dev, rec_dev, keep, all_final, y_final = development_set(args.development, args.final, args.final_records)
     X_fin, y_fin_rows, rec_fin = load_features(args.final)
-    final_dir = args.final_records or Path(json.loads((args.final / "manifest.json").read_text())["params"]["records_dir"])
-    entries = [e for e in list_entries(final_dir) if e.label in LABELS]  # every labelled final record is scored
-    all_final = [e.record for e in entries]
-    y_final = np.array([LABELS[e.label] for e in entries])
-    keep = protocol.development_mask(rec_dev, all_final)
-    X_dev, y_dev, rec_dev = X_dev[keep], y_dev[keep], rec_dev[keep]
     folds = protocol.record_folds(y_dev, rec_dev, args.folds, seed=args.seed)
     result = {"development_records": int(keep.sum()), "removed_final_records": int((~keep).sum()),
               "final_records": len(all_final), "final_records_without_features": len(set(all_final) - set(rec_fin)),

@@ -3,8 +3,8 @@
 With the slurm plugin (2.8), a status cycle in which ``sacct``/``squeue`` fails reports
 nothing and hands back no job: the running jobs drop out of its tracking, and ``snakemake``
 waits for ever ("No active jobs; skipping status query"), without an error (measured on the
-emulated Slurm with its controller stopped). This executor is that plugin with one change:
-jobs of a failed cycle stay tracked, and when no status query has succeeded for
+emulated Slurm with its controller stopped). This executor is that plugin with three fixes.
+First, jobs of a failed cycle stay tracked, and when no status query has succeeded for
 ``--slurm-bounded-status-failure-timeout`` seconds every one of them is reported failed with
 the query's own error, so the workflow ends and says why. The Slurm jobs
 themselves may still be running (nobody can ask); training is checkpointed, so the same
@@ -15,12 +15,13 @@ grows by 10 s after every query that finds no job finished (up to 180 s): a job 
 seen finished after 105 s. A small or private cluster (and the emulated one of the tests) can
 afford asking every few seconds; a busy site's controller should keep the plugin's default.
 
-A second fix: ``sacct`` (the plugin's default status query, what sites with accounting use)
+Second, ``sacct`` (the plugin's default status query, what sites with accounting use)
 reports a cancelled job as ``CANCELLED by <uid>``, which the plugin compares with its plain
 ``CANCELLED`` and so takes for a job still running: after an ``scancel`` the workflow waits
 for ever (seen on the emulated Slurm with slurmdbd; the old Snakemake slurm profile fixed the
 same, Snakemake-Profiles/slurm#22). Here every state is cut to its first word before the
-plugin reads it.
+plugin reads it. Third, the status thread waits for the end of ``__post_init__`` before its
+first query (see :meth:`Executor._wait_thread`).
 
 Every other setting is the slurm plugin's, under the ``slurm-bounded-`` prefix.
 """
@@ -192,12 +193,13 @@ def status_failure_message(command: str, unknown_for: float, jobs: List[Submitte
     return (f"no Slurm job-status query ({command}) has succeeded for {unknown_for:.0f} s "
             f"(--slurm-bounded-status-failure-timeout): ending the workflow. Slurm job(s) {ids} "
             f"may still be running; check with `squeue -j {ids.replace(', ', ',')}`, and rerun "
-            f"the same snakemake command to resume. {command} says: {last_line(error) if error else probe(command)}")
+            f"the same snakemake command to resume. {command} says: {last_line(error or '') or probe(command)}")
 
 
 def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else text
+    """The last non-empty line (a Slurm command's error is its last line of stderr)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def probe(command: str) -> str:
@@ -209,5 +211,4 @@ def probe(command: str) -> str:
         return f"{shlex.join(words)}: {error}"
     if done.returncode == 0:
         return "it answers again now (exit 0)"
-    text = done.stderr.strip().splitlines()
-    return f"exit {done.returncode}: {text[-1] if text else '(no error text)'}"
+    return f"exit {done.returncode}: {last_line(done.stderr) or '(no error text)'}"
