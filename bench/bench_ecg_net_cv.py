@@ -24,7 +24,11 @@ and scores their mean probabilities (a seed ensemble; each seed's own CV F1 is r
 and its out-of-fold probabilities written to ``oof-seed{s}.csv``);
 the first seed's runs are the single-net CV's, so an ensemble reuses them.
 
-The blend ``w × p_net + (1 − w) × p_gbm`` (the gradient boosting alone where the net has no
+``--feature-model`` (``gbm``, ``cascade``, …: ``baselines.ecg_feature_model``) is the model fitted
+on the same folds and blended with the net; its out-of-fold probabilities are the
+``features_*`` columns of ``oof.csv``.
+
+The blend ``w × p_net + (1 − w) × p_features`` (the feature model alone where the net has no
 windows) is chosen on the out-of-fold probabilities only (``w`` in 0, 0.1, …, 1, best mean
 fold F1); ``--final-predictions`` then scores the chosen ``w`` once on the final records.
 """
@@ -41,7 +45,7 @@ from pathlib import Path
 import desktop_run
 import numpy as np
 from diagnosenet import protocol
-from diagnosenet.baselines import ecg_feature_model
+from diagnosenet.baselines import ECG_FEATURE_MODELS, ecg_feature_model
 from diagnosenet.ecg.feature_table import load_features
 from diagnosenet.ecg.records import CLASSES, LABELS, list_entries
 
@@ -127,9 +131,9 @@ def fold_f1(records: list[str], y: np.ndarray, proba: dict[str, np.ndarray]) -> 
     return protocol.official_f1(y, protocol.complete_predictions(records, scored, predicted, NOISY), CLASSES)
 
 
-def blend(net: dict[str, np.ndarray], gbm: dict[str, np.ndarray], w: float) -> dict[str, np.ndarray]:
-    """``w × net + (1 − w) × gbm`` per record; the gbm alone where the net scored nothing."""
-    return {r: (w * net[r] + (1 - w) * p) if r in net else p for r, p in gbm.items()}
+def blend(net: dict[str, np.ndarray], features: dict[str, np.ndarray], w: float) -> dict[str, np.ndarray]:
+    """``w × net + (1 − w) × features`` per record; the feature model alone where the net scored nothing."""
+    return {r: (w * net[r] + (1 - w) * p) if r in net else p for r, p in features.items()}
 
 
 def main() -> None:
@@ -142,6 +146,8 @@ def main() -> None:
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1, help="the folds' seed (bench_ecg_quality.py's default)")
+    parser.add_argument("--feature-model", default="gbm", choices=ECG_FEATURE_MODELS,
+                        help="the feature model fitted on the same folds and blended with the net")
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[1],
                         help="one net per seed (initialisation and batch order); several: their mean probabilities")
     parser.add_argument("--final-predictions", type=Path, nargs="+", default=None,
@@ -158,7 +164,7 @@ def main() -> None:
     folds = protocol.record_folds(y_dev, rec_dev, args.folds, seed=args.seed)
     source = development_source(args.windows, set(rec_dev.tolist()), args.out / "development-windows")
 
-    net_oof, gbm_oof, per_fold = {}, {}, []
+    net_oof, features_oof, per_fold = {}, {}, []
     seed_oof: dict[int, dict[str, np.ndarray]] = {s: {} for s in args.train_seeds}
     for fold in range(args.folds):
         held = folds == fold
@@ -171,11 +177,11 @@ def main() -> None:
         net_oof.update(net)
         for s in args.train_seeds:
             seed_oof[s].update(nets[s])
-        gbm = ecg_feature_model("gbm", args.seed).fit(X_dev[~held], y_dev[~held])
-        gbm_oof.update(dict(zip(records, gbm.predict_proba(X_dev[held]))))
+        feature_model = ecg_feature_model(args.feature_model, args.seed).fit(X_dev[~held], y_dev[~held])
+        features_oof.update(dict(zip(records, feature_model.predict_proba(X_dev[held]))))
         per_fold.append({"fold": fold, "records": len(records), "windowed": sum(r in net for r in records),
                          "net_f1": fold_f1(records, y_dev[held], net),
-                         "gbm_f1": fold_f1(records, y_dev[held], {r: gbm_oof[r] for r in records}),
+                         "features_f1": fold_f1(records, y_dev[held], {r: features_oof[r] for r in records}),
                          "net_f1_by_seed": {s: fold_f1(records, y_dev[held], nets[s]) for s in args.train_seeds},
                          "train_seconds": sum(t["train_seconds"] for t in spent.values()),
                          "train_cpu_seconds": sum(t["train_cpu_seconds"] for t in spent.values()),
@@ -185,7 +191,7 @@ def main() -> None:
     def cv(proba: dict[str, np.ndarray]) -> list[float]:
         return [fold_f1(rec_dev[folds == k].tolist(), y_dev[folds == k], proba) for k in range(args.folds)]
 
-    curve = {float(w): cv(blend(net_oof, gbm_oof, w)) for w in WEIGHTS}
+    curve = {float(w): cv(blend(net_oof, features_oof, w)) for w in WEIGHTS}
     chosen = max(curve, key=lambda w: (np.mean(curve[w]), -abs(w - 0.5)))
     summary = {
         "model": json.loads(args.model_json), "lr": args.lr, "class_weight": args.class_weight,
@@ -194,7 +200,7 @@ def main() -> None:
         "net_cv": [float(np.mean([f["net_f1"] for f in per_fold])), float(np.std([f["net_f1"] for f in per_fold], ddof=1))],
         "net_cv_by_seed": {s: [float(np.mean([f["net_f1_by_seed"][s] for f in per_fold])),
                                float(np.std([f["net_f1_by_seed"][s] for f in per_fold], ddof=1))] for s in args.train_seeds},
-        "gbm_cv": [float(np.mean([f["gbm_f1"] for f in per_fold])), float(np.std([f["gbm_f1"] for f in per_fold], ddof=1))],
+        "feature_model": args.feature_model, "feature_model_cv": [float(np.mean([f["features_f1"] for f in per_fold])), float(np.std([f["features_f1"] for f in per_fold], ddof=1))],
         "blend_cv_by_weight": {str(w): [float(np.mean(s)), float(np.std(s, ddof=1))] for w, s in curve.items()},
         "blend_f1_by_fold": {str(w): [float(v) for v in s] for w, s in curve.items()},
         "blend_weight_chosen": chosen,
@@ -204,27 +210,27 @@ def main() -> None:
     def write_oof(path: Path, nets: dict[str, np.ndarray]) -> None:   # out-of-fold probabilities, for later blends
         with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["record", "fold", "label", *[f"net_{c}" for c in CLASSES], *[f"gbm_{c}" for c in CLASSES]])
+            writer.writerow(["record", "fold", "label", *[f"net_{c}" for c in CLASSES], *[f"features_{c}" for c in CLASSES]])
             for record, fold, label in zip(rec_dev.tolist(), folds.tolist(), y_dev.tolist()):
                 net = nets.get(record, np.full(len(CLASSES), np.nan))
-                writer.writerow([record, fold, CLASSES[label], *net.round(6), *gbm_oof[record].round(6)])
+                writer.writerow([record, fold, CLASSES[label], *net.round(6), *features_oof[record].round(6)])
 
     write_oof(args.out / "oof.csv", net_oof)
     if len(args.train_seeds) > 1:   # each seed's own, to blend one net at a time (bench_ecg_blend_cv.py)
         for s in args.train_seeds:
             write_oof(args.out / f"oof-seed{s}.csv", seed_oof[s])
-    print(f"net CV {summary['net_cv'][0]:.3f} ± {summary['net_cv'][1]:.3f} | gbm CV {summary['gbm_cv'][0]:.3f} ± "
-          f"{summary['gbm_cv'][1]:.3f} | blend w={chosen}: CV {np.mean(curve[chosen]):.3f} ± {np.std(curve[chosen], ddof=1):.3f}")
+    print(f"net CV {summary['net_cv'][0]:.3f} ± {summary['net_cv'][1]:.3f} | {args.feature_model} CV {summary['feature_model_cv'][0]:.3f} ± "
+          f"{summary['feature_model_cv'][1]:.3f} | blend w={chosen}: CV {np.mean(curve[chosen]):.3f} ± {np.std(curve[chosen], ddof=1):.3f}")
     if args.final_predictions:
-        gbm = ecg_feature_model("gbm", args.seed).fit(X_dev, y_dev)
-        gbm_final = dict(zip(np.asarray(rec_fin).astype(str).tolist(), gbm.predict_proba(X_fin)))
+        feature_model = ecg_feature_model(args.feature_model, args.seed).fit(X_dev, y_dev)
+        features_final = dict(zip(np.asarray(rec_fin).astype(str).tolist(), feature_model.predict_proba(X_fin)))
         net_final = mean_probabilities([read_probabilities(path) for path in args.final_predictions])
         predicted = {}
-        for name, proba in (("gbm", gbm_final), ("net", net_final), (f"blend w={chosen}", blend(net_final, gbm_final, chosen))):
+        for name, proba in ((args.feature_model, features_final), ("net", net_final), (f"blend w={chosen}", blend(net_final, features_final, chosen))):
             scored = [r for r in all_final if r in proba]
             labels = np.array([int(np.argmax(proba[r])) for r in scored], np.int64)
             predicted[name] = protocol.complete_predictions(all_final, scored, labels, NOISY)
-        summary["final"] = protocol.final_reports(y_final, predicted, CLASSES, baseline="gbm", seed=args.seed)
+        summary["final"] = protocol.final_reports(y_final, predicted, CLASSES, baseline=args.feature_model, seed=args.seed)
         for name, report in summary["final"].items():
             print(protocol.describe_final(name, report))
     (args.out / "cv.json").write_text(json.dumps(summary, indent=1))

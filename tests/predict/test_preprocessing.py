@@ -150,6 +150,22 @@ def test_predict_blends_nets_with_the_feature_model_record_by_record(tmp_path):
     with pytest.raises(SystemExit, match="one non-negative weight per model"):
         main(["predict", "--records", str(records), "--out", str(tmp_path / "bad"), "--model", *nets, "--weights", "1"])
 
+    # decision weights on the blend: its probabilities times them, renormalised, and their arg-max
+    decision = np.array([0.5, 2.0, 1.0, 3.0])
+    decided = predicted("blend-decided", "--model", str(tmp_path / "net"), str(tmp_path / "baseline"),
+                        "--weights", "3", "7", "--class-weights", *map(str, decision))
+    moved = 0
+    for name, row in decided.items():
+        expected = p(blended, name) * decision / np.sum(p(blended, name) * decision)
+        np.testing.assert_allclose(p(decided, name), expected, rtol=1e-6)
+        assert row["predicted"] == classes[int(np.argmax(expected))] and row["reason"] == blended[name]["reason"]
+        moved += row["predicted"] != blended[name]["predicted"]
+    assert moved > 0   # the weights changed some decisions (else this would not test them)
+    assert json.loads((tmp_path / "blend-decided" / "counts.json").read_text())["class_weights"] == dict(zip(classes, decision))
+    with pytest.raises(SystemExit, match="one positive weight per class"):
+        main(["predict", "--records", str(records), "--out", str(tmp_path / "bad"), "--model", *nets,
+              "--class-weights", "1", "2"])
+
 
 def test_weighted_mean_uses_only_the_models_that_scored_each_record():
     """Record 0: both models, weights 1:3; record 1: only the second; record 2: only the first,

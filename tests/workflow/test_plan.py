@@ -69,7 +69,8 @@ def test_paper_config_predicts_with_the_whole_record_cascade(workdir):
 def test_a_seed_ensemble_trains_one_run_per_seed_in_any_mode_and_predict_weights_them(workdir):
     """``train.runs[].seeds``: one run per seed, ``train.seed``'s under the plain name, the
     others suffixed ``-seed{s}``, each with its own ``--seed`` and directory (desktop and MPI);
-    ``predict.model`` as a list with ``predict.weights`` trains every member first."""
+    ``predict.model`` as a list with ``predict.weights`` trains every member first, and
+    ``predict.class_weights`` reaches the command."""
     import yaml
 
     (workdir / "local.yaml").write_text(yaml.safe_dump({
@@ -79,7 +80,7 @@ def test_a_seed_ensemble_trains_one_run_per_seed_in_any_mode_and_predict_weights
         "predict": {"name": "ensemble", "records": "some/records",
                     "model": ["results/ecg/runs/desktop-w1", "results/ecg/runs/desktop-w1-seed2",
                               "results/ecg/runs/desktop-w1-seed3", "results/ecg/baseline"],
-                    "weights": [0.2, 0.2, 0.2, 0.4]}}))
+                    "weights": [0.2, 0.2, 0.2, 0.4], "class_weights": [1, 1.5, 0.85, 2.5]}}))
     out = snakemake(workdir, "all", "predict", "-n", "-p", "--cores", "2", "--configfile", "config/config.yaml",
                     "local.yaml").stdout
     commands = [line.strip().removeprefix("Shell command: ") for line in out.splitlines() if "diagnosenet " in line]
@@ -92,7 +93,7 @@ def test_a_seed_ensemble_trains_one_run_per_seed_in_any_mode_and_predict_weights
     predict = [c for c in commands if c.startswith("diagnosenet predict")]
     assert predict and ("--model results/ecg/runs/desktop-w1 results/ecg/runs/desktop-w1-seed2 "
                         "results/ecg/runs/desktop-w1-seed3 results/ecg/baseline") in predict[0]
-    assert "--weights 0.2 0.2 0.2 0.4" in predict[0]
+    assert "--weights 0.2 0.2 0.2 0.4 --class-weights 1 1.5 0.85 2.5 " in predict[0]
     assert planned_jobs(out).get("baseline") == 1
 
 

@@ -268,6 +268,12 @@ def predict_weights(wildcards):
     return "--weights " + " ".join(str(w) for w in weights) if weights else ""
 
 
+def predict_class_weights(wildcards):
+    """``--class-weights W...`` when ``predict.class_weights`` is set (one per class)."""
+    weights = config["predict"].get("class_weights")
+    return "--class-weights " + " ".join(str(w) for w in weights) if weights else ""
+
+
 def predict_inputs(wildcards):
     """``--records DIR`` (ECG) or ``--rhs FILES [--labels CSV]`` (PMSI) from ``predict:``."""
     p = config["predict"]

@@ -20,6 +20,7 @@ rule predict:
         models=" ".join(predict_models()),
         inputs=predict_inputs,
         weights=predict_weights,
+        class_weights=predict_class_weights,
         out=parent("output.predictions"),
     threads: workflow.cores   # ECG records are read in parallel (capped by --cores)
     conda:
@@ -29,7 +30,7 @@ rule predict:
     benchmark:
         f"{RESULTS}/benchmarks/predict/{config['predict']['name']}.tsv"
     shell:
-        "diagnosenet predict --model {params.models} {params.inputs} {params.weights} --jobs {threads} --out {params.out} > {log} 2>&1"
+        "diagnosenet predict --model {params.models} {params.inputs} {params.weights} {params.class_weights} --jobs {threads} --out {params.out} > {log} 2>&1"
 
 
 rule export:

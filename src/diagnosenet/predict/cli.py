@@ -14,18 +14,21 @@ STAGE = "predict"
 
 def predict(model: str | Path | list, out: str | Path, *, records: str | Path | None = None, rhs: list[str] | None = None,
             labels: str | Path | None = None, salt_file: str | Path | None = None,
-            weights: list[float] | None = None, jobs: int | None = None) -> dict:
+            weights: list[float] | None = None, class_weights: list[float] | None = None,
+            jobs: int | None = None) -> dict:
     """Write ``predictions.csv`` (+ scores when labels are known) for new ECG records or RHS files.
 
     ``model``: one model, or several of the same task and classes whose probabilities are
     averaged per record (per stay) with ``weights`` (default equal): a seed ensemble, a net
     blended with the ECG feature model (``results/ecg/baseline``), or both. Choose the weights
     on development records (``bench/bench_ecg_blend_cv.py``), never on the records you score.
+    ``class_weights``: decision weights per class applied to those probabilities
+    (:func:`~diagnosenet.predict.table.weigh_classes`), chosen the same way.
     ``jobs``: ECG records read in parallel (default: every CPU)."""
     from diagnosenet import metrics
     from diagnosenet.artifacts import write_json, write_manifest
     from diagnosenet.predict.model import lineage_of, load
-    from diagnosenet.predict.table import rows_by_group, write_predictions
+    from diagnosenet.predict.table import rows_by_group, weigh_classes, write_predictions
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,6 +91,9 @@ def predict(model: str | Path | list, out: str | Path, *, records: str | Path | 
         if counts["unseen_features"]:
             log.warning("%d feature occurrences unseen in training (ignored): %s", counts["unseen_features"],
                         counts["unseen_features_per_group"])
+    if class_weights is not None:
+        rows, proba = weigh_classes(rows, proba, class_weights, classes)
+        counts["class_weights"] = dict(zip(classes, map(float, class_weights)))
     write_predictions(out / "predictions.csv", rows, classes)
     files = ["predictions.csv", "counts.json"]
     result = {"task": lineage.task, "model": [str(m) for m in models], "counts": counts}
@@ -103,7 +109,7 @@ def predict(model: str | Path | list, out: str | Path, *, records: str | Path | 
                  "records" if lineage.task == "ecg" else "stays", scores["accuracy"], scores["macro_f1"],
                  f", challenge F1 {scores['challenge_f1']:.4f}" if "challenge_f1" in scores else "")
     write_json(out / "counts.json", counts)
-    params = {"model": [str(m) for m in models], "weights": weights}
+    params = {"model": [str(m) for m in models], "weights": weights, "class_weights": class_weights}
     write_manifest(out, stage=STAGE, files=files, params=params, counts=counts)
     log.info("%d predictions in %s", len(rows), out / "predictions.csv")
     return result
@@ -111,7 +117,7 @@ def predict(model: str | Path | list, out: str | Path, *, records: str | Path | 
 
 def _predict(args: argparse.Namespace) -> int:
     predict(args.model, args.out, records=args.records, rhs=args.rhs, labels=args.labels, salt_file=args.salt_file,
-            weights=args.weights, jobs=args.jobs)
+            weights=args.weights, class_weights=args.class_weights, jobs=args.jobs)
     return 0
 
 
@@ -136,6 +142,9 @@ def register(subparsers) -> None:
     p.add_argument("--weights", type=float, nargs="+",
                    help="one weight per --model (default equal), e.g. a net and results/ecg/baseline blended; "
                         "choose them on development records")
+    p.add_argument("--class-weights", type=float, nargs="+",
+                   help="one decision weight per class, in the model's class order: the (combined) probabilities "
+                        "times these, renormalised; choose them on development records (bench/bench_ecg_blend_cv.py)")
     p.add_argument("--jobs", type=int, default=None, help="ECG: records read in parallel (default: every CPU)")
     p.add_argument("--out", required=True, help="output directory (predictions.csv, counts.json, scores)")
     p.set_defaults(func=_predict)

@@ -29,6 +29,22 @@ def rows_by_group(groups: Sequence[str], labels: Sequence[int] | None, proba: np
     return rows, mean[order], group_labels[order]
 
 
+def weigh_classes(rows: list[dict], proba: np.ndarray, weights: Sequence[float],
+                  classes: Sequence[str]) -> tuple[list[dict], np.ndarray]:
+    """Decision weights per class: each row's probabilities times ``weights``, renormalised (a
+    change of class priors, so still probabilities), and its arg-max as the prediction. Moves
+    the decision boundaries towards rare classes (the challenge F1 of AF and Noisy), as the
+    ``cascade`` does inside its fit; choose them on development records, never on those scored."""
+    weights = np.asarray(weights, np.float64)
+    if weights.shape != (len(classes),) or not (weights > 0).all():
+        raise SystemExit(f"--class-weights {weights.tolist()}: one positive weight per class ({', '.join(classes)})")
+    weighted = proba * weights[None, :]
+    weighted /= np.maximum(weighted.sum(axis=1, keepdims=True), 1e-300)
+    out = [{**row, "predicted": classes[int(np.argmax(p))], **{f"p_{c}": float(v) for c, v in zip(classes, p)}}
+           for row, p in zip(rows, weighted)]
+    return out, weighted
+
+
 def write_predictions(path: str | Path, rows: list[dict], classes: Sequence[str]) -> None:
     fields = ["record", "label", "predicted", *[f"p_{c}" for c in classes], "windows", "reason"]
     with open(path, "w", newline="", encoding="utf-8") as handle:
