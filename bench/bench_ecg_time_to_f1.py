@@ -10,7 +10,8 @@ the final records after each epoch, against the training seconds and CPU-seconds
 The run grows one epoch at a time (``max_epochs`` is not part of the resume fingerprint, so
 each call resumes the same run) until early stopping ends it; after each epoch ``predict``
 scores every final record with the run's best weights so far (the model a user would get if
-training stopped there), alone and blended with ``--baseline``. The final records are
+training stopped there), alone and blended with ``--baseline`` (with ``--class-weights``: the
+blend's decision weights, as ``predict``). The final records are
 **reported only**, never used for a choice (``docs/ecg-quality.md``). Train seconds are the
 sum of the run's ``epoch_seconds``; CPU-seconds are this process's over the training calls
 (each call re-reads the shards and re-traces the step: an upper bound).
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import desktop_run
 
-THRESHOLDS = (0.70, 0.75, 0.80)
+THRESHOLDS = (0.70, 0.75, 0.80, 0.83)
 
 
 def main() -> None:
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     desktop_run.add_options(parser)
     parser.add_argument("--blend-weight", type=float, default=0.5)
+    parser.add_argument("--class-weights", type=float, nargs="+", default=None,
+                        help="predict's decision weights for the blend (chosen on development records)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from diagnosenet.predict.cli import predict
@@ -55,7 +58,8 @@ def main() -> None:
                "train_cpu_seconds": round(cpu, 1)}
         for name, models, weights in (("net", [run], None),
                                       ("blend", [run, args.baseline], [args.blend_weight, 1 - args.blend_weight])):
-            scored = predict(models, args.out / f"epoch{epochs}-{name}", records=args.records, weights=weights)
+            scored = predict(models, args.out / f"epoch{epochs}-{name}", records=args.records, weights=weights,
+                             class_weights=args.class_weights if name == "blend" else None)
             row[f"{name}_f1"] = round(scored["scores"]["challenge_f1"], 4)
         rows.append(row)
         print(json.dumps(row), flush=True)
