@@ -152,8 +152,8 @@ def test_a_node_throttled_to_five_percent_of_a_core_is_not_lost_in_mpi_async(clu
     quota.write_text("5000")
     try:
         out = tmp_path / "slow"
-        proc = subprocess.run(mpi_on_cluster(tiny, "mpi-async", out, model={"backend": "numpy", "hidden_units": [64]},
-                                             epochs=3, timeout=5), text=True, stdout=subprocess.PIPE,
+        proc = subprocess.run(launch_on_cluster(tiny, "mpi-async", out, model={"backend": "numpy", "hidden_units": [64]},
+                                                epochs=3, timeout=5), text=True, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, timeout=550)
     finally:
         quota.write_text("100000")
@@ -169,17 +169,23 @@ def test_epochs_longer_than_the_timeout_complete_across_nodes(cluster, tiny, tmp
     """(d): 4 s steps (12 s epochs) under timeout_s = 3 over the shaped links (a bound of 1 s
     was seen to expire on a heavily loaded 2-core machine: heartbeats come every timeout_s / 4)."""
     out = tmp_path / mode
-    proc = subprocess.run(mpi_on_cluster(tiny, mode, out, model={"backend": "numpy", "hidden_units": [16], "delay_s": 4.0},
-                                         epochs=2, timeout=3), text=True, stdout=subprocess.PIPE,
+    proc = subprocess.run(launch_on_cluster(tiny, mode, out, model={"backend": "numpy", "hidden_units": [16], "delay_s": 4.0},
+                                            epochs=2, timeout=3), text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=550)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert track_epochs(out) == [1, 2]
     assert not json.loads((out / "metrics.json").read_text())["mpi"].get("lost_workers")
 
 
-def launch_on_cluster(tiny, mode: str, out: Path, *, epochs: int, timeout: float) -> list[str]:
-    """``diagnosenet launch-mpi`` (what rule train_mpi runs) on the head node, ranks on node0..2."""
-    command = mpi_on_cluster(tiny, mode, out, model={"backend": "numpy", "hidden_units": [16], "delay_s": 0.05},
+def launch_on_cluster(tiny, mode: str, out: Path, *, epochs: int, timeout: float,
+                      model: dict | None = None) -> list[str]:
+    """``diagnosenet launch-mpi`` (what rule train_mpi runs) on the head node, ranks on node0..2.
+
+    Tests of a run that should succeed go through it, not through a bare ``mpirun``: Hydra
+    itself was seen to die of SIGPIPE while tearing down a job whose outputs were all written
+    (exit 243 = -13 from ``emulate-cluster run``, fresh-clone suite of 2026-12-07), and
+    launch-mpi is where that is told apart from a failed run (``finished_since``)."""
+    command = mpi_on_cluster(tiny, mode, out, model=model or {"backend": "numpy", "hidden_units": [16], "delay_s": 0.05},
                              epochs=epochs, timeout=timeout)
     launcher = " ".join(command[command.index("mpirun"):command.index("-n")])
     train = command[command.index("train-mpi") + 1:]
