@@ -176,6 +176,20 @@ def test_sync_keeps_replicas_bit_identical_and_writes_the_desktop_outputs(w2, tm
     assert result["time_to_best_s"] > 0 and result["best_epoch"] >= 1
 
 
+@pytest.mark.parametrize("mode", ["mpi-sync", "mpi-async"])
+def test_a_monitored_run_writes_a_manifest_that_verifies(w2, tmp_path, mode):
+    """Every rank samples its monitor (fast, so samples are still being written as training
+    ends), and the run's manifest hashes each rank's monitor CSV and timeline: it must do so
+    after they are closed. (mpi-async wrote it while its ranks' monitors still ran: a finished
+    run whose manifest did not verify, so launch-mpi could not tell it from a failed one.)"""
+    out = tmp_path / mode
+    proc = run(train_command(w2, out, mode, monitor_rate=20, max_epochs=2))
+    assert proc.returncode == 0, proc.stdout
+    verify_manifest(out, stage="train")
+    listed = json.loads((out / "manifest.json").read_text())["files"]
+    assert {f"monitor/rank{r}.csv" for r in range(3)} <= set(listed), listed
+
+
 @pytest.mark.timeout(180)
 def test_class_weighted_loss_is_the_same_in_mpi_sync_and_desktop(tiny_inputs, tmp_path):
     """``--class-weight balanced`` reaches the replica of every rank: one mpi-sync worker takes

@@ -47,7 +47,7 @@ from diagnosenet.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
-TAG_HEAD, TAG_GRAD, TAG_REPLY_HEAD, TAG_REPLY, TAG_EPOCH, TAG_BEAT, TAG_BYE = range(21, 28)
+TAG_HEAD, TAG_GRAD, TAG_REPLY_HEAD, TAG_REPLY, TAG_EPOCH, TAG_BEAT, TAG_BYE, TAG_FILES_FINAL = range(21, 29)
 HEAD_FLOATS = 5      # version used, batch mean loss, batch rows, rows right, packed input-row floats (-1: dense)
 CONTINUE, STOP, DROPPED = 0, 1, 2   # the second value of every reply head
 #: reply head: version, code, rows of a row reply (-1: every weight), digest of the master's weights (STOP only)
@@ -176,6 +176,17 @@ class _Master:
         mc.cancel(self.sends[worker])
         self.sends[worker] = []
 
+    def await_final_files(self) -> None:
+        """Wait until every live worker has closed its monitor and timeline (it says so after its
+        last reply); a worker silent for ``timeout_s`` here is named and not waited for: the run
+        is trained, and its files are hashed as they are."""
+        for worker in sorted(self.workers):
+            try:
+                self.live.wait(self.comm.Irecv(np.empty(1, np.int64), source=worker, tag=TAG_FILES_FINAL),
+                               f"final monitor and timeline files of rank {worker}", [worker])
+            except mc.RankTimeout as exc:
+                log.warning("mpi-async: %s; writing the run without waiting for it", exc)
+
     def complete_sends(self) -> None:
         """Wait for the replies to live workers (those to lost ones may never complete)."""
         for worker in sorted(self.workers):
@@ -267,11 +278,13 @@ def _master(settings: TrainSettings, comm, live) -> tuple[dict, bool]:
             for worker in sorted(master.workers):
                 master.reply(worker, STOP if stop else CONTINUE)
         master.complete_sends()
-        result = run.finish({
-            "n_params": master.n, "bytes_exchanged_per_epoch": exchanged, "monitor": monitor_status,
-            "mpi": {**master.ex.summary(), "ranks": comm.Get_size(), "hosts": live.hosts,
-                    "rank_workers": master.worker_of,
-                    "replies": "every weight" if master.rows is None else "changed rows"}})
+    # the manifest hashes every rank's monitor CSV and timeline: each must be closed first
+    master.await_final_files()
+    result = run.finish({
+        "n_params": master.n, "bytes_exchanged_per_epoch": exchanged, "monitor": monitor_status,
+        "mpi": {**master.ex.summary(), "ranks": comm.Get_size(), "hosts": live.hosts,
+                "rank_workers": master.worker_of,
+                "replies": "every weight" if master.rows is None else "changed rows"}})
     lost_in_job = len(master.ex.lost) > len(settings.lost_workers)   # not those of an earlier, re-formed job
     bye = np.array([lost_in_job], np.int64)
     goodbyes = {w: comm.Isend(bye, dest=w, tag=TAG_BYE) for w in live.dests}  # live or spoke again
@@ -360,8 +373,9 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
                 timeline.flush()
         if code == DROPPED:
             log.warning("mpi-async rank %d: the master dropped this worker as silent; stopping", rank)
-        timeline.flush()   # before the master writes the manifest, which hashes it
-        # stay alive until the master has written the outputs (after a lost rank, any exit ends the job)
-        lost = np.zeros(1, np.int64)
-        live.wait(comm.Irecv(lost, source=0, tag=TAG_BYE), "goodbye from the master", [0])
+    if code == STOP:   # monitor and timeline closed: the master may hash them into the manifest
+        live.wait(comm.Isend(np.ones(1, np.int64), dest=0, tag=TAG_FILES_FINAL), "final files to the master", [0])
+    # stay alive until the master has written the outputs (after a lost rank, any exit ends the job)
+    lost = np.zeros(1, np.int64)
+    live.wait(comm.Irecv(lost, source=0, tag=TAG_BYE), "goodbye from the master", [0])
     return None, bool(lost[0]) or code == DROPPED
