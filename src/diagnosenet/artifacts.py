@@ -108,6 +108,17 @@ def write_manifest(
     return manifest
 
 
+def rehash_manifest(directory: str | os.PathLike) -> dict:
+    """Hash again the files ``manifest.json`` lists, keeping everything else: for a stage whose
+    outputs other processes close after it wrote its manifest (the gRPC launcher's monitors of
+    the parameter servers and workers stop in its teardown, after the chief wrote the run)."""
+    directory = Path(directory)
+    manifest = read_json(directory / MANIFEST_NAME)
+    manifest["files"] = {name: sha256_file(directory / name) for name in sorted(manifest["files"])}
+    write_json(directory / MANIFEST_NAME, manifest)
+    return manifest
+
+
 def verify_manifest(
     directory: str | os.PathLike,
     *,

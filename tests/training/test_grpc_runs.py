@@ -68,13 +68,13 @@ def free_base_port(count: int) -> int:
 class Run:
     """``diagnosenet train-grpc`` in its own session; remembers every descendant it sees."""
 
-    def __init__(self, data: Path, mode: str, *, epochs: int, out: Path, n_ports: int = 4):
+    def __init__(self, data: Path, mode: str, *, epochs: int, out: Path, n_ports: int = 4, monitor_rate: float = 0):
         self.out, base = out, free_base_port(n_ports)
         self.ports = range(base, base + n_ports)
         argv = ["--task", "pmsi", "--mode", mode, "--workers", "2", "--dataset", str(data / "dataset"),
                 "--shards", str(data / "shards"), "--out", str(out), "--model-json", json.dumps(MODEL),
                 "--seed", "1", "--max-epochs", str(epochs), "--patience", str(epochs), "--lr", "0.01",
-                "--batch-size", str(BATCH), "--timeout", "120", "--monitor-rate", "0"]
+                "--batch-size", str(BATCH), "--timeout", "120", "--monitor-rate", str(monitor_rate)]
         self.log_path = out.parent / f"{out.name}.log"
         with open(self.log_path, "w") as log:
             self.popen = subprocess.Popen(
@@ -145,8 +145,8 @@ def assert_nothing_left(run: Run) -> None:
 def launch(data, tmp_path):
     runs = []
 
-    def start(mode: str, *, epochs: int, name: str = "run") -> Run:
-        runs.append(Run(data, mode, epochs=epochs, out=tmp_path / name))
+    def start(mode: str, *, epochs: int, name: str = "run", monitor_rate: float = 0) -> Run:
+        runs.append(Run(data, mode, epochs=epochs, out=tmp_path / name, monitor_rate=monitor_rate))
         return runs[-1]
 
     yield start
@@ -179,6 +179,19 @@ def test_the_shared_dataset_fn_reads_the_shard_staged_in_the_working_directory(d
 
 
 @pytest.mark.timeout(900)
+def test_a_monitored_grpc_async_run_writes_a_manifest_that_verifies(launch):
+    """The launcher samples the parameter server and the workers (``monitor/ps0.csv``, ...) and
+    stops those monitors in its teardown, after the chief wrote the run: it hashes the run's
+    files again then (before, ``ps0.csv`` no longer matched the manifest)."""
+    from diagnosenet.artifacts import verify_manifest
+
+    run = launch("grpc-async", epochs=2, monitor_rate=20)
+    assert run.wait() == 0, run.text()
+    listed = verify_manifest(run.out, stage="train")["files"]
+    assert {"monitor/ps0.csv", "monitor/chief.csv", "monitor/worker0.csv"} <= set(listed), listed
+    assert_nothing_left(run)
+
+
 def test_a_killed_parameter_server_stops_the_whole_run(launch):
     run = launch("grpc-async", epochs=1000)
     run.wait_epochs(1)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from diagnosenet.artifacts import ArtifactError, verify_manifest
+from diagnosenet.artifacts import MANIFEST_NAME, ArtifactError, rehash_manifest, verify_manifest
 from diagnosenet.training.grpc.cluster import (Task, host_answers, is_local, plan_cluster, port_free, port_open,
                                                tf_config, without_worker)
 from diagnosenet.training.settings import TrainSettings
@@ -399,7 +399,7 @@ def launch_training(mode: str, train_argv: list[str], *, workers: int, base_port
                             reform=mode == "grpc-async" and len(live_ids) > 1,
                             monitor_dir=train.out / "monitor", monitor_rate=train.monitor_rate, stream=stream)
         try:
-            return launcher.run()
+            code = launcher.run()
         except WorkerLost as exc:
             lost[str(live_ids[exc.task.index])] = f"{exc}; the run was re-formed without it"
             tasks = without_worker(tasks, exc.task.index)
@@ -407,6 +407,10 @@ def launch_training(mode: str, train_argv: list[str], *, workers: int, base_port
                          f"{', '.join(t.host for t in tasks if t.type == 'worker')}, resuming from the last "
                          "checkpoint\n")
             stream.flush()
+            continue
+        if code == 0 and (train.out / MANIFEST_NAME).exists():
+            rehash_manifest(train.out)   # the servers' and workers' monitor files, final only now
+        return code
 
 
 class Interrupted(Exception):
