@@ -24,7 +24,8 @@ over its shard — a worker that finished its shard waits at the epoch's end whi
 finish theirs; then the master sets its moving statistics to the mean of the workers' latest
 (the master never runs a forward pass in training mode, so without them its BatchNorm would
 keep its initial statistics), validates once, checkpoints, and sends every worker the
-decision with the current weights.
+decision with the current weights. After the last one each worker closes its monitor and
+timeline and says so (``TAG_FILES_FINAL``); the master writes the run, whose manifest hashes them, only then.
 
 Liveness: every rank runs a heartbeat thread, so a wait bounds *silence*, never the length
 of an epoch or an evaluation. A worker silent for ``timeout_s`` is dropped and recorded, and
