@@ -140,21 +140,21 @@ def test_pack_rows_ships_only_the_present_rows():
 
 def test_row_replies_keep_every_worker_equal_to_the_master_after_every_reply():
     """A master under lazy Adam and three workers at different versions (asynchronous order):
-    after each reply the worker's copy is the master's weights bit for bit, and a reply carries
-    far fewer rows than the block when few features are present."""
+    after each reply the worker's copy is the master's weights bit for bit, the master's
+    NumPy step is the replica's own, and a reply carries far fewer rows than the block when few
+    features are present."""
     import scipy.sparse as sp
 
     from diagnosenet.models.numpy_backend import NumpyReplica
-    from diagnosenet.training.exchange import (RowGradient, RowReplies, apply_reply, apply_row_gradient, pack_rows,
-                                               row_weighted_mean)
+    from diagnosenet.training.exchange import RowGradient, RowServer, apply_reply, pack_rows, row_weighted_mean
 
     inputs, units = 40, 6
     master = NumpyReplica(inputs, 3, [units], seed=1, learning_rate=0.05, optimizer="lazy-adam")
-    replies = RowReplies(master.input_block, master.n_params)
+    server = RowServer(master)
     rng = np.random.default_rng(3)
     version, held, copies = 0, {}, {}
     for worker in range(3):   # the start: every weight
-        body, rows = replies.message(master, held.get(worker))
+        body, rows = server.message(held.get(worker))
         assert rows == -1
         copies[worker] = np.empty(master.n_params, np.float32)
         apply_reply(copies[worker], body, rows, master.input_block)
@@ -170,16 +170,23 @@ def test_row_replies_keep_every_worker_equal_to_the_master_after_every_reply():
         head = inputs * units   # as the master receives it: packed rows and the rest
         update = row_weighted_mean([RowGradient.from_packed(pack_rows(grads, master.input_block), grads[head:], units)],
                                    [4])
-        apply_row_gradient(master, update, master.input_block)
         version += 1
-        replies.updated(update, version)
-        body, rows = replies.message(master, held[worker])
+        server.apply(update, version)
+        master.apply_gradients(grads)   # the replica's own (dense-gradient) lazy step: the same bits
+        np.testing.assert_array_equal(server.weights, master.get_weights())
+        body, rows = server.message(held[worker])
         apply_reply(copies[worker], body, rows, master.input_block)
         held[worker] = version
-        np.testing.assert_array_equal(copies[worker], master.get_weights())
+        np.testing.assert_array_equal(copies[worker], server.weights)
         sent_rows.append(rows)
     assert max(sent_rows) < inputs and np.mean(sent_rows) < inputs / 2, sent_rows
-    assert replies.max_floats == inputs * (units + 1) + master.n_params - inputs * units
+    assert server.max_floats == inputs * (units + 1) + master.n_params - inputs * units
+    handed = NumpyReplica(inputs, 3, [units], seed=1, learning_rate=0.05, optimizer="lazy-adam")
+    server.into(handed)   # weights and optimizer state, as validation and the checkpoint read them
+    for key, value in master.get_state().items():
+        np.testing.assert_array_equal(handed.get_state()[key], value)
+    with pytest.raises(ValueError, match="lazy-adam"):
+        RowServer(NumpyReplica(inputs, 3, [units], seed=1))
 
 
 def test_row_weighted_mean_is_the_dense_weighted_mean_without_the_dense_block():
@@ -202,32 +209,44 @@ def test_row_weighted_mean_is_the_dense_weighted_mean_without_the_dense_block():
 
 
 @pytest.mark.tensorflow
-def test_the_tensorflow_row_path_takes_the_dense_lazy_step_and_reads_the_same_rows():
-    """The ``mpi-async`` master's path under row replies (``TFReplica.apply_row_gradient``,
-    ``get_rows``): the step and the weights of the dense path, without the dense block."""
+@pytest.mark.parametrize("optimizer", ["adam", "lazy-adam"])
+def test_the_numpy_adam_of_a_tensorflow_replica_takes_its_steps_bit_for_bit(optimizer):
+    """``TFReplica.flat_adam``: the ``mpi-async`` master's NumPy step (lazy: :class:`RowServer`)
+    equals the replica's own TensorFlow step, weights and both moments bit for bit; ``into``
+    hands it back."""
     from diagnosenet.models.tensorflow_backend import tensorflow_replica
-    from diagnosenet.training.exchange import RowGradient
+    from diagnosenet.training.exchange import RowGradient, RowServer
 
     def replica():
         return tensorflow_replica("pmsi", {"hidden_units": [6], "dropout_keep": 1.0}, 40, 3, seed=1,
-                                  learning_rate=0.05, optimizer="lazy-adam")
+                                  learning_rate=0.05, optimizer=optimizer)
 
-    by_rows, dense = replica(), replica()
-    block = by_rows.input_block
+    tf_replica, numpy_side = replica(), replica()
+    block = tf_replica.input_block
+    if optimizer == "lazy-adam":
+        server = RowServer(numpy_side)
+        weights, adam = server.weights, server.adam
+    else:
+        adam, weights = numpy_side.flat_adam(), numpy_side.get_weights()
     rng = np.random.default_rng(9)
-    for _ in range(3):
-        g = np.zeros(by_rows.n_params, np.float32)
+    for version in range(1, 41):
+        g = np.zeros(tf_replica.n_params, np.float32)
         g[:block[0] * block[1]].reshape(block)[rng.choice(block[0], 4, replace=False)] = rng.normal(size=(4, block[1]))
-        g[block[0] * block[1]:] = rng.normal(size=by_rows.n_params - block[0] * block[1])
-        grad = RowGradient.from_dense(g, block)
-        by_rows.apply_row_gradient(grad.rows, grad.values, grad.rest)
-        dense.apply_gradients(g)
-    np.testing.assert_allclose(by_rows.get_weights(), dense.get_weights(), rtol=1e-6, atol=1e-7)
-    rows = np.array([3, 17, 39])
-    values, rest = by_rows.get_rows(rows)
-    weights = by_rows.get_weights()
-    np.testing.assert_array_equal(values, weights[:block[0] * block[1]].reshape(block)[rows])
-    np.testing.assert_array_equal(rest, weights[block[0] * block[1]:])
+        g[block[0] * block[1]:] = rng.normal(size=tf_replica.n_params - block[0] * block[1])
+        tf_replica.apply_gradients(g)
+        if optimizer == "lazy-adam":
+            server.apply(RowGradient.from_dense(g, block), version)
+        else:
+            adam.apply(weights, g)
+    state = tf_replica.get_state()
+    np.testing.assert_array_equal(weights, state["weights"])
+    np.testing.assert_array_equal(adam.m, state["adam_m"])
+    np.testing.assert_array_equal(adam.v, state["adam_v"])
+    assert adam.t == int(state["adam_iterations"][0]) == 40
+    if optimizer == "lazy-adam":
+        server.into(numpy_side)
+        for key in ("weights", "adam_m", "adam_v", "adam_iterations"):
+            np.testing.assert_array_equal(numpy_side.get_state()[key], state[key])
 
 
 @pytest.mark.tensorflow

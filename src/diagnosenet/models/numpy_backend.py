@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from diagnosenet.training.exchange import nonzero_rows
+from diagnosenet.models.flat_adam import FlatAdam
 from diagnosenet.training.replica import mean_cross_entropy
 from diagnosenet.training.settings import OPTIMIZERS
 
@@ -58,10 +58,9 @@ class NumpyReplica:
             else:
                 parts.append(np.zeros(shape))
         self._w = np.concatenate(parts).astype(np.float32)
-        self.lr, self.beta1, self.beta2, self.eps = learning_rate, beta1, beta2, epsilon
-        self._m = np.zeros_like(self._w)
-        self._v = np.zeros_like(self._w)
-        self._t = 0
+        #: Adam, or lazy Adam on the input block, in TensorFlow's arithmetic (one NumPy Adam)
+        self.adam = FlatAdam(self.n_params, learning_rate, beta1, beta2, epsilon,
+                             block=self.input_block if self.lazy else None)
         self.delay_s = float(delay_s)
 
     def _layers(self, flat: np.ndarray) -> list[np.ndarray]:
@@ -112,19 +111,14 @@ class NumpyReplica:
         return flat, mean_cross_entropy(proba, y, weights=self.class_weights), int(np.sum(np.argmax(proba, axis=1) == y))
 
     def apply_gradients(self, flat_grads: np.ndarray) -> None:
-        g = np.asarray(flat_grads, dtype=np.float32)
-        self._t += 1
-        lr_t = self.lr * np.sqrt(1 - self.beta2 ** self._t) / (1 - self.beta1 ** self._t)
-        at = slice(None)
-        if self.lazy:   # the input block's rows without a gradient keep their weights and moments
-            inputs, units = self.input_block
-            rows = nonzero_rows(g, self.input_block)
-            at = np.concatenate([(rows[:, None] * units + np.arange(units)).ravel(),
-                                 np.arange(inputs * units, self.n_params)])
-        g = g[at]
-        self._m[at] = self.beta1 * self._m[at] + (1 - self.beta1) * g
-        self._v[at] = self.beta2 * self._v[at] + (1 - self.beta2) * g * g
-        self._w[at] = (self._w[at] - lr_t * self._m[at] / (np.sqrt(self._v[at]) + self.eps)).astype(np.float32)
+        self.adam.apply(self._w, np.asarray(flat_grads, dtype=np.float32))
+
+    def flat_adam(self) -> FlatAdam:
+        """A copy of this replica's optimizer and its state (the ``mpi-async`` master steps with it)."""
+        adam = FlatAdam(self.n_params, float(self.adam.lr), self.adam.beta1, self.adam.beta2, float(self.adam.epsilon),
+                        block=self.adam.block)
+        adam.load(self.adam.state())
+        return adam
 
     def get_statistics(self) -> np.ndarray:
         return np.zeros(0, np.float32)  # no batch normalisation
@@ -138,11 +132,8 @@ class NumpyReplica:
         return np.concatenate(parts) if parts else np.zeros((0, self.shapes[-1][0]), np.float32)
 
     def get_state(self) -> dict[str, np.ndarray]:
-        return {"weights": self._w.copy(), "adam_m": self._m.copy(), "adam_v": self._v.copy(),
-                "adam_iterations": np.asarray([self._t], dtype=np.int64)}
+        return {"weights": self._w.copy(), **self.adam.state()}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         self.set_weights(state["weights"])
-        self._m = np.asarray(state["adam_m"], dtype=np.float32).copy()
-        self._v = np.asarray(state["adam_v"], dtype=np.float32).copy()
-        self._t = int(state["adam_iterations"][0])
+        self.adam.load(state)

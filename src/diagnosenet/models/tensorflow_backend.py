@@ -63,7 +63,6 @@ class TFReplica:
         self._gradients = tf.function(self._gradients_fn, reduce_retracing=True)
         self._apply = tf.function(self._apply_fn, reduce_retracing=True)
         self._step = tf.function(self._step_fn, reduce_retracing=True)
-        self._apply_rows = tf.function(self._apply_rows_fn, reduce_retracing=True)
         self._row_gradients = tf.function(self._row_gradients_fn, reduce_retracing=True)
         self._proba = tf.function(lambda x: tf.nn.softmax(self.graph(x, training=False)), reduce_retracing=True)
 
@@ -81,12 +80,6 @@ class TFReplica:
     def _apply_fn(self, flat):
         grads = [tf.reshape(g, v.shape) for g, v in zip(tf.split(flat, self._sizes), self.variables)]
         self.optimizer.apply_gradients(zip(grads, self.variables))
-
-    def _apply_rows_fn(self, rows, values, rest):
-        kernel, others = self.variables[0], self.variables[1:]
-        grads = [tf.reshape(g, v.shape) for g, v in zip(tf.split(rest, self._sizes[1:]), others)]
-        first = tf.IndexedSlices(values, rows, dense_shape=tf.shape(kernel, out_type=tf.int64))
-        self.optimizer.apply_gradients(zip([first, *grads], self.variables))
 
     def _row_gradients_fn(self, x, y):
         first = self.graph.layers[0]
@@ -144,13 +137,26 @@ class TFReplica:
     def apply_gradients(self, flat_grads: np.ndarray) -> None:
         self._apply(tf.convert_to_tensor(np.asarray(flat_grads, dtype=np.float32)))
 
-    # -- row access for the asynchronous master under row replies (training/exchange.py) ------
-    def apply_row_gradient(self, rows: np.ndarray, values: np.ndarray, rest: np.ndarray) -> None:
-        """One step whose input-block gradient is ``values`` at ``rows`` (zero elsewhere), then
-        ``rest``: lazy Adam scatters those rows; no tensor of the block's size is built."""
-        self._apply_rows(tf.convert_to_tensor(np.asarray(rows, np.int64)),
-                         tf.convert_to_tensor(np.asarray(values, np.float32)),
-                         tf.convert_to_tensor(np.asarray(rest, np.float32)))
+    # -- the asynchronous master's optimizer, and a worker's rows (training/exchange.py) ----------
+    def flat_adam(self):
+        """This replica's optimizer, state included, as a :class:`~diagnosenet.models.flat_adam.FlatAdam`
+        that takes TensorFlow's steps bit for bit (``β`` powers from TensorFlow's ``pow``): the
+        ``mpi-async`` master steps with it on flat NumPy weights."""
+        from diagnosenet.models.flat_adam import FlatAdam
+        from diagnosenet.models.optim import LazyAdam
+
+        opt = self.optimizer
+        beta_1, beta_2 = (tf.constant(b, tf.float32) for b in (opt.beta_1, opt.beta_2))
+
+        def powers(t: int):
+            t = tf.constant(t, tf.float32)
+            return tf.pow(beta_1, t).numpy(), tf.pow(beta_2, t).numpy()
+
+        lazy = isinstance(opt, LazyAdam) and opt.lazy_first and self.input_block is not None
+        adam = FlatAdam(self.n_params, opt.lr, opt.beta_1, opt.beta_2, opt.epsilon,
+                        block=self.input_block if lazy else None, powers=powers)
+        adam.load(self.get_state())
+        return adam
 
     def compute_row_gradients(self, X, y) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
         """:meth:`compute_gradients` of a sparse batch with the input kernel's part as rows:
@@ -166,11 +172,6 @@ class TFReplica:
         self.variables[0].scatter_update(tf.IndexedSlices(tf.convert_to_tensor(np.asarray(values, np.float32)),
                                                           tf.convert_to_tensor(np.asarray(rows, np.int64))))
         _assign_flat(self.variables[1:], rest)
-
-    def get_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(those rows of the input kernel, every weight after it)``, flat as in :meth:`get_weights`."""
-        values = tf.gather(self.variables[0], tf.convert_to_tensor(np.asarray(rows, np.int64))).numpy()
-        return values, _flat([v.numpy() for v in self.variables[1:]])
 
     def train_step(self, X, y) -> tuple[float, int]:
         """Gradient and update fused in one traced call: the desktop path, nothing leaves TensorFlow."""

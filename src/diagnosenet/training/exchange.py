@@ -216,53 +216,76 @@ def payload_formula(n_params: int, block: tuple[int, int] | None, rows_sent: int
     return gathered + 4 + 2 * rest if half else gathered + 4 * (rest + 1)
 
 
-class RowReplies:
-    """The asynchronous master's replies that carry only what changed since the version the
-    worker holds (``mpi-async`` with ``lazy-adam`` and a sparse input block).
+def reply_floats(block: tuple[int, int], n_params: int) -> int:
+    """The largest row reply: every block row with its index, and the rest."""
+    inputs, units = block
+    return inputs * (units + 1) + n_params - inputs * units
 
-    Under lazy Adam an input-block row changes only on an update whose gradient has it, so the
-    master records, per row, the version of its last change (:meth:`updated`); a worker at
-    version ``h`` needs exactly the rows changed after ``h``, plus every parameter after the
-    block (those change on every update). A reply is ``[index, row values…]`` per such row,
-    then the rest; :func:`apply_reply` writes it into the worker's copy, which then equals the
-    master's weights bit for bit (tested). A worker whose version is unknown gets every weight.
+
+class RowServer:
+    """The ``mpi-async`` master's model under row replies (``lazy-adam``, a sparse input
+    block): flat NumPy weights, the replica's optimizer as a lazy
+    :class:`~diagnosenet.models.flat_adam.FlatAdam`, and per block row the version of its last
+    change. TensorFlow is not in the loop: a step and a reply are a few NumPy passes.
+
+    Under lazy Adam an input-block row changes only on an update whose gradient has it, so a
+    worker at version ``h`` needs exactly the rows changed after ``h``, plus every parameter
+    after the block (those change on every update). A reply is ``[index, row values…]`` per
+    such row, then the rest; :func:`apply_reply` writes it into the worker's copy, which then
+    equals these weights bit for bit (tested). A worker whose version is unknown gets every
+    weight. :meth:`into` hands weights and optimizer state back to the replica (validation,
+    checkpoints), whose own step this one equals bit for bit (tested, both backends).
     """
 
-    def __init__(self, block: tuple[int, int], n_params: int):
+    def __init__(self, replica):
+        block = input_block(replica)
+        if block is None:
+            raise ValueError("row replies need a model with a sparse input block")
         self.inputs, self.units = (int(b) for b in block)
-        self.head, self.n_params = self.inputs * self.units, int(n_params)
+        self.head, self.n_params = self.inputs * self.units, int(replica.n_params)
+        self.adam = replica.flat_adam()
+        if self.adam.block != (self.inputs, self.units):
+            raise ValueError("row replies need lazy-adam: under Adam every row changes on every step")
+        self.weights = np.array(replica.get_weights(), np.float32)
         self.changed_at = np.full(self.inputs, -1, np.int64)
 
     @property
     def max_floats(self) -> int:
-        """The largest reply: every row with its index, and the rest."""
-        return self.inputs * (self.units + 1) + self.n_params - self.head
+        return reply_floats((self.inputs, self.units), self.n_params)
 
-    def updated(self, applied: RowGradient, version: int) -> None:
-        """The update that made ``version`` applied ``applied`` (lazily)."""
-        self.changed_at[applied.with_gradient()] = version
+    def apply(self, grad: "RowGradient", version: int) -> None:
+        """The update that makes ``version``: one lazy Adam step with ``grad``."""
+        self.adam.apply_rows(self.weights, grad.rows, grad.values, grad.rest)
+        self.changed_at[grad.with_gradient()] = version
 
     def changed_since(self, held: int) -> np.ndarray:
         return np.flatnonzero(self.changed_at > held)
 
-    def message(self, replica, held: int | None) -> tuple[np.ndarray, int]:
+    def message(self, held: int | None) -> tuple[np.ndarray, int]:
         """The reply to a worker at version ``held`` (``None``: unknown) and its row count
-        (``-1``: every weight, dense), read from ``replica`` (only those rows, where it can)."""
+        (``-1``: every weight, dense); a new buffer (MPI may still be sending the last one)."""
         if held is None:
-            return replica.get_weights(), -1
+            return self.weights.copy(), -1
         rows = self.changed_since(held)
-        values, rest = read_rows(replica, rows, (self.inputs, self.units))
-        packed = np.empty((rows.size, self.units + 1), np.float32)
+        body = np.empty(rows.size * (self.units + 1) + self.n_params - self.head, np.float32)
+        packed = body[:rows.size * (self.units + 1)].reshape(rows.size, self.units + 1)
         packed[:, 0] = rows
-        packed[:, 1:] = values
-        return np.concatenate([packed.ravel(), rest]), int(rows.size)
+        packed[:, 1:] = self.weights[:self.head].reshape(self.inputs, self.units)[rows]
+        body[packed.size:] = self.weights[self.head:]
+        return body, int(rows.size)
+
+    def into(self, replica) -> None:
+        """Give the replica these weights and this optimizer state (before it validates or is saved)."""
+        state = replica.get_state()
+        state.update(self.adam.state(), weights=self.weights.copy())
+        replica.set_state(state)
 
 
 @dataclass
 class RowGradient:
     """A gradient whose input block is given by its rows: ``values[i]`` is row ``rows[i]``
     (sorted, unique; every other row is zero), then ``rest``, every parameter after the block.
-    What the ``mpi-async`` master keeps under row replies instead of the dense 8.3 M vector."""
+    What the ``mpi-async`` master steps with under row replies instead of the dense 8.3 M vector."""
 
     rows: np.ndarray
     values: np.ndarray
@@ -272,8 +295,11 @@ class RowGradient:
     def from_packed(cls, packed: np.ndarray, rest: np.ndarray, units: int) -> "RowGradient":
         """From :func:`pack_rows`'s ``[index, values…]`` rows (unique) and the rest."""
         table = packed.reshape(-1, units + 1)
-        order = np.argsort(table[:, 0], kind="stable")
-        return cls(table[order, 0].astype(np.int64), table[order, 1:], rest)
+        rows = table[:, 0].astype(np.int64)
+        if np.all(rows[1:] > rows[:-1]):   # as workers send them: no copy
+            return cls(rows, table[:, 1:], rest)
+        order = np.argsort(rows, kind="stable")
+        return cls(rows[order], table[order, 1:], rest)
 
     @classmethod
     def from_dense(cls, grads: np.ndarray, block: tuple[int, int]) -> "RowGradient":
@@ -294,7 +320,10 @@ class RowGradient:
 
 def row_weighted_mean(grads: list[RowGradient], rows: list[int]) -> RowGradient:
     """:func:`~diagnosenet.training.loop.weighted_mean` of row gradients, without the dense block:
-    the union of their rows, each summed in float64 with the same weights."""
+    the union of their rows, each summed in float64 with the same weights. One gradient is
+    its own mean (its weight is exactly 1, so the bits are the same; ``k = 1`` pays nothing)."""
+    if len(grads) == 1:
+        return grads[0]
     weights = np.asarray(rows, np.float64) / float(np.sum(rows))
     union = np.unique(np.concatenate([g.rows for g in grads]))
     values = np.zeros((union.size, grads[0].values.shape[1]), np.float64)
@@ -304,27 +333,8 @@ def row_weighted_mean(grads: list[RowGradient], rows: list[int]) -> RowGradient:
     return RowGradient(union, values.astype(np.float32), rest.astype(np.float32))
 
 
-def apply_row_gradient(replica, grad: RowGradient, block: tuple[int, int]) -> None:
-    """One step with ``grad``: the replica's own row path where it has one (TensorFlow: the
-    kernel's gradient as ``tf.IndexedSlices``, nothing of the size of the block built), else
-    the dense gradient (the NumPy replica)."""
-    if hasattr(replica, "apply_row_gradient"):
-        replica.apply_row_gradient(grad.rows, grad.values, grad.rest)
-    else:
-        replica.apply_gradients(grad.dense(block))
-
-
-def read_rows(replica, rows: np.ndarray, block: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """``(those rows of the input block, every parameter after it)`` of the replica's weights."""
-    if hasattr(replica, "get_rows"):
-        return replica.get_rows(rows)
-    inputs, units = block
-    weights = replica.get_weights()
-    return weights[:inputs * units].reshape(inputs, units)[rows], weights[inputs * units:]
-
-
 def apply_reply(weights: np.ndarray, reply: np.ndarray, rows: int, block: tuple[int, int] | None) -> None:
-    """Write a reply of :class:`RowReplies` (``rows`` rows, or ``-1``: dense) into ``weights``."""
+    """Write a reply of :class:`RowServer` (``rows`` rows, or ``-1``: dense) into ``weights``."""
     if rows < 0 or block is None:
         weights[:] = reply[:weights.size]
         return

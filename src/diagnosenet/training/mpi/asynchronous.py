@@ -16,8 +16,10 @@ records gradients, versions and staleness, so each value's effect is visible.
 What travels: a gradient goes as its non-zero input-block rows plus the rest (``mpi.exchange:
 sparse``); a reply is every weight, except under ``lazy-adam`` with the sparse exchange, where
 it is only the input-block rows changed since the version the worker holds, plus the rest
-(:class:`~diagnosenet.training.exchange.RowReplies`: lossless, and the last reply carries a
-digest of the master's weights that every worker checks its copy against).
+(:class:`~diagnosenet.training.exchange.RowServer`: lossless, and the last reply carries a
+digest of the master's weights that every worker checks its copy against). There the master
+steps a NumPy copy of the model (TensorFlow's lazy Adam step, bit for bit) and hands it to
+its TensorFlow replica only at the end of an epoch, for validation and the checkpoint.
 
 Semantics shared with every mode (docs/training.md): an epoch is one pass of every worker
 over its shard — a worker that finished its shard waits at the epoch's end while the others
@@ -41,8 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diagnosenet.training.exchange import (RowGradient, RowReplies, apply_reply, apply_row_gradient, input_block,
-                                           pack_rows, row_weighted_mean, unpack_rows)
+from diagnosenet.training.exchange import (RowGradient, RowServer, apply_reply, input_block, pack_rows, reply_floats,
+                                           row_weighted_mean, unpack_rows)
 from diagnosenet.training.mpi import common as mc
 from diagnosenet.training.settings import TrainSettings
 
@@ -63,13 +65,10 @@ def weights_digest(weights: np.ndarray) -> int:
                           "little", signed=True)
 
 
-def row_replies(settings: TrainSettings, replica) -> RowReplies | None:
+def row_replies(settings: TrainSettings, replica) -> bool:
     """Replies with the changed rows only: ``lazy-adam`` (rows without a gradient stay put) and
     the sparse exchange, on a model with an input block; else every reply is every weight."""
-    block = input_block(replica)
-    if settings.optimizer != "lazy-adam" or settings.exchange != "sparse" or block is None:
-        return None
-    return RowReplies(block, replica.n_params)
+    return settings.optimizer == "lazy-adam" and settings.exchange == "sparse" and input_block(replica) is not None
 
 
 def train(settings: TrainSettings) -> dict | None:
@@ -109,11 +108,13 @@ class Exchange:
     staleness: list[int] = field(default_factory=list)
     lost: dict[int, str] = field(default_factory=dict)
     dropped_gradients: int = 0
+    service_cpu_s: float = 0.0   # the master's thread CPU receiving, applying and replying
 
     def summary(self) -> dict:
         s = np.asarray(self.staleness or [0])
         return {"weighting": self.weighting, "gradients": self.gradients, "updates": self.updates,
                 "mean_staleness": float(s.mean()), "max_staleness": int(s.max()),
+                "service_cpu_ms_per_gradient": round(1000 * self.service_cpu_s / max(self.gradients, 1), 3),
                 "dropped_gradients": self.dropped_gradients,
                 "lost_workers": {str(k): v for k, v in self.lost.items()}}
 
@@ -137,27 +138,32 @@ class _Master:
         self.ex = Exchange(settings.weighting, lost={int(w): why for w, why in settings.lost_workers.items()})
         self.latest_stats: dict[int, np.ndarray] = {}
         self.sends: dict[int, list] = {w: [] for w in self.workers}
-        self.rows = row_replies(settings, self.replica)
+        #: under row replies the model the master steps and replies from (TensorFlow holds it
+        #: only for validation and checkpoints, handed over at each epoch's end)
+        self.server = RowServer(self.replica) if row_replies(settings, self.replica) else None
         self.held: dict[int, int] = {}   # the version each worker's weights are at (its last reply)
 
     def reply(self, worker: int, code: int) -> None:
         """Send the reply head and the weights — with row replies, only what changed since the
         worker's version — (non-blocking; mpi4py keeps the buffers alive with the requests)."""
-        if self.rows is None or code == DROPPED:
+        if self.server is None:
             body, rows = self.replica.get_weights(), -1
         else:
-            body, rows = self.rows.message(self.replica, self.held.get(worker))
-        digest = weights_digest(self.replica.get_weights()) if code == STOP else 0
+            body, rows = self.server.message(None if code == DROPPED else self.held.get(worker))
+        digest = weights_digest(self.weights()) if code == STOP else 0
         head = np.array([self.version, code, rows, digest], np.int64)
         self.held[worker] = self.version
         self.message_bytes += head.nbytes + body.nbytes
         self.sends[worker] = [r for r in self.sends[worker] if not r.Test()] + [
             self.comm.Isend(head, dest=worker, tag=TAG_REPLY_HEAD), self.comm.Isend(body, dest=worker, tag=TAG_REPLY)]
 
+    def weights(self) -> np.ndarray:
+        return self.replica.get_weights() if self.server is None else self.server.weights
+
     def _gradient(self, buffer: np.ndarray, packed: int, dense_head: int):
         """A received gradient: dense, or a :class:`RowGradient` under row replies."""
         rest = buffer[max(packed, 0):max(packed, 0) + self.n - dense_head]
-        if self.rows is not None:
+        if self.server is not None:
             return RowGradient.from_packed(buffer[:packed], rest, self.block[1]) if packed >= 0 else \
                 RowGradient.from_dense(buffer[:self.n], self.block)
         return buffer[:self.n] if packed < 0 else np.concatenate([unpack_rows([buffer[:packed]], self.block), rest])
@@ -210,6 +216,7 @@ class _Master:
                 if tag == TAG_BEAT:
                     self.live.listen()
                 elif tag == TAG_HEAD:
+                    cpu = time.thread_time()
                     head = np.empty(HEAD_FLOATS)
                     comm.Recv(head, source=source, tag=TAG_HEAD)
                     packed = int(head[4])
@@ -227,6 +234,7 @@ class _Master:
                     if self.n_stats:
                         self.latest_stats[source] = buffer[buffer.size - self.n_stats:].copy()
                     stats.add(head[1], head[3], int(head[2]))
+                    self.ex.service_cpu_s += time.thread_time() - cpu
                 elif tag == TAG_EPOCH:
                     comm.Recv(np.empty(1, np.int64), source=source, tag=TAG_EPOCH)
                     if source in self.workers:
@@ -240,22 +248,23 @@ class _Master:
             pending = [p for p in pending if p[0] in self.workers]
             in_epoch = self.workers - at_end
             if pending and len(pending) >= min(self.settings.weighting, len(in_epoch)):
+                cpu = time.thread_time()
                 counts = [r for _, _, r, _ in pending]
-                if self.rows is None:
-                    self.replica.apply_gradients(weighted_mean([g for *_, g in pending], counts))
-                else:   # rows in, rows out: nothing of the block's size (33 MB for the paper's MLP)
-                    update = row_weighted_mean([g for *_, g in pending], counts)
-                    apply_row_gradient(self.replica, update, self.block)
                 self.ex.staleness += [self.version - used for _, used, _, _ in pending]
                 self.version += 1
-                if self.rows is not None:
-                    self.rows.updated(update, self.version)
+                if self.server is None:
+                    self.replica.apply_gradients(weighted_mean([g for *_, g in pending], counts))
+                else:   # rows in, rows out: nothing of the block's size (33 MB for the paper's MLP)
+                    self.server.apply(row_weighted_mean([g for *_, g in pending], counts), self.version)
                 self.ex.gradients += len(pending)
                 self.ex.updates += 1
                 gradients += len(pending)
                 for worker, *_ in pending:
                     self.reply(worker, CONTINUE)
                 pending = []
+                self.ex.service_cpu_s += time.thread_time() - cpu
+        if self.server is not None:   # validation and the checkpoint read the replica
+            self.server.into(self.replica)
         if self.latest_stats:  # the workers' moving statistics, averaged: the master's BatchNorm state
             self.replica.set_statistics(np.mean(list(self.latest_stats.values()), axis=0, dtype=np.float32))
         return stats, gradients
@@ -285,7 +294,7 @@ def _master(settings: TrainSettings, comm, live) -> tuple[dict, bool]:
         "n_params": master.n, "bytes_exchanged_per_epoch": exchanged, "monitor": monitor_status,
         "mpi": {**master.ex.summary(), "ranks": comm.Get_size(), "hosts": live.hosts,
                 "rank_workers": master.worker_of,
-                "replies": "every weight" if master.rows is None else "changed rows"}})
+                "replies": "every weight" if master.server is None else "changed rows"}})
     lost_in_job = len(master.ex.lost) > len(settings.lost_workers)   # not those of an earlier, re-formed job
     bye = np.array([lost_in_job], np.int64)
     goodbyes = {w: comm.Isend(bye, dest=w, tag=TAG_BYE) for w in live.dests}  # live or spoke again
@@ -311,7 +320,7 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
     dense_head = block[0] * block[1] if block else 0
     rows = row_replies(settings, replica)
     weights, reply_head = replica.get_weights(), np.empty(REPLY_HEAD, np.int64)
-    reply = np.empty(rows.max_floats if rows else replica.n_params, np.float32)
+    reply = np.empty(reply_floats(block, replica.n_params) if rows else replica.n_params, np.float32)
 
     def await_reply(what: str) -> int:
         requests = [comm.Irecv(reply_head, source=0, tag=TAG_REPLY_HEAD), comm.Irecv(reply, source=0, tag=TAG_REPLY)]
@@ -319,7 +328,7 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
             live.wait(request, what, [0])
         return int(reply_head[1])
 
-    by_rows = rows is not None and hasattr(replica, "set_rows")   # no copy of the block's size per step
+    by_rows = rows and hasattr(replica, "set_rows")   # no copy of the block's size per step
 
     def take_reply() -> None:
         count = int(reply_head[2])
