@@ -50,8 +50,8 @@ def main() -> None:
 
     alone = {}
     for share in sorted(set(workers)):
-        dataset, shards = bench_scaling.weak_dataset(args.composed, 1, args.rows_per_worker, args.held_out,
-                                                     args.batch_size)
+        dataset, shards = bench_scaling.scaled_dataset(args.composed, 1, args.rows_per_worker, args.held_out,
+                                                       args.batch_size)
         bench_scaling.OUT = args.out.resolve() / f"alone-{share:g}"
         run = bench_scaling.train(workers=1, dataset=dataset, shards=shards, cpu=f"{head:g},{share:g}", **common)
         bench_scaling.OUT = args.out.resolve()
@@ -59,10 +59,10 @@ def main() -> None:
     capacity = sum(alone[s] for s in workers)
 
     n = len(workers)
-    dataset, shards = bench_scaling.weak_dataset(args.composed, n, args.rows_per_worker, args.held_out, args.batch_size)
+    dataset, shards = bench_scaling.scaled_dataset(args.composed, n, args.rows_per_worker, args.held_out, args.batch_size)
     equal = bench_scaling.train(workers=n, dataset=dataset, shards=shards, cpu=args.cpu, **common)
-    _, balanced_shards = bench_scaling.weak_dataset(args.composed, n, args.rows_per_worker, args.held_out,
-                                                    args.batch_size, speeds_from=equal)
+    _, balanced_shards = bench_scaling.scaled_dataset(args.composed, n, args.rows_per_worker, args.held_out,
+                                                      args.batch_size, speeds_from=equal)
     measured = bench_scaling.train(workers=n, dataset=dataset, shards=balanced_shards, cpu=args.cpu,
                                    balance="measured", **common)
 

@@ -1,4 +1,4 @@
-"""Weak scaling of the MPI modes on an emulated 1 Gbit/s cluster, one lever at a time (root).
+"""Weak (or strong) scaling of the MPI modes on an emulated 1 Gbit/s cluster, one lever at a time (root).
 
     .venv/bin/python bench/bench_scaling.py --nodes 1 2 4 --cpu 0.25 --link 1gbit \\
         --patients 116831 --rows-per-worker 2048 --batch-sizes 64 --exchanges dense sparse \
@@ -6,8 +6,10 @@
 
 Builds the data once with the project's own stages (``synth-pmsi``, ``compose-pmsi``): the
 paper-size feature space (all composed features), then for each worker count N a data set
-of ``N × rows-per-worker`` training rows (constant work per worker: weak scaling) plus fixed
-validation and test rows, materialised and sharded for N workers. Then, for each lever
+of ``N × rows-per-worker`` training rows (constant work per worker: weak scaling; or, with
+``--total-rows R``, the same R rows for every N: strong scaling, where the time to a target
+accuracy compares like with like) plus fixed validation and test rows, materialised and
+sharded for N workers. Then, for each lever
 (exchange × micro-batch × mode), runs ``diagnosenet launch-mpi`` (rule ``train_mpi``'s
 command; ``train-grpc`` for the gRPC modes) on an emulated cluster of N + 1 nodes (rank 0 on node0, one worker per other node,
 ``--cpu`` core and ``--link`` each; ``diagnosenet emulate-cluster``) with the paper's
@@ -48,22 +50,25 @@ def compose(patients: int) -> Path:
     return composed
 
 
-def weak_dataset(composed: Path, workers: int, rows_per_worker: int, held_out: int, batch_size: int,
-                 speeds_from: Path | None = None) -> tuple[Path, Path]:
-    """A composed-stage subset of ``workers × rows_per_worker`` training rows + ``2 × held_out``
-    validation/test rows (every feature column kept), materialised and sharded for ``workers``
-    (``speeds_from``: balanced by that earlier run's measured speeds, ``shards.balance: measured``)."""
+def scaled_dataset(composed: Path, workers: int, rows_per_worker: int, held_out: int, batch_size: int,
+                   speeds_from: Path | None = None, total_rows: int | None = None) -> tuple[Path, Path]:
+    """A composed-stage subset of ``workers × rows_per_worker`` training rows (weak scaling), or
+    of ``total_rows`` whatever the workers (strong scaling: every worker count trains on the
+    same rows and is validated on the same held-out rows), + ``2 × held_out`` validation/test
+    rows (every feature column kept), materialised and sharded for ``workers`` (``speeds_from``:
+    balanced by that earlier run's measured speeds, ``shards.balance: measured``)."""
     from diagnosenet.artifacts import write_json, write_manifest
 
     task = "ecg" if (composed / "X.npy").exists() else "pmsi"
-    name = f"{task}-w{workers}-r{rows_per_worker}"
+    train_rows = workers * rows_per_worker if total_rows is None else total_rows
+    name = f"{task}-w{workers}-r{rows_per_worker}" if total_rows is None else f"{task}-t{total_rows}"
     subset, dataset = OUT / f"composed-{name}", OUT / f"dataset-{name}"
-    shards = OUT / f"shards-{name}-b{batch_size}" if speeds_from is None else \
-        OUT / f"shards-{name}-b{batch_size}-measured-{speeds_from.parent.name}"
+    split = f"{name}-b{batch_size}" if total_rows is None else f"{name}-w{workers}-b{batch_size}"
+    shards = OUT / f"shards-{split}" if speeds_from is None else OUT / f"shards-{split}-measured-{speeds_from.parent.name}"
     if not (dataset / "manifest.json").exists():
         X = np.load(composed / "X.npy") if task == "ecg" else sp.load_npz(composed / "X.npz").tocsr()
         y, groups = np.load(composed / "y.npy"), np.load(composed / "groups.npy", allow_pickle=False)
-        n = min(X.shape[0], workers * rows_per_worker + 2 * held_out)
+        n = min(X.shape[0], train_rows + 2 * held_out)
         pick = np.random.default_rng(7).permutation(X.shape[0])[:n]
         subset.mkdir(parents=True, exist_ok=True)
         x_name = "X.npy" if task == "ecg" else "X.npz"
@@ -159,6 +164,9 @@ def main() -> None:
                         help="an existing compose-pmsi output (e.g. bench/out/pmsi-116831-2020/composed), or a "
                              "window-ecg output (X.npy) for the ECG CNN")
     parser.add_argument("--rows-per-worker", type=int, default=2048)
+    parser.add_argument("--total-rows", type=int, default=None,
+                        help="strong scaling: every worker count trains on these many rows (time to a target "
+                             "accuracy on one data set); default: weak scaling, --rows-per-worker each")
     parser.add_argument("--held-out", type=int, default=2000, help="validation rows (and as many test rows)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--optimizers", nargs="+", default=["adam"], choices=("adam", "lazy-adam"),
@@ -177,7 +185,8 @@ def main() -> None:
     runs = []
     for batch_size in args.batch_sizes:
         for workers in args.nodes:
-            dataset, shards = weak_dataset(composed, workers, args.rows_per_worker, args.held_out, batch_size)
+            dataset, shards = scaled_dataset(composed, workers, args.rows_per_worker, args.held_out, batch_size,
+                                             total_rows=args.total_rows)
             for mode in args.modes:
                 for exchange in args.exchanges:
                     for optimizer in args.optimizers:
@@ -188,8 +197,8 @@ def main() -> None:
                         runs.append(equal)
                         print("done", equal, flush=True)
                         if "measured" in args.balance and workers > 1:
-                            _, balanced = weak_dataset(composed, workers, args.rows_per_worker, args.held_out,
-                                                       batch_size, speeds_from=equal)
+                            _, balanced = scaled_dataset(composed, workers, args.rows_per_worker, args.held_out,
+                                                         batch_size, speeds_from=equal, total_rows=args.total_rows)
                             runs.append(train(task, mode, workers, exchange, batch_size, dataset, balanced,
                                               args.epochs, args.cpu, args.link, optimizer, balance="measured"))
                             print("done", runs[-1], flush=True)
