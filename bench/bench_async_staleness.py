@@ -10,7 +10,8 @@ weights, and the master's :class:`~diagnosenet.training.exchange.RowServer` (the
 with the changed rows. Workers take turns, so every gradient is exactly ``W/k − 1`` versions
 stale (``--fresh``: each worker takes a reply before it computes, staleness 0, a reference
 no real cluster can reach). ``--stale-scale inverse`` divides the step size by the staleness
-(Zhang et al., IJCAI 2016). Prints the validation accuracy after each epoch.
+(Zhang et al., IJCAI 2016); ``--compensate λ`` corrects each gradient for the updates it
+missed (delay compensation). Prints the validation accuracy after each epoch.
 """
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ def main() -> None:
     parser.add_argument("--beta1", type=float, default=0.9)
     parser.add_argument("--stale-scale", choices=("none", "inverse"), default="none")
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--compensate", type=float, default=0.0,
+                        help="delay compensation λ (DC-ASGD-a, Zheng et al. ICML 2017, with Adam's v as the mean "
+                             "square): g + λ g² (w_now − w_held) / √v; 0: off")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -61,6 +65,19 @@ def main() -> None:
     for worker in workers:
         worker.set_weights(server.weights)
     held, version = [0] * args.workers, 0
+    copies = [server.weights.copy() for _ in range(args.workers)]   # each worker's weights, for --compensate
+    head = master.input_block[0] * units
+
+    def compensated(i: int, grad):
+        if not args.compensate:
+            return grad
+        kernel_now = server.weights[:head].reshape(-1, units)[grad.rows]
+        kernel_then = copies[i][:head].reshape(-1, units)[grad.rows]
+        v_rows = server.adam.v[:head].reshape(-1, units)[grad.rows]
+        values = grad.values + args.compensate * grad.values ** 2 * (kernel_now - kernel_then) / np.sqrt(v_rows + 1e-7)
+        rest = grad.rest + args.compensate * grad.rest ** 2 * (server.weights[head:] - copies[i][head:]) / \
+            np.sqrt(server.adam.v[head:] + 1e-7)
+        return RowGradient(grad.rows, values.astype(np.float32), rest.astype(np.float32))
     shards = [load_shard(args.shards, "train", i, workers=args.workers, batch_size=args.batch_size)
               for i in range(args.workers)]
 
@@ -69,6 +86,8 @@ def main() -> None:
         held[i] = version
         table = body[:rows * (units + 1)].reshape(rows, units + 1)
         workers[i].set_rows(table[:, 0].astype(np.int64), table[:, 1:], body[rows * (units + 1):])
+        if args.compensate:
+            copies[i][:] = server.weights
 
     start = time.time()
     for epoch in range(1, args.epochs + 1):
@@ -84,7 +103,7 @@ def main() -> None:
                 if args.fresh:
                     reply(i)
                 rows, values, rest, _, _ = workers[i].compute_row_gradients(X, y)
-                pending.append((i, RowGradient(rows, values, rest), len(y)))
+                pending.append((i, compensated(i, RowGradient(rows, values, rest)), len(y)))
                 if len(pending) < args.k and i != live[-1]:
                     continue
                 staleness = float(np.mean([version - held[j] for j, *_ in pending]))
@@ -100,7 +119,7 @@ def main() -> None:
         server.into(master)
         accuracy = float(np.mean(np.argmax(master.predict_proba(X_valid), axis=1) == y_valid))
         print(f"workers {args.workers} k {args.k} lr {args.lr} beta1 {args.beta1} stale-scale {args.stale_scale} "
-              f"fresh {args.fresh}: epoch {epoch}, {version} updates, valid accuracy {accuracy:.4f} "
+              f"compensate {args.compensate} fresh {args.fresh}: epoch {epoch}, {version} updates, valid accuracy {accuracy:.4f} "
               f"({time.time() - start:.0f} s)", flush=True)
 
 

@@ -78,3 +78,23 @@ def test_no_model_without_a_one_worker_and_a_two_worker_run():
     assert calibrate([run_row("mpi-async", 1, 0.4), run_row("mpi-async", 4, 1.0)]) is None
     assert calibrate([run_row("desktop", 1, 0.4), run_row("desktop", 2, 0.4)]) is None   # no family
     assert model_table([run_row("mpi-async", 4, 1.0)]) == []
+
+
+def test_a_measured_server_demand_is_used_as_it_is_and_every_larger_run_validates():
+    """``server_demand_s`` of the one-worker run (the master's CPU per gradient over its cores):
+    no fit, so even the 2-worker run is a validation point; the cycle is ``max(Z + D, N D)``."""
+    one_step, demand = 0.154, 0.046
+    rows = [run_row("mpi-async", 1, one_step, server_demand_s=demand),
+            run_row("mpi-async", 2, 0.175), run_row("mpi-async", 4, 0.181)]
+    model = calibrate(rows)
+    assert model.demand_measured and model.demand_s == demand and model.think_s == pytest.approx(one_step - demand)
+    table = {r["workers"]: r for r in model_table(rows)}
+    assert [table[n]["role"] for n in (1, 2, 4, 12)] == ["calibration", "validation", "validation", "prediction"]
+    assert table[2]["predicted_step_s"] == pytest.approx(one_step)           # below saturation: no queueing
+    assert table[4]["predicted_step_s"] == pytest.approx(4 * demand)         # saturated: the server's pace
+    assert table[4]["error"] == pytest.approx(4 * demand / 0.181 - 1)
+    assert table[12]["predicted_efficiency"] == pytest.approx(one_step / (12 * demand))
+    assert model.with_servers(2).step_seconds(4) == pytest.approx(max(one_step - demand / 2, 2 * demand))
+    # a demand the one-worker step cannot hold (or none) falls back to the fit on 2 workers
+    rows[0]["server_demand_s"] = 0.2
+    assert not calibrate(rows).demand_measured

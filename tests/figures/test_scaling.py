@@ -86,6 +86,21 @@ def test_the_table_measures_weak_scaling_against_the_modes_one_worker_run(tmp_pa
     assert table[4]["exchange"] == "sparse" and table[4]["micro_batch"] == 64
 
 
+def test_the_mpi_async_masters_measured_time_per_gradient_is_its_cpu_over_its_cores(tmp_path):
+    """``server_demand_s``: CPU seconds per gradient ÷ the master's cores, at most one (its loop
+    is one thread); absent for runs that did not record both."""
+    from diagnosenet.figures.scaling import server_demand_seconds
+
+    run = _fake_run(tmp_path, "mpi-async", 1, 100.0, [0.6], (0.19, 0.05))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert server_demand_seconds(run) is None
+    for cores, expected in ((0.25, 0.0428), (2.0, 0.0107)):
+        metrics["mpi"] = {"service_cpu_ms_per_gradient": 10.7, "master_cpu_cores": cores}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        assert server_demand_seconds(run) == pytest.approx(expected)
+    assert scaling_table([run])[0]["server_demand_s"] == pytest.approx(0.0107)
+
+
 def test_the_figure_writes_the_cost_models_predictions_beside_the_measured_points(tmp_path):
     from diagnosenet.figures.aggregate import scalability_figure
 

@@ -18,7 +18,13 @@ Two families, because the modes wait on different things:
   "be served by the master / parameter server", a closed queueing network solved exactly by
   mean-value analysis: a think time ``Z`` at each worker and a service demand ``D`` at the one
   server. ``Z + D`` is the one-worker step; ``D`` is fitted to the two-worker step
-  (``step(2) = T + D²/T`` with ``T = Z + D``). ``with_servers(S)`` predicts S servers that
+  (``step(2) = T + D²/T`` with ``T = Z + D``). Where the one-worker run **measured** ``D``
+  (``mpi-async``: the master's CPU per gradient over its cores, ``server_demand_s``), nothing
+  is fitted: ``Z = step(1) − D``, and since the emulated workers' compute and the master's
+  service take nearly constant times, the cycle is the deterministic one,
+  ``max(Z + D, N D)`` (no queueing until the server saturates; MVA's exponential times
+  over-predict the step near saturation: +18 % at 4 workers, ``docs/benchmarks.md``); every
+  multi-worker run is then a validation point. ``with_servers(S)`` predicts S servers that
   each own 1/S of the parameters and serve a worker's gradient in parallel, in ``D / S`` each.
 
 Efficiency is against the measured one-worker step, as in ``figures.scaling``: the model
@@ -78,8 +84,13 @@ class StepModel:
     think_s: float = 0.0        # server: a worker's time away from the server
     demand_s: float = 0.0       # server: the server's time per gradient
     servers: int = 1
+    demand_measured: bool = False   # server: D measured by the one-worker run (deterministic cycle), not fitted
+    calibrated_on: int = 2      # the most workers of a run the calibration used
 
     def step_seconds(self, workers: int) -> float:
+        if self.family == "server" and self.demand_measured:
+            service = self.demand_s / self.servers
+            return max(self.think_s + service, workers * service)
         if self.family == "server":
             return mva_cycle_seconds(workers, self.think_s, self.demand_s / self.servers)
         if workers == 1:
@@ -108,6 +119,10 @@ def calibrate(rows: list[dict], *, calibrate_on: int = 2,
     if family is None or not steps.get(1, (None,))[0]:
         return None
     one = steps[1][0]
+    measured = steps[1][1].get("server_demand_s")
+    if family == "server" and measured and 0 < measured < one:   # nothing fitted: every other run validates
+        return StepModel(task, mode, family, one, think_s=one - measured, demand_s=measured, demand_measured=True,
+                         calibrated_on=1)
     multi = sorted(n for n, (s, _) in steps.items() if 1 < n <= calibrate_on and s)
     if not multi:
         return None
@@ -115,7 +130,7 @@ def calibrate(rows: list[dict], *, calibrate_on: int = 2,
         def error(demand: float) -> float:
             return sum((mva_cycle_seconds(n, one - demand, demand) - steps[n][0]) ** 2 for n in multi)
         demand = min((i * one / 1000 for i in range(1001)), key=error)
-        return StepModel(task, mode, family, one, think_s=one - demand, demand_s=demand)
+        return StepModel(task, mode, family, one, think_s=one - demand, demand_s=demand, calibrated_on=calibrate_on)
     calibration = [steps[n][1] for n in multi]
     needed = ("compute_s_per_step", "apply_s_per_step", "exchange_s_per_step", "bytes_per_step")
     if any(r.get(k) is None for r in calibration for k in needed):
@@ -126,7 +141,7 @@ def calibrate(rows: list[dict], *, calibrate_on: int = 2,
         max(r["exchange_s_per_step"] - ring_allreduce_seconds(payload, int(r["workers"]), link_bytes_per_s), 0.0)
         / latency_rounds(int(r["workers"])) for r in calibration)
     return StepModel(task, mode, family, one, local_s=local, bytes_per_step=payload,
-                     link_bytes_per_s=link_bytes_per_s, latency_s=latency)
+                     link_bytes_per_s=link_bytes_per_s, latency_s=latency, calibrated_on=calibrate_on)
 
 
 def model_table(rows: list[dict], *, calibrate_on: int = 2, workers=PREDICTED_WORKERS) -> list[dict]:
@@ -150,7 +165,8 @@ def model_table(rows: list[dict], *, calibrate_on: int = 2, workers=PREDICTED_WO
                         "measured_step_s": seen,
                         "measured_efficiency": model.one_worker_step_s / seen if seen else None,
                         "error": step / seen - 1 if seen else None,
-                        "role": "prediction" if not seen else "calibration" if n <= calibrate_on else "validation"})
+                        "role": "prediction" if not seen else "calibration" if n <= model.calibrated_on
+                        else "validation"})
     return out
 
 

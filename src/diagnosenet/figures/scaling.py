@@ -36,7 +36,7 @@ TARGET_MARGIN = 0.005   # the target is the one-worker accuracy minus half a poi
 SCALING_COLUMNS = ("task", "mode", "workers", "exchange", "micro_batch", "samples_per_second",
                    "step_samples_per_second", "efficiency",
                    "steady_samples_per_second", "compute_s_per_step", "exchange_s_per_step", "apply_s_per_step",
-                   "bytes_per_step", "model_exchange_s_per_step",
+                   "bytes_per_step", "model_exchange_s_per_step", "server_demand_s",
                    "best_valid_accuracy", "time_to_best_s", "target_accuracy", "time_to_target_s", "cpu_s_to_target",
                    "energy_to_target_j", "run_dir")
 
@@ -89,6 +89,20 @@ def time_to(track: list[dict], target: float) -> float | None:
     return None
 
 
+def server_demand_seconds(run_dir: Path) -> float | None:
+    """Wall seconds the ``mpi-async`` master spends per gradient: its measured main-thread CPU
+    per gradient over the cores it may use (at most one: the loop is one thread), e.g.
+    0.0107 s ÷ 0.25 core on an emulated node; None for other modes and older runs."""
+    import json
+
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    mpi = metrics.get("mpi") or {}
+    cpu_ms, cores = mpi.get("service_cpu_ms_per_gradient"), mpi.get("master_cpu_cores")
+    if not cpu_ms or not cores:
+        return None
+    return cpu_ms / 1000 / min(float(cores), 1.0)
+
+
 def scaling_table(run_dirs: list[Path], *, target: float | None = None,
                   link_bytes_per_s: float = GIGABIT_BYTES_PER_S) -> list[dict]:
     """One row per run (see the module docstring), sorted by task, mode and workers."""
@@ -104,6 +118,7 @@ def scaling_table(run_dirs: list[Path], *, target: float | None = None,
                "exchange": settings.get("exchange", "dense"),
                "best_valid_accuracy": max((r.get("valid_metric", 0.0) for r in track), default=None),
                "_track": track}
+        row["server_demand_s"] = server_demand_seconds(run_dir)
         row["model_exchange_s_per_step"] = (ring_allreduce_seconds(row["bytes_per_step"], int(row["workers"]),
                                                                    link_bytes_per_s)
                                             if row.get("bytes_per_step") is not None else None)

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from diagnosenet.monitor.capacity import cpu_capacity
 from diagnosenet.training.exchange import (RowGradient, RowServer, apply_reply, input_block, pack_rows, reply_floats,
                                            row_weighted_mean, unpack_rows)
 from diagnosenet.training.mpi import common as mc
@@ -293,6 +294,7 @@ def _master(settings: TrainSettings, comm, live) -> tuple[dict, bool]:
     result = run.finish({
         "n_params": master.n, "bytes_exchanged_per_epoch": exchanged, "monitor": monitor_status,
         "mpi": {**master.ex.summary(), "ranks": comm.Get_size(), "hosts": live.hosts,
+                "master_cpu_cores": cpu_capacity(),
                 "rank_workers": master.worker_of,
                 "replies": "every weight" if master.server is None else "changed rows"}})
     lost_in_job = len(master.ex.lost) > len(settings.lost_workers)   # not those of an earlier, re-formed job
