@@ -179,16 +179,23 @@ def test_the_shared_dataset_fn_reads_the_shard_staged_in_the_working_directory(d
 
 
 @pytest.mark.timeout(900)
-def test_a_monitored_grpc_async_run_writes_a_manifest_that_verifies(launch):
-    """The launcher samples the parameter server and the workers (``monitor/ps0.csv``, ...) and
-    stops those monitors in its teardown, after the chief wrote the run: it hashes the run's
-    files again then (before, ``ps0.csv`` no longer matched the manifest)."""
-    from diagnosenet.artifacts import verify_manifest
+@pytest.mark.parametrize("mode", ["grpc-async", "grpc-sync"])
+def test_a_monitored_grpc_run_samples_every_process_and_writes_a_manifest_that_verifies(launch, mode):
+    """grpc-async: the launcher samples the parameter server and the workers (``monitor/ps0.csv``,
+    ...) and stops those monitors in its teardown, after the chief wrote the run: it hashes the
+    run's files again then (before, ``ps0.csv`` no longer matched the manifest). grpc-sync: every
+    worker samples itself (before, only worker 0 did, so the run's energy left the others out)."""
+    from diagnosenet.artifacts import read_json, verify_manifest
 
-    run = launch("grpc-async", epochs=2, monitor_rate=20)
+    run = launch(mode, epochs=2, monitor_rate=20)
     assert run.wait() == 0, run.text()
     listed = verify_manifest(run.out, stage="train")["files"]
-    assert {"monitor/ps0.csv", "monitor/chief.csv", "monitor/worker0.csv"} <= set(listed), listed
+    expected = {"monitor/ps0.csv", "monitor/chief.csv", "monitor/worker0.csv"} if mode == "grpc-async" else \
+        {"monitor/worker0.csv", "monitor/worker1.csv"}
+    assert expected <= set(listed), listed
+    energy = read_json(run.out / "metrics.json")["energy"]   # every sampled process is in the run's energy
+    counted = {name for host in energy["hosts"].values() for name in host["monitors"]}
+    assert {Path(f).stem for f in expected} <= counted, counted
     assert_nothing_left(run)
 
 

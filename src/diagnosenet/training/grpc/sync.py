@@ -89,6 +89,7 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
 
     from diagnosenet.datasets.shards import load_shard
     from diagnosenet.training.checkpoint import pack_state, unpack_state
+    from diagnosenet.training.evaluation import monitor_for
     from diagnosenet.training.grpc.common import task_from_tf_config, task_hosts
     from diagnosenet.training.exchange import RowWeighted
     from diagnosenet.training.loop import EpochStats, batch_order, run_epoch
@@ -123,7 +124,9 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
 
     reduce = RowWeighted(collective.allreduce_sum)   # TF collectives: dense only
     exchanged = 4 * (replica.n_params + 1) * steps * settings.workers   # handed to the all-reduce, all workers
-    monitor, monitor_status = run.monitor() if chief else (_null(), "")
+    # every worker samples itself (the launcher samples only processes that do not train), so
+    # the run's energy and CPU-seconds count every worker, as every rank does in mpi-sync
+    monitor, monitor_status = run.monitor() if chief else monitor_for(settings, f"worker{index}")
     with monitor, StepTimeline(settings.out_dir, index + 1, resumed_epoch=epoch) as timeline:
         while not stop:
             epoch = run.begin_epoch() if chief else epoch + 1
@@ -138,14 +141,11 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
             if chief:
                 flag[0] = run.end_epoch(totals, bytes_exchanged=exchanged, validation=(loss_sum / rows, correct / rows))
             stop = bool(collective.allreduce_sum(flag)[0])
+    # every worker's monitor and timeline are closed: the run's energy and manifest read final files
+    collective.allreduce_sum(np.zeros(1, np.float32))
     if not chief:
         return None
     cluster = json.loads(os.environ["TF_CONFIG"])["cluster"]
     return run.finish({"n_params": replica.n_params, "bytes_exchanged_per_epoch": exchanged,
                        "steps_per_epoch": steps, "monitor": monitor_status, "hosts": task_hosts(cluster)})
 
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
