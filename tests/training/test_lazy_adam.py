@@ -129,6 +129,35 @@ def test_one_worker_of_desktop_mpi_sync_and_mpi_async_takes_the_same_lazy_step(t
     assert not np.array_equal(adam, desktop)   # the option changes the run (a fresh start: other settings)
 
 
+@pytest.mark.mpi
+@pytest.mark.timeout(600)
+def test_a_resumed_mpi_async_run_under_row_replies_takes_the_uninterrupted_runs_steps(tiny_inputs, tmp_path):
+    """The master's NumPy model (``RowServer``) starts from the restored replica on a resume and
+    hands its state back at each epoch's end: 2 epochs, then the same command to 4, ends with
+    the weights, Adam moments and step count of 4 epochs in one go, bit for bit (one worker,
+    k = 1: the order of updates is fixed)."""
+    inputs = tiny_inputs("pmsi", workers=1)
+
+    def launch(out: Path, epochs: int) -> None:
+        _train([str(BIN / "diagnosenet"), "launch-mpi", "--launcher", "mpirun -disable-auto-cleanup", "--tasks", "2",
+                "--", "--task", "pmsi", "--mode", "mpi-async", "--workers", "1", "--dataset", str(inputs.dataset),
+                "--shards", str(inputs.shards), "--out", str(out), "--batch-size", str(inputs.batch_size),
+                "--model-json", json.dumps({"backend": "numpy", "hidden_units": [8]}), "--max-epochs", str(epochs),
+                "--patience", "10", "--lr", "0.01", "--seed", "3", "--optimizer", "lazy-adam", "--weighting", "1",
+                "--timeout", "30", "--startup-timeout", "300", "--monitor-rate", "0"], out)
+
+    launch(tmp_path / "straight", 4)
+    launch(tmp_path / "resumed", 2)
+    launch(tmp_path / "resumed", 4)
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint", LAST)["replica_state"]
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoint", LAST)["replica_state"]
+    with open(tmp_path / "resumed" / "track.csv") as handle:
+        assert [row.split(",")[0] for row in handle.read().split()[1:]] == ["1", "2", "3", "4"]
+    for key in ("weights", "adam_m", "adam_v", "adam_iterations"):
+        np.testing.assert_array_equal(resumed[key], straight[key])
+    assert json.loads((tmp_path / "resumed" / "metrics.json").read_text())["mpi"]["replies"] == "changed rows"
+
+
 @pytest.mark.tensorflow
 def test_the_traced_tensorflow_step_of_an_mlp_leaves_absent_feature_rows_alone():
     """The replica every TensorFlow mode trains (``train_step``: desktop; ``apply_gradients``:
