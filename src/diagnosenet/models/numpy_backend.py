@@ -12,6 +12,7 @@ staleness tests need steps that take a known, non-trivial time).
 """
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any, Sequence
 
@@ -115,10 +116,7 @@ class NumpyReplica:
 
     def flat_adam(self) -> FlatAdam:
         """A copy of this replica's optimizer and its state (the ``mpi-async`` master steps with it)."""
-        adam = FlatAdam(self.n_params, float(self.adam.lr), self.adam.beta1, self.adam.beta2, float(self.adam.epsilon),
-                        block=self.adam.block)
-        adam.load(self.adam.state())
-        return adam
+        return copy.deepcopy(self.adam)
 
     def get_statistics(self) -> np.ndarray:
         return np.zeros(0, np.float32)  # no batch normalisation

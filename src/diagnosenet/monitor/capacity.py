@@ -55,14 +55,14 @@ def _quota(directory: Path, v2: bool) -> float | None:
         return None
 
 
-def cpu_capacity(pid: int | str = "self", proc: Path = PROC) -> float:
-    """Cores process ``pid`` may use: ``len(affinity)``, or less under a CFS quota."""
+def cpu_capacity(proc: Path = PROC) -> float:
+    """Cores this process may use: ``len(affinity)``, or less under a CFS quota (``proc``: for tests)."""
     try:
-        cores = float(len(os.sched_getaffinity(0 if pid == "self" else int(pid))))
+        cores = float(len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         cores = float(os.cpu_count() or 1)
     try:
-        memberships = (proc / str(pid) / "cgroup").read_text().splitlines()
+        memberships = (proc / "self" / "cgroup").read_text().splitlines()
     except OSError:
         return cores
     v2_mounts, v1_mounts = _mounts(proc)

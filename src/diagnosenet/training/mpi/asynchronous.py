@@ -320,9 +320,9 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
     n_batches = len(shard.boundaries) - 1
     block = input_block(replica) if settings.exchange == "sparse" else None
     dense_head = block[0] * block[1] if block else 0
-    rows = row_replies(settings, replica)
+    row_reply = row_replies(settings, replica)
     weights, reply_head = replica.get_weights(), np.empty(REPLY_HEAD, np.int64)
-    reply = np.empty(reply_floats(block, replica.n_params) if rows else replica.n_params, np.float32)
+    reply = np.empty(reply_floats(block, replica.n_params) if row_reply else replica.n_params, np.float32)
 
     def await_reply(what: str) -> int:
         requests = [comm.Irecv(reply_head, source=0, tag=TAG_REPLY_HEAD), comm.Irecv(reply, source=0, tag=TAG_REPLY)]
@@ -330,7 +330,7 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
             live.wait(request, what, [0])
         return int(reply_head[1])
 
-    by_rows = rows and hasattr(replica, "set_rows")   # no copy of the block's size per step
+    by_rows = row_reply and hasattr(replica, "set_rows")   # no copy of the block's size per step
 
     def take_reply() -> None:
         count = int(reply_head[2])
@@ -339,7 +339,7 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
             replica.set_rows(table[:, 0].astype(np.int64), table[:, 1:],
                              reply[count * (block[1] + 1):count * (block[1] + 1) + replica.n_params - dense_head])
         else:
-            apply_reply(weights, reply, count, block if rows else None)
+            apply_reply(weights, reply, count, block if row_reply else None)
             replica.set_weights(weights)
         if reply_head[1] == STOP:   # the master's digest of its final weights: is this copy the same?
             if weights_digest(replica.get_weights() if by_rows else weights) == int(reply_head[3]):
