@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import wfdb
 
 #: challenge label letters → integer labels, in the order of ``CLASSES``
 LABELS = {"N": 0, "A": 1, "O": 2, "~": 3}
@@ -89,6 +88,8 @@ def label_of(entry: Entry) -> int:
 
 def load_signal(directory: str | Path, record: str, fs: int = FS) -> np.ndarray:
     """Lead I in mV as float64, after the checks that make a record unusable."""
+    import wfdb   # here, not at the top: wfdb and pandas cost 0.7 s of every command's start
+
     path = Path(directory) / record
     if not path.with_suffix(".hea").exists():
         raise RecordError("unreadable", f"{path}.hea missing")
@@ -115,6 +116,7 @@ def write_record(directory: str | Path, record: str, signal_mv: np.ndarray, fs: 
     so the MATLAB v4 ``val`` matrix comes from scipy and the header from wfdb; the 24-byte
     offset is the v4 matrix header plus the name ``val\\0``, as in the challenge headers.
     """
+    import wfdb
     from scipy.io import savemat
 
     directory = Path(directory)
