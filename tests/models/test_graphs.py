@@ -1,4 +1,6 @@
 """The paper's graph API: parameter counts of Table 4, dropout keep semantics, batch norm switch."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -68,6 +70,35 @@ def test_dropout_only_while_training():
     np.testing.assert_array_equal(graph(x, training=False).numpy(), graph(x, training=False).numpy())
     a, b = graph(x, training=True).numpy(), graph(x, training=True).numpy()
     assert not np.allclose(a, b)  # a fresh mask every training step
+
+
+def test_workers_at_the_same_step_draw_different_dropout_masks_and_the_first_draws_the_desktop_ones():
+    """Synchronous workers step together: with one mask stream they would drop the same units
+    in every micro-batch of a step. Worker 0's stream is the desktop run's (one worker = desktop)."""
+    import tensorflow as tf
+
+    x = tf.random.stateless_normal([8, 20], seed=[0, 1])
+    outputs = []
+    for stream in (None, 0, 1, 2):
+        graph = mlp(64, 2, inputs=20, outputs=3, dropout=0.5).build()   # same seed: same weights
+        if stream is not None:
+            graph.dropout_stream = stream
+        outputs.append([graph(x, training=True).numpy() for _ in range(2)])   # local steps 0 and 1
+    desktop, first, second, third = outputs
+    np.testing.assert_array_equal(first, desktop)
+    for step in (0, 1):
+        assert not np.allclose(second[step], first[step]) and not np.allclose(third[step], second[step]), step
+
+
+def test_every_worker_replica_draws_its_own_dropout_stream():
+    from diagnosenet.training.run import make_replica
+    from diagnosenet.training.settings import TrainSettings
+
+    settings = TrainSettings(task="pmsi", mode="mpi-sync", workers=3, dataset_dir=Path("unused"),
+                             shards_dir=Path("unused"), out_dir=Path("unused"),
+                             model={"hidden_units": [8], "dropout_keep": 0.5}, seed=3)
+    assert [make_replica(settings, 20, 3, worker=w).graph.dropout_stream for w in (0, 1, 2)] == [0, 1, 2]
+    assert make_replica(settings, 20, 3).graph.dropout_stream == 0
 
 
 def test_batch_norm_uses_batch_statistics_in_training_and_moving_ones_in_inference():

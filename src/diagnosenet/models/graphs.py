@@ -18,6 +18,9 @@ from diagnosenet.models.layers import BatchNorm, Conv1D, Dense, Layer, Linear, R
 from diagnosenet.models.optim import Adam, CrossEntropy
 
 
+#: apart by more than any (seed, site) of one stream, so no two streams share a mask seed
+DROPOUT_STREAM_STRIDE = 1_000_000_007
+
 class Graph(tf.Module):
     """Common part: layer list, seeds, loss/optimizer attached as in the paper's expression."""
 
@@ -29,6 +32,10 @@ class Graph(tf.Module):
         self.loss = loss() if isinstance(loss, type) else loss
         self.optimizer = optimizer if optimizer is not None else Adam(lr=0.001)
         self.keep, self.seed = float(dropout), int(seed)
+        #: whose dropout masks this graph draws: the worker index in a distributed run (0 for the
+        #: first worker, the desktop run and every master), so that workers at the same local
+        #: step do not drop the same units
+        self.dropout_stream = 0
         self._trainable: list[tf.Variable] = []
         self._non_trainable: list[tf.Variable] = []
         self.dropout_step: tf.Variable | None = None
@@ -50,7 +57,8 @@ class Graph(tf.Module):
             self._trainable += layer.build((self.seed, index))
             if isinstance(layer, BatchNorm):
                 self._non_trainable += layer.moving_statistics()
-        # dropout masks are drawn from (seed, site, step): deterministic, different every step
+        # dropout masks are drawn from (seed, site, stream, step): deterministic, different every
+        # step and every worker
         self.dropout_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="dropout_step",
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         return self
@@ -69,7 +77,8 @@ class Graph(tf.Module):
             return None
         step = self.dropout_step.read_value()
         self.dropout_step.assign_add(1)
-        return lambda site: tf.stack([tf.constant(self.seed * 100_003 + site, tf.int64), step])
+        first = self.seed * 100_003 + DROPOUT_STREAM_STRIDE * self.dropout_stream
+        return lambda site: tf.stack([tf.constant(first + site, tf.int64), step])
 
     def _drop(self, x, seeds, site: int):
         return x if seeds is None else dropout(x, self.keep, seeds(site))

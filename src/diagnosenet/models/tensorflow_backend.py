@@ -219,13 +219,16 @@ def assign_graph_state(graph: Graph, optimizer, state: dict[str, np.ndarray]) ->
 
 
 def tensorflow_replica(task: str, model_config: dict, input_size: int, n_classes: int, *, seed: int,
-                       learning_rate: float, class_weights=None, optimizer: str = "adam") -> TFReplica:
+                       learning_rate: float, class_weights=None, optimizer: str = "adam",
+                       dropout_stream: int = 0) -> TFReplica:
     """The replica every mode trains: graph from the config, ``optimizer`` (``train.optimizer``)
-    at the run's learning rate, cross-entropy weighted by ``class_weights`` (one per class) when given."""
+    at the run's learning rate, cross-entropy weighted by ``class_weights`` (one per class) when
+    given, dropout masks of worker ``dropout_stream`` (``Graph.dropout_stream``)."""
     from diagnosenet.models.graphs import build_graph
     from diagnosenet.models.optim import CrossEntropy, make_optimizer
 
     tf.random.set_seed(seed)
     graph = build_graph(task, model_config, input_size, n_classes, seed=seed)
     graph.loss = CrossEntropy(class_weights)
+    graph.dropout_stream = int(dropout_stream)
     return TFReplica(graph, make_optimizer(optimizer, learning_rate, graph))

@@ -35,10 +35,11 @@ class MasterModel(Protocol):
     def set_state(self, state: dict[str, np.ndarray]) -> None: ...
 
 
-def make_replica(settings: TrainSettings, input_size: int, n_classes: int):
+def make_replica(settings: TrainSettings, input_size: int, n_classes: int, *, worker: int = 0):
     """The replica of any mode: ``model.backend: numpy`` selects the NumPy test model, otherwise
     (the default) the TensorFlow graph of ``models.<task>``; both with ``train.optimizer`` at the
-    run's learning rate."""
+    run's learning rate. ``worker`` (0-based; 0 for the desktop run and every master) chooses the
+    graph's dropout masks, so that workers at the same local step drop different units."""
     model = dict(settings.model)
     backend = model.pop("backend", "tensorflow")
     if backend == "numpy":
@@ -56,7 +57,7 @@ def make_replica(settings: TrainSettings, input_size: int, n_classes: int):
     tf.config.experimental.enable_op_determinism()
     return tensorflow_replica(settings.task, model, input_size, n_classes, seed=settings.seed,
                               learning_rate=settings.learning_rate, class_weights=class_weights(settings),
-                              optimizer=settings.optimizer)
+                              optimizer=settings.optimizer, dropout_stream=worker)
 
 
 def class_weights(settings: TrainSettings) -> np.ndarray | None:

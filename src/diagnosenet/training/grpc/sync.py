@@ -64,13 +64,15 @@ class Collective:
         return self.allreduce_sum(words).view(np.uint8)[:n].copy()
 
 
-def _replica(settings: TrainSettings, graph):
+def _replica(settings: TrainSettings, graph, worker: int):
     from diagnosenet.training.run import data_shape, make_replica
 
     if graph is None:
-        return make_replica(settings, *data_shape(settings))
+        return make_replica(settings, *data_shape(settings), worker=worker)
     from diagnosenet.models.tensorflow_backend import TFReplica
 
+    if hasattr(graph, "dropout_stream"):   # the paper API's graph: ours, or a user's without it
+        graph.dropout_stream = worker
     return TFReplica(graph)
 
 
@@ -106,7 +108,7 @@ def train(settings: TrainSettings, graph=None) -> dict | None:
     collective = Collective(strategy)
     chief = index == 0
     steps = sync_steps(shard_manifest(settings))
-    replica = _replica(settings, graph)
+    replica = _replica(settings, graph, index)
     weights = class_weights(settings)
     shard = load_worker_shard(settings, index)
     valid = load_shard(settings.shards_dir, "valid", index, workers=settings.workers, batch_size=settings.batch_size)

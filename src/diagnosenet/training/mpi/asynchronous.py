@@ -313,10 +313,11 @@ def _worker(settings: TrainSettings, comm, live) -> tuple[None, bool]:
     from diagnosenet.training.timeline import StepTimeline
 
     rank = comm.Get_rank()
-    replica = make_replica(settings, *data_shape(settings))
+    worker = settings.worker_ids[rank - 1] - 1   # the same after a re-formation without a lost worker
+    replica = make_replica(settings, *data_shape(settings), worker=worker)
     meta = mc.exchange_state(comm, settings, replica)
     epoch = int(meta["epoch"])
-    shard = load_worker_shard(settings, settings.worker_ids[rank - 1] - 1)
+    shard = load_worker_shard(settings, worker)
     n_batches = len(shard.boundaries) - 1
     block = input_block(replica) if settings.exchange == "sparse" else None
     dense_head = block[0] * block[1] if block else 0

@@ -125,7 +125,7 @@ def _worker(settings: TrainSettings, comm, workers_comm, live, progress: dict) -
     rank, W = comm.Get_rank(), settings.workers
     peers = [r for r in range(1, W + 1) if r != rank]
     steps = sync_steps(shard_manifest(settings))
-    replica = make_replica(settings, *data_shape(settings))
+    replica = make_replica(settings, *data_shape(settings), worker=rank - 1)
     meta = mc.exchange_state(comm, settings, replica)
     epoch = progress["epoch"] = meta["epoch"]
     shard = load_worker_shard(settings, rank - 1)
