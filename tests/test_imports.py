@@ -13,28 +13,28 @@ NON_TRAINING = [
 ]
 
 
-def test_cli_and_data_stages_import_neither_tensorflow_nor_mpi():
+def heavy_imported(modules: list[str], heavy: tuple[str, ...]) -> list[str]:
+    """What a fresh interpreter prints of the ``heavy`` modules it holds after importing ``modules`` and building the
+    command-line parser (what every ``diagnosenet`` process does first)."""
     code = (
         "import importlib, sys\n"
-        f"for name in {NON_TRAINING!r}: importlib.import_module(name)\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
         "import diagnosenet.cli as cli; cli.build_parser()\n"
-        "heavy = [m for m in ('tensorflow', 'keras', 'mpi4py', 'sklearn') if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n"
+        f"print('HEAVY', [m for m in {heavy!r} if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "HEAVY []" in out.stdout, out.stdout
+    return out.stdout
+
+
+def test_cli_and_data_stages_import_neither_tensorflow_nor_mpi():
+    out = heavy_imported(NON_TRAINING, ("tensorflow", "keras", "mpi4py", "sklearn"))
+    assert "HEAVY []" in out, out
 
 
 def test_every_command_starts_without_the_readers_and_plotting_libraries():
     """Every process of the pipeline (each MPI rank and gRPC task, each rule's shell) builds the
     whole parser: wfdb with pandas, scipy and matplotlib cost it 0.7 s more CPU each time
     (a test run starts hundreds). The stages import them where they read, fit or draw."""
-    code = (
-        "import sys\n"
-        "import diagnosenet.cli as cli; cli.build_parser()\n"
-        "print('HEAVY', [m for m in ('wfdb', 'pandas', 'scipy', 'matplotlib', 'tensorflow') if m in sys.modules])\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "HEAVY []" in out.stdout, out.stdout
+    out = heavy_imported([], ("wfdb", "pandas", "scipy", "matplotlib", "tensorflow"))
+    assert "HEAVY []" in out, out
