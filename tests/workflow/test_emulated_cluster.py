@@ -149,7 +149,7 @@ def track_epochs(out: Path) -> list[int]:
 def test_a_node_throttled_to_ten_percent_of_a_core_is_not_lost_in_mpi_async(cluster, tiny, tmp_path):
     """(c): node2 at 0.1 core, ten times slower than the others: mpi-async finishes with it,
     not lost (heartbeats from a thread; epochs longer than the bound are (d)'s). At 0.05 core
-    the run took 37-346 s in the suite, most of it node2's start-up."""
+    the run took 37-346 s, most of it node2's start-up."""
     quota = Path("/sys/fs/cgroup/cpu/dn-node2/cpu.cfs_quota_us")
     quota.write_text("10000")
     try:

@@ -21,6 +21,7 @@ from diagnosenet.models.optim import Adam, CrossEntropy
 #: apart by more than any (seed, site) of one stream, so no two streams share a mask seed
 DROPOUT_STREAM_STRIDE = 1_000_000_007
 
+
 class Graph(tf.Module):
     """Common part: layer list, seeds, loss/optimizer attached as in the paper's expression."""
 

@@ -71,8 +71,7 @@ def _replica(settings: TrainSettings, graph, worker: int):
         return make_replica(settings, *data_shape(settings), worker=worker)
     from diagnosenet.models.tensorflow_backend import TFReplica
 
-    if hasattr(graph, "dropout_stream"):   # the paper API's graph: ours, or a user's without it
-        graph.dropout_stream = worker
+    graph.dropout_stream = worker   # the paper API's graph (a models.graphs.Graph)
     return TFReplica(graph)
 
 
