@@ -90,6 +90,27 @@ def test_workers_at_the_same_step_draw_different_dropout_masks_and_the_first_dra
         assert not np.allclose(second[step], first[step]) and not np.allclose(third[step], second[step]), step
 
 
+def test_a_numbered_step_draws_that_steps_masks_and_leaves_the_counter_alone():
+    """grpc-async numbers its steps on the chief (one counter on a parameter server, read and
+    advanced by every worker, could give two workers one mask): step ``s`` given explicitly
+    draws what the counter draws at ``s``, in both graph kinds, and does not advance it."""
+    import tensorflow as tf
+
+    from diagnosenet.models.graphs import ResidualECGNet
+
+    cases = [(lambda: mlp(64, 2, inputs=20, outputs=3, dropout=0.5).build(), tf.random.stateless_normal([8, 20], seed=[0, 1])),
+             (lambda: ResidualECGNet(input_length=64, filters=(4,), kernel_size=3, dropout=0.5).build(),
+              tf.random.stateless_normal([4, 64], seed=[0, 2]))]
+    for build, x in cases:
+        counted = build()
+        by_counter = [counted(x, training=True).numpy() for _ in range(3)]   # steps 0, 1, 2
+        numbered = build()
+        for step in (2, 0, 1):
+            np.testing.assert_array_equal(numbered(x, training=True, dropout_step=step).numpy(), by_counter[step])
+        assert int(numbered.dropout_step.numpy()) == 0
+        assert not np.allclose(by_counter[0], by_counter[1])
+
+
 def test_every_worker_replica_draws_its_own_dropout_stream():
     from diagnosenet.training.run import make_replica
     from diagnosenet.training.settings import TrainSettings

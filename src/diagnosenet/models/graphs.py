@@ -72,12 +72,19 @@ class Graph(tf.Module):
     def non_trainable_variables(self):
         return tuple(self._non_trainable)
 
-    def _dropout_seeds(self, training: bool):
-        """A function ``site -> seed`` for this forward pass (``None`` when not training)."""
+    def _dropout_seeds(self, training: bool, step=None):
+        """A function ``site -> seed`` for this forward pass (``None`` when not training).
+
+        ``step``: the masks of that step, the counter untouched — for callers that number their
+        steps themselves (grpc-async: workers share one counter on a parameter server, and its
+        read and increment are two operations, so two workers could draw one mask)."""
         if not training or self.keep >= 1.0:
             return None
-        step = self.dropout_step.read_value()
-        self.dropout_step.assign_add(1)
+        if step is None:
+            step = self.dropout_step.read_value()
+            self.dropout_step.assign_add(1)
+        else:
+            step = tf.cast(step, tf.int64)
         first = self.seed * 100_003 + DROPOUT_STREAM_STRIDE * self.dropout_stream
         return lambda site: tf.stack([tf.constant(first + site, tf.int64), step])
 
@@ -109,8 +116,8 @@ class SequentialGraph(Graph):
     def layers_in_order(self):
         return self.layers
 
-    def __call__(self, x, training: bool = False):
-        seeds = self._dropout_seeds(training)
+    def __call__(self, x, training: bool = False, dropout_step=None):
+        seeds = self._dropout_seeds(training, dropout_step)
         for site, layer in enumerate(self.layers[:-1]):
             x = self._drop(layer(x), seeds, site)
         return self.layers[-1](x)
@@ -195,8 +202,8 @@ class ResidualECGNet(Graph):
         block_layers = [layer for block in self.blocks for layer in block.layers()]
         return [self.stem_conv, self.stem_bn, self.stem_down, *block_layers, self.head_bn, *self.feature_layers, self.head]
 
-    def __call__(self, x, training: bool = False):
-        seeds = self._dropout_seeds(training)
+    def __call__(self, x, training: bool = False, dropout_step=None):
+        seeds = self._dropout_seeds(training, dropout_step)
         sites = iter(range(10_000))
 
         def drop(h):

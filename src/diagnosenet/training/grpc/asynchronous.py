@@ -127,9 +127,9 @@ def train(settings: TrainSettings, graph=None) -> dict:
 
     per_worker_dataset = coordinator.create_per_worker_dataset(dataset_fn)
 
-    def replica_step(x, y):
+    def replica_step(x, y, step):
         with tf.GradientTape() as tape:
-            sums = batch_sums(graph, x, y, training=True)
+            sums = batch_sums(graph, x, y, training=True, dropout_step=step)
             loss = sums[0] / sums[2]
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         features = tf.size(tf.unique(x.indices[:, 1])[0]) if sparse else 0   # first-layer rows read
@@ -138,14 +138,17 @@ def train(settings: TrainSettings, graph=None) -> dict:
     per_closure = settings.steps_per_execution
 
     @tf.function
-    def worker_steps(iterator):
+    def worker_steps(iterator, first_step):
         """Up to ``per_closure`` steps on one worker, each applied to the parameter servers at once
         (Keras' ``steps_per_execution``): the chief's work per step is divided by as much.
+        Step ``i`` draws the dropout masks of step ``first_step + i``: the chief numbers the
+        closures, so no two steps share a mask whichever worker runs them.
         Returns the summed loss, right, rows, first-layer rows read and steps trained."""
         totals = tf.zeros(5)
-        for _ in tf.range(per_closure):
+        for i in tf.range(per_closure):
             batch = iterator.get_next_as_optional()
-            totals += tf.cond(batch.has_value(), lambda: strategy.run(replica_step, args=batch.get_value()),
+            totals += tf.cond(batch.has_value(),
+                              lambda: strategy.run(replica_step, args=(*batch.get_value(), first_step + tf.cast(i, tf.int64))),
                               lambda: tf.zeros(5))
         return totals
 
@@ -156,7 +159,10 @@ def train(settings: TrainSettings, graph=None) -> dict:
         sums, remaining = np.zeros(5), batches_per_epoch
         while remaining > 0:   # a closure on a worker whose pass is over trains nothing: schedule again
             closures = -(-remaining // per_closure)
-            results = [coordinator.schedule(worker_steps, args=(iterator,)) for _ in range(closures)]
+            first = int(graph.dropout_step.numpy())   # saved with the checkpoint: a resumed run goes on
+            results = [coordinator.schedule(worker_steps, args=(iterator, tf.constant(first + c * per_closure, tf.int64)))
+                       for c in range(closures)]
+            graph.dropout_step.assign(first + closures * per_closure)
             coordinator.join()
             values = np.array([r.fetch() for r in results], np.float64).reshape(-1, 5).sum(axis=0)
             sums += values

@@ -41,11 +41,13 @@ def model_bytes(graph) -> int:
     return 4 * int(sum(np.prod(v.shape) for v in graph.trainable_variables))
 
 
-def batch_sums(graph, x, y, training: bool):
-    """Sum of cross-entropy, rows predicted right, and rows of one batch."""
+def batch_sums(graph, x, y, training: bool, dropout_step=None):
+    """Sum of cross-entropy, rows predicted right, and rows of one batch (``dropout_step``: the
+    step whose dropout masks to draw; ``None``: the graph's own counter)."""
     import tensorflow as tf
 
-    logits = graph(x, training=training)
+    logits = graph(x, training=training) if dropout_step is None else \
+        graph(x, training=training, dropout_step=dropout_step)
     losses = graph.loss.per_row(logits, y)   # the graph's loss: class weights included
     correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1), y), tf.float32))
     return tf.stack([tf.reduce_sum(losses), correct, tf.cast(tf.size(y), tf.float32)])
