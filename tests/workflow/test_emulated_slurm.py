@@ -117,6 +117,12 @@ def test_the_slurm_profile_runs_both_training_rules_as_slurm_jobs_across_the_nod
     assert len(set(jobs.values())) == len(MODES), jobs     # one Slurm job per training run
     accounted = on_head("sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(jobs.values()))
     assert sorted(accounted.stdout.split()) == sorted(f"{job}|COMPLETED" for job in jobs.values()), accounted.stdout
+    # the preparatory stages (synth_pmsi, compose_pmsi, materialise, shard) ran as one group
+    # job: the profile's `groups`; every job of one snakemake run carries the run's name
+    names = dict(line.split("|") for line in on_head("sacct", "-X", "-n", "-P", "-S", "2000-01-01", "-o", "JobID,JobName").stdout.split())
+    run_name = {names[job] for job in jobs.values()}
+    assert len(run_name) == 1, names
+    assert sum(name in run_name for name in names.values()) == len(MODES) + 1, names
     import csv
 
     subprocess.run([str(BIN / "diagnosenet"), "aggregate", "--runs",
