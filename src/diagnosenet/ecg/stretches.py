@@ -51,25 +51,28 @@ def stretch_features(signal: np.ndarray, beats: np.ndarray, second_beats: np.nda
 
     beats, second_beats = np.asarray(beats, dtype=np.int64), np.asarray(second_beats, dtype=np.int64)
     spans = windows(signal.size, fs)
-    agreement, hf, lf, ptp, kurt = [], [], [], [], []
+    agreement = []
     for a, b in spans:
-        x = signal[a:b]
-        first, second = beats[(beats >= a) & (beats < b)], second_beats[(second_beats >= a) & (second_beats < b)]
+        first = beats[np.searchsorted(beats, a): np.searchsorted(beats, b)]
+        second = second_beats[np.searchsorted(second_beats, a): np.searchsorted(second_beats, b)]
         agreement.append(beat_agreement(first, second, fs) if first.size or second.size else 0.0)
-        power = np.abs(np.fft.rfft(x - x.mean())) ** 2
-        freqs = np.fft.rfftfreq(x.size, 1 / fs)
-        total = power.sum() or 1.0
-        hf.append(power[freqs >= 40].sum() / total)
-        lf.append(power[freqs < 1].sum() / total)
-        ptp.append(np.ptp(x))
-        centred = x - x.mean()
-        sd = centred.std()
-        kurt.append(np.mean(centred ** 4) / sd ** 4 - 3 if sd > 0 else 0.0)
     agreement = np.array(agreement)
+    # every window at once (rows of one strided view): spectrum shares, span, kurtosis
+    size = spans[0][1] - spans[0][0]
+    rows = np.lib.stride_tricks.sliding_window_view(signal, size)[[a for a, _ in spans]]
+    centred = rows - rows.mean(axis=1, keepdims=True)
+    power = np.abs(np.fft.rfft(centred, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(size, 1 / fs)
+    total = power.sum(axis=1)
+    total[total == 0] = 1.0
+    hf, lf = power[:, freqs >= 40].sum(axis=1) / total, power[:, freqs < 1].sum(axis=1) / total
+    ptp = np.ptp(rows, axis=1)
+    sd = centred.std(axis=1)
+    worst = int(np.argmin(agreement))
+    kurt = np.mean(centred[worst] ** 4) / sd[worst] ** 4 - 3 if sd[worst] > 0 else 0.0
     out.update(worst_agreement=float(agreement.min()), noisy_window_frac=float(np.mean(agreement < AGREEMENT_MIN)),
-               worst_hf_share=float(max(hf)), worst_lf_share=float(max(lf)),
-               worst_ptp_rel=float(max(ptp) / (np.median(ptp) or 1.0)),
-               worst_kurtosis=float(kurt[int(np.argmin(agreement))]))
+               worst_hf_share=float(hf.max()), worst_lf_share=float(lf.max()),
+               worst_ptp_rel=float(ptp.max() / (np.median(ptp) or 1.0)), worst_kurtosis=float(kurt))
     clean = clean_mask(signal.size, spans, agreement, fs)
     out["clean_frac"] = float(clean.mean())
     start, end = longest_run(clean)
