@@ -18,7 +18,8 @@ from diagnosenet.artifacts import write_json, write_manifest
 
 #: whole-record ECG feature models (ecg/features.py), compared by record-level CV in
 #: bench/bench_ecg_quality.py; ``gbm`` won it and is the pipeline's ECG baseline
-ECG_FEATURE_MODELS = ("logistic", "gbm", "gbm-balanced", "cascade", "cascade-unweighted", "gbm-weighted")
+ECG_FEATURE_MODELS = ("logistic", "gbm", "gbm-balanced", "cascade", "cascade-unweighted", "gbm-weighted",
+                      "gbm-sqrt-balanced", "gbm-sqrt-balanced-weighted")
 
 
 #: what the report calls each feature model
@@ -26,7 +27,9 @@ ECG_MODEL_NAMES = {"logistic": "logistic regression", "gbm": "gradient boosting"
                    "gbm-balanced": "gradient boosting (balanced)",
                    "cascade": "gradient boosting, noise model and CV decision weights",
                    "cascade-unweighted": "gradient boosting and noise model",
-                   "gbm-weighted": "gradient boosting and CV decision weights"}
+                   "gbm-weighted": "gradient boosting and CV decision weights",
+                   "gbm-sqrt-balanced": "gradient boosting, square-root class balance",
+                   "gbm-sqrt-balanced-weighted": "gradient boosting, square-root class balance and CV decision weights"}
 
 
 def ecg_feature_model(name: str = "gbm", seed: int = 1):
@@ -38,7 +41,9 @@ def ecg_feature_model(name: str = "gbm", seed: int = 1):
     inversely proportional to class frequency (AF is 9 % of the records). ``cascade``: the
     gbm with a dedicated noise model and decision weights chosen by CV inside ``fit``
     (ecg/classifier.py); ``cascade-unweighted`` without the weights, ``gbm-weighted`` without
-    the noise model."""
+    the noise model. ``gbm-sqrt-balanced``: the gbm with each record weighted by
+    (n_largest_class / n_its_class) ** 0.5, fixed a priori; ``gbm-sqrt-balanced-weighted`` adds the
+    CV decision weights."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     if name == "logistic":
@@ -53,6 +58,11 @@ def ecg_feature_model(name: str = "gbm", seed: int = 1):
         return HistGradientBoostingClassifier(learning_rate=0.05, max_iter=300, max_leaf_nodes=15, l2_regularization=1.0,
                                               class_weight="balanced" if name == "gbm-balanced" else None,
                                               early_stopping=False, random_state=seed)
+    if name in ("gbm-sqrt-balanced", "gbm-sqrt-balanced-weighted"):
+        from diagnosenet.ecg.classifier import RecordClassifier
+
+        return RecordClassifier(noise_model=False, tune_weights=name.endswith("-weighted"), class_weight_power=0.5,
+                                random_state=seed)
     if name in ("cascade", "cascade-unweighted", "gbm-weighted"):
         from diagnosenet.ecg.classifier import RecordClassifier
 

