@@ -105,3 +105,18 @@ def test_record_feature_samples_carry_the_same_whole_record_features_on_every_ro
                                               second_beats=peaks.agreement_beats(signal, FS, "xqrs")))
     np.testing.assert_allclose(rich[:, 1300:], np.broadcast_to(expected, (plain.shape[0], expected.size)), rtol=1e-6)
     assert np.isfinite(rich).all()
+
+
+@pytest.mark.parametrize("n, nperseg", [(9000, 1024), (18_000, 1024), (1500, 1023), (700, 700), (5, 5)])
+def test_the_batched_welch_spectrum_equals_scipys(n, nperseg):
+    """``features.welch`` replaces ``scipy.signal.welch`` (which transforms segment by segment)
+    for speed: same frequencies, same density, odd and even segments, one segment or many."""
+    from scipy.signal import welch as scipy_welch
+
+    from diagnosenet.ecg.features import welch
+
+    x = np.random.default_rng(n).normal(size=n) + np.sin(np.arange(n) / 7.0)
+    freqs, power = welch(x, FS, nperseg)
+    expected_freqs, expected = scipy_welch(x, fs=FS, nperseg=nperseg)
+    np.testing.assert_array_equal(freqs, expected_freqs)
+    np.testing.assert_allclose(power, expected, rtol=1e-10, atol=1e-15 * expected.max())
