@@ -6,6 +6,8 @@ half of the features (``--bag``). Reported only: no choice is made here.
     B=bench/out/ecg26b
     .venv/bin/python bench/bench_ecg_feature_groups.py --development $B/features-train-a \\
         --final $B/features-validation --groups base shape wavelets all --fold-seeds 1 2 3 --bag
+    .venv/bin/python bench/bench_ecg_feature_groups.py --development $B/features-train-a \
+        --final $B/features-validation --model gbm-sqrt-balanced --groups all --fold-seeds 1 2 3 4 5
 """
 from __future__ import annotations
 
@@ -16,15 +18,21 @@ from pathlib import Path
 import numpy as np
 from bench_ecg_quality import cross_validate, development_set
 from diagnosenet import protocol
+from diagnosenet.ecg.beat_clusters import CLUSTER_NAMES
 from diagnosenet.ecg.features import FEATURE_NAMES, SHAPE_NAMES
+from diagnosenet.ecg.hrv import AF_EVIDENCE_NAMES
 from diagnosenet.ecg.records import CLASSES
+from diagnosenet.ecg.stretches import STRETCH_NAMES
 from diagnosenet.ecg.wavelets import WAVELET_NAMES
 
-#: column groups: the 85 features before 2026-12-07, and each newer group added to them
-NEW = set(SHAPE_NAMES) | set(WAVELET_NAMES)
+#: column groups: the 85 features before 2026-12-07, each group of that day added to them
+#: (shape, wavelets: 109 together), and the 37 of the evening (stretches, clusters, AF evidence)
+LATE = set(STRETCH_NAMES) | set(CLUSTER_NAMES) | set(AF_EVIDENCE_NAMES)
+NEW = set(SHAPE_NAMES) | set(WAVELET_NAMES) | LATE
 GROUPS = {"base": [n for n in FEATURE_NAMES if n not in NEW],
-          "shape": [n for n in FEATURE_NAMES if n not in WAVELET_NAMES],
-          "wavelets": [n for n in FEATURE_NAMES if n not in SHAPE_NAMES],
+          "shape": [n for n in FEATURE_NAMES if n not in NEW or n in SHAPE_NAMES],
+          "wavelets": [n for n in FEATURE_NAMES if n not in NEW or n in WAVELET_NAMES],
+          "109": [n for n in FEATURE_NAMES if n not in LATE],
           "all": list(FEATURE_NAMES)}
 
 
@@ -55,11 +63,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     X, y, records, *_ = development_set(args.development, args.final)
+    names = json.loads((args.development / "feature_names.json").read_text())
     result = {}
     for seed in args.fold_seeds:
         folds = protocol.record_folds(y, records, 5, seed=seed)
         for group in args.groups:
-            columns = [FEATURE_NAMES.index(n) for n in GROUPS[group]]
+            columns = [names.index(n) for n in GROUPS[group] if n in names]   # an older table has fewer
             row = cross_validate(args.model, X[:, columns], y, folds, 1)
             result[f"{group} seed {seed}"] = row
             print(f"fold seed {seed} {group:8s} ({len(columns)} features) CV {row['cv_f1_mean']:.4f} ± "
