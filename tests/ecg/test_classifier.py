@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diagnosenet.ecg.classifier import RecordClassifier, choose_weights, class_balance_weights, four_class_f1
+from diagnosenet.ecg.classifier import (BoosterBag, QuantileBins, RecordClassifier, choose_weights, class_balance_weights,
+                                        four_class_f1)
 from diagnosenet.ecg.feature_table import signal_features
 from diagnosenet.ecg.records import FS
 from diagnosenet.ecg.synth import synth_signal
@@ -73,3 +74,59 @@ def test_square_root_class_balance_weighs_each_record_by_its_class_rarity(synthe
                                              early_stopping=False, random_state=1)
     booster.fit(X, y, sample_weight=np.sqrt(counts.max() / counts)[y])
     np.testing.assert_allclose(balanced.predict_proba(X), booster.predict_proba(X))
+
+
+def continuous_table(rows: int = 700, seed: int = 5):
+    """Features with thousands of distinct values (so quantiles, not midpoints, make the bins),
+    some NaN, and four classes that depend on them."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, 6)) * [1, 10, 0.01, 1, 1, 1]
+    y = np.digitize(X[:, 0] + 0.1 * X[:, 1] + 50 * X[:, 2] + rng.normal(scale=0.7, size=rows), [-1.0, 0.3, 1.2])
+    X[rng.random(X.shape) < 0.05] = np.nan
+    return X, y
+
+
+def test_quantile_bins_split_the_data_as_scikit_learns_own_unweighted_bins():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = continuous_table()
+    bins = QuantileBins().fit(X)
+    assert max(len(t) for t in bins.thresholds_) == 254                       # quantiles, not distinct values
+    binned = bins.transform(X)
+    assert np.array_equal(np.isnan(binned), np.isnan(X)) and np.nanmax(binned) == 254
+    settings = dict(max_iter=40, max_leaf_nodes=15, early_stopping=False, random_state=1)
+    raw = HistGradientBoostingClassifier(**settings).fit(X, y)
+    prebinned = HistGradientBoostingClassifier(**settings).fit(binned, y)
+    X_new = continuous_table(300, seed=6)[0]
+    np.testing.assert_allclose(prebinned.predict_proba(bins.transform(X_new)), raw.predict_proba(X_new))
+
+
+def test_a_bag_averages_boosters_of_successive_seeds_and_its_stages_end_at_its_prediction():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = continuous_table()
+    bag = BoosterBag(n_boosters=3, max_iter=30, max_features=0.5, random_state=4).fit(X, y)
+    binned = QuantileBins().fit(X).transform(X)
+    members = [HistGradientBoostingClassifier(learning_rate=0.05, max_iter=30, max_leaf_nodes=15, l2_regularization=1.0,
+                                              max_features=0.5, early_stopping=False, random_state=seed).fit(binned, y)
+               for seed in (4, 5, 6)]
+    np.testing.assert_allclose(bag.predict_proba(X), np.mean([m.predict_proba(binned) for m in members], axis=0))
+    assert not np.allclose(members[0].predict_proba(binned), members[1].predict_proba(binned))   # they differ
+    ten, thirty = bag.staged_predict_proba(X, [10, 30])
+    np.testing.assert_allclose(thirty, bag.predict_proba(X))
+    np.testing.assert_allclose(ten, BoosterBag(n_boosters=3, max_iter=10, max_features=0.5, random_state=4)
+                               .fit(X, y).predict_proba(X))
+
+
+def test_the_rounds_are_chosen_on_inner_folds_and_the_model_refitted_with_them():
+    X, y = continuous_table(400)
+    settings = dict(noise_model=False, tune_weights=False, class_weight_power=0.5, n_boosters=2, max_features=0.5,
+                    max_leaf_nodes=7, random_state=2)
+    model = RecordClassifier(max_iter=50, rounds_grid=(3, 20, 50), **settings).fit(X, y)
+    assert set(model.rounds_cv_f1_) == {3, 20, 50} and model.inner_folds_ == 4
+    assert model.rounds_cv_f1_[model.rounds_] == max(model.rounds_cv_f1_.values())
+    assert model.rounds_cv_f1_[3] < max(model.rounds_cv_f1_.values())        # 3 rounds of shrinkage 0.05 underfit
+    refit = RecordClassifier(max_iter=model.rounds_, **settings).fit(X, y)
+    np.testing.assert_allclose(model.predict_proba(X), refit.predict_proba(X))
+    with pytest.raises(ValueError, match="rounds_grid"):
+        RecordClassifier(max_iter=50, rounds_grid=(10, 60), **settings).fit(X, y)   # 60 > max_iter
