@@ -43,8 +43,8 @@ def test_paper_config_plans_the_fixed_final_test_split_and_the_whole_record_net(
 
 def test_paper_config_predicts_with_the_whole_record_feature_model(workdir):
     """config/paper.yaml's chosen ECG model (5-fold CV, docs/benchmarks.md "Issue 26"): `snakemake
-    predict` fits the square-root class-balanced gbm on the record features first (rule `baseline
-    --model gbm-sqrt-balanced`) and predicts with it alone; no net is trained for it."""
+    predict` fits the bag of square-root class-balanced gbms on the record features first (rule
+    `baseline --model gbm-bag`) and predicts with it alone; no net is trained for it."""
     import yaml
 
     records = workdir / "records"
@@ -60,7 +60,7 @@ def test_paper_config_predicts_with_the_whole_record_feature_model(workdir):
     assert jobs.get("ecg_features") == 1 and jobs.get("baseline") == 1 and jobs.get("predict") == 1, jobs
     assert "train_desktop" not in jobs, jobs
     baseline = [line.strip() for line in out.splitlines() if "diagnosenet baseline --task ecg" in line]
-    assert baseline and "--model gbm-sqrt-balanced" in baseline[0], baseline
+    assert baseline and "--model gbm-bag" in baseline[0], baseline
     predict = [line.strip() for line in out.splitlines() if "diagnosenet predict" in line]
     assert predict and "--model results-paper/ecg/baseline " in predict[0], predict
     assert "--weights" not in predict[0]
