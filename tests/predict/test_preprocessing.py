@@ -74,6 +74,15 @@ def test_the_feature_baseline_predicts_new_records_with_its_own_detector(tmp_pat
     scored = [row for name, row in rows.items() if name != "A09999"]
     assert all(row["windows"] == "1" and not row["reason"] for row in scored)
     assert abs(sum(float(scored[0][f"p_{c}"]) for c in ("Normal", "AF", "Other", "Noisy")) - 1) < 1e-6
+    # the paper config's model (a bag of boosters that chooses its rounds inside the fit) the same way
+    assert main(["baseline", "--task", "ecg", "--dataset", str(tmp_path / "dataset"), "--out", str(tmp_path / "bag"),
+                 "--features", str(tmp_path / "features"), "--model", "gbm-bag"]) == 0
+    assert json.loads((tmp_path / "bag" / "metrics.json").read_text())["model"].endswith("rounds chosen by CV")
+    assert main(["predict", "--model", str(tmp_path / "bag"), "--records", str(records),
+                 "--out", str(tmp_path / "predicted-bag")]) == 0
+    with open(tmp_path / "predicted-bag" / "predictions.csv", newline="") as handle:
+        bag_rows = {row["record"]: row for row in csv.DictReader(handle)}
+    assert bag_rows.keys() == rows.keys() and bag_rows["A09999"]["predicted"] == "Noisy"
 
 
 def test_predict_blends_nets_with_the_feature_model_record_by_record(tmp_path):
