@@ -19,7 +19,8 @@ from diagnosenet.artifacts import write_json, write_manifest
 #: whole-record ECG feature models (ecg/features.py), compared by record-level CV in
 #: bench/bench_ecg_quality.py; ``gbm`` won it and is the pipeline's ECG baseline
 ECG_FEATURE_MODELS = ("logistic", "gbm", "gbm-balanced", "cascade", "cascade-unweighted", "gbm-weighted",
-                      "gbm-sqrt-balanced", "gbm-sqrt-balanced-weighted", "gbm-bag")
+                      "gbm-sqrt-balanced", "gbm-sqrt-balanced-weighted", "gbm-bag",
+                      "gbm-bag-weighted")
 
 
 #: what the report calls each feature model
@@ -31,7 +32,9 @@ ECG_MODEL_NAMES = {"logistic": "logistic regression", "gbm": "gradient boosting"
                    "gbm-sqrt-balanced": "gradient boosting, square-root class balance",
                    "gbm-sqrt-balanced-weighted": "gradient boosting, square-root class balance and CV decision weights",
                    "gbm-bag": "3 gradient boosters on random halves of the features, square-root class balance, "
-                              "rounds chosen by CV"}
+                              "rounds chosen by CV",
+                   "gbm-bag-weighted": "3 gradient boosters on random halves of the features, square-root class balance, "
+                                       "rounds and decision weights chosen by CV"}
 
 
 def ecg_feature_model(name: str = "gbm", seed: int = 1):
@@ -47,7 +50,8 @@ def ecg_feature_model(name: str = "gbm", seed: int = 1):
     (n_largest_class / n_its_class) ** 0.5, fixed a priori; ``gbm-sqrt-balanced-weighted`` adds the
     CV decision weights. ``gbm-bag``: three such boosters (31 leaves), each splitting on a random half
     of the features at every node, averaged, with the number of rounds (50 … 250) chosen by
-    4-fold CV inside ``fit`` (ecg/classifier.py)."""
+    4-fold CV inside ``fit`` (ecg/classifier.py); ``gbm-bag-weighted`` adds decision weights
+    maximising the official F1 on the same inner CV's probabilities."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     if name == "logistic":
@@ -67,12 +71,13 @@ def ecg_feature_model(name: str = "gbm", seed: int = 1):
 
         return RecordClassifier(noise_model=False, tune_weights=name.endswith("-weighted"), class_weight_power=0.5,
                                 random_state=seed)
-    if name == "gbm-bag":
+    if name in ("gbm-bag", "gbm-bag-weighted"):
         from diagnosenet.ecg.classifier import RecordClassifier
 
-        return RecordClassifier(noise_model=False, tune_weights=False, class_weight_power=0.5, n_boosters=3,
-                                max_features=0.5, max_leaf_nodes=31, max_iter=250,
-                                rounds_grid=(50, 100, 150, 200, 250), random_state=seed)
+        weighted = name.endswith("-weighted")
+        return RecordClassifier(noise_model=False, tune_weights=weighted,
+                                weights_objective="official" if weighted else "four_class", class_weight_power=0.5, n_boosters=3, max_features=0.5, max_leaf_nodes=31,
+                                max_iter=250, rounds_grid=(50, 100, 150, 200, 250), random_state=seed)
     if name in ("cascade", "cascade-unweighted", "gbm-weighted"):
         from diagnosenet.ecg.classifier import RecordClassifier
 

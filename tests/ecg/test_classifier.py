@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from diagnosenet.ecg.classifier import (BoosterBag, QuantileBins, RecordClassifier, choose_weights, class_balance_weights,
-                                        four_class_f1)
+                                        four_class_f1, official_f1)
 from diagnosenet.ecg.feature_table import signal_features
 from diagnosenet.ecg.records import FS
 from diagnosenet.ecg.synth import synth_signal
@@ -23,6 +23,22 @@ def test_decision_weights_undo_a_bias_against_a_class_and_leave_a_fair_model_alo
     assert weights[0] == 1.0 and weights[NOISY] >= 1.5
     assert four_class_f1(y, np.argmax(biased * weights, axis=1)) > four_class_f1(y, np.argmax(biased, axis=1)) + 0.1
     assert np.array_equal(choose_weights(y, np.eye(4)[y]), np.ones(4))   # perfect already: no change
+
+
+def test_weights_for_the_official_score_undo_a_bias_against_other_and_it_is_the_challenges_score():
+    from diagnosenet import protocol
+    from diagnosenet.ecg.records import CLASSES
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, 400)
+    truth = np.eye(4)[y] * 0.5 + rng.uniform(0, 0.5, (400, 4))
+    pred = rng.integers(0, 4, 400)
+    assert official_f1(y, pred) == pytest.approx(protocol.official_f1(y, pred, CLASSES))
+    biased = truth.copy()
+    biased[:, OTHER] *= 0.3                   # a model that under-calls Other
+    weights = choose_weights(y, biased, objective=official_f1)
+    assert weights[0] == 1.0 and weights[OTHER] >= 1.5
+    assert official_f1(y, np.argmax(biased * weights, axis=1)) > official_f1(y, np.argmax(biased, axis=1)) + 0.1
 
 
 @pytest.fixture(scope="module")
