@@ -76,8 +76,9 @@ def ecg_feature_model(name: str = "gbm", seed: int = 1):
 
         weighted = name.endswith("-weighted")
         return RecordClassifier(noise_model=False, tune_weights=weighted,
-                                weights_objective="official" if weighted else "four_class", class_weight_power=0.5, n_boosters=3, max_features=0.5, max_leaf_nodes=31,
-                                max_iter=250, rounds_grid=(50, 100, 150, 200, 250), random_state=seed)
+                                weights_objective="official" if weighted else "four_class", class_weight_power=0.5,
+                                n_boosters=3, max_features=0.5, max_leaf_nodes=31, max_iter=250,
+                                rounds_grid=(50, 100, 150, 200, 250), random_state=seed)
     if name in ("cascade", "cascade-unweighted", "gbm-weighted"):
         from diagnosenet.ecg.classifier import RecordClassifier
 

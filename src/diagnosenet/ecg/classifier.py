@@ -1,7 +1,7 @@
 """The whole-record ECG classifier: gradient boosting, a dedicated noise model, and per-class
-decision weights chosen by cross-validation inside ``fit``.
+decision weights and rounds chosen by cross-validation inside ``fit``, a bag of boosters.
 
-Three choices a single multi-class model makes badly on this data:
+What a single multi-class booster does badly on this data, and the answer to each:
 
 * **Noise** is 3 % of the records: a four-class model spends few splits on it and calls most
   noisy recordings Normal or Other. A binary model of *noisy or not* on the same features
@@ -246,9 +246,12 @@ def four_class_f1(y: np.ndarray, pred: np.ndarray, n_classes: int = 4) -> float:
 
 
 def official_f1(y: np.ndarray, pred: np.ndarray, n_classes: int = 4) -> float:
-    """The challenge's score: mean F1 of N, AF and Other (Noisy left out), ``n_classes`` unused."""
-    return float(np.mean([2 * np.sum((pred == c) & (y == c)) / max(np.sum(pred == c) + np.sum(y == c), 1)
-                          for c in range(3)]))
+    """The challenge's score (``protocol.official_f1``: mean F1 of N, AF, Other), in
+    :func:`choose_weights`' objective signature (``n_classes`` unused)."""
+    from diagnosenet import protocol
+    from diagnosenet.ecg.records import CLASSES
+
+    return protocol.official_f1(y, pred, CLASSES)
 
 
 #: what the decision weights may maximise (``RecordClassifier.weights_objective``)
