@@ -17,7 +17,7 @@ from diagnosenet import metrics
 from diagnosenet.artifacts import write_json, write_manifest
 
 #: whole-record ECG feature models (ecg/features.py), compared by record-level CV in
-#: bench/bench_ecg_quality.py; ``gbm`` won it and is the pipeline's ECG baseline
+#: bench/bench_ecg_quality.py; `models.ecg_features` names the one rule `baseline` fits (paper config: `gbm-bag`)
 ECG_FEATURE_MODELS = ("logistic", "gbm", "gbm-balanced", "cascade", "cascade-unweighted", "gbm-weighted",
                       "gbm-sqrt-balanced", "gbm-sqrt-balanced-weighted", "gbm-bag",
                       "gbm-bag-weighted")
