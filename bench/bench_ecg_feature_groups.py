@@ -19,6 +19,7 @@ import numpy as np
 from bench_ecg_quality import cross_validate, development_set
 from diagnosenet import protocol
 from diagnosenet.ecg.beat_clusters import CLUSTER_NAMES
+from diagnosenet.ecg.delineation import DELINEATION_NAMES
 from diagnosenet.ecg.features import FEATURE_NAMES, SHAPE_NAMES
 from diagnosenet.ecg.hrv import AF_EVIDENCE_NAMES
 from diagnosenet.ecg.records import CLASSES
@@ -26,13 +27,15 @@ from diagnosenet.ecg.stretches import STRETCH_NAMES
 from diagnosenet.ecg.wavelets import WAVELET_NAMES
 
 #: column groups: the 85 features before 2026-12-07, each group of that day added to them
-#: (shape, wavelets: 109 together), and the 37 of the evening (stretches, clusters, AF evidence)
-LATE = set(STRETCH_NAMES) | set(CLUSTER_NAMES) | set(AF_EVIDENCE_NAMES)
+#: (shape, wavelets: 109 together), the 37 of the evening (stretches, clusters, AF evidence: 146),
+#: and the 11 median-beat intervals and rhythm patterns of 2026-12-07's session 22 (157)
+LATE = set(STRETCH_NAMES) | set(CLUSTER_NAMES) | set(AF_EVIDENCE_NAMES) | set(DELINEATION_NAMES)
 NEW = set(SHAPE_NAMES) | set(WAVELET_NAMES) | LATE
 GROUPS = {"base": [n for n in FEATURE_NAMES if n not in NEW],
           "shape": [n for n in FEATURE_NAMES if n not in NEW or n in SHAPE_NAMES],
           "wavelets": [n for n in FEATURE_NAMES if n not in NEW or n in WAVELET_NAMES],
           "109": [n for n in FEATURE_NAMES if n not in LATE],
+          "146": [n for n in FEATURE_NAMES if n not in DELINEATION_NAMES],
           "all": list(FEATURE_NAMES)}
 
 

@@ -17,8 +17,10 @@ sign of atrial fibrillation; these features keep it, over the whole record:
   clipped and flat stretches, kurtosis of every stretch, periodicity of the QRS energy), and
   **wavelet band energies** with their bursts (ecg/wavelets.py), the **cleanest and worst
   stretch** of the record and the second detector's rhythm (ecg/stretches.py), **beat-shape
-  clusters** (ecg/beat_clusters.py) and **AF evidence** of the Lorenz plot with the fuzzy
-  entropy of RR (ecg/hrv.py).
+  clusters** (ecg/beat_clusters.py), **AF evidence** of the Lorenz plot with the fuzzy
+  entropy of RR (ecg/hrv.py), and the median beat's **intervals** (P → R over a window that
+  sees a long PR, QRS from its slope, signed T, rate-corrected R → T) with **rhythm patterns**
+  (RR autocorrelation at lags 2–3, heart-rate percentiles; ecg/delineation.py).
 
 Every feature is a float; a feature that is undefined for a record (too few beats) is NaN,
 which the gradient-boosting models handle natively. Names are in :data:`FEATURE_NAMES`.
@@ -30,6 +32,7 @@ import warnings
 import numpy as np
 
 from diagnosenet.ecg.beat_clusters import CLUSTER_NAMES, cluster_features
+from diagnosenet.ecg.delineation import DELINEATION_NAMES, delineation_features
 from diagnosenet.ecg.hrv import AF_EVIDENCE_NAMES, HRV_NAMES, af_evidence, hrv_features
 from diagnosenet.ecg.records import FS
 from diagnosenet.ecg.signal_quality import SQI_NAMES, signal_quality
@@ -58,7 +61,7 @@ SPECTRAL_NAMES = (
 TEMPLATE_POINTS = 14
 SHAPE_NAMES = tuple(f"template_{i:02d}" for i in range(TEMPLATE_POINTS))
 FEATURE_NAMES = (RR_NAMES + MORPHOLOGY_NAMES + ATRIAL_NAMES + SPECTRAL_NAMES + HRV_NAMES + SQI_NAMES + SHAPE_NAMES
-                 + WAVELET_NAMES + STRETCH_NAMES + CLUSTER_NAMES + AF_EVIDENCE_NAMES)
+                 + WAVELET_NAMES + STRETCH_NAMES + CLUSTER_NAMES + AF_EVIDENCE_NAMES + DELINEATION_NAMES)
 
 #: seconds of the beat template before and after the R peak
 TEMPLATE_BEFORE_S, TEMPLATE_AFTER_S = 0.25, 0.45
@@ -277,4 +280,5 @@ def record_features(signal: np.ndarray, beats: np.ndarray, fs: float = FS,
         values.update(stretch_features(signal, beats, second_beats, fs))
         values.update(cluster_features(signal, beats, fs))
         values.update(af_evidence(np.diff(beats) / fs))
+        values.update(delineation_features(signal, beats, fs))
     return np.array([values[name] for name in FEATURE_NAMES], dtype=np.float64)
