@@ -33,6 +33,8 @@ P_REACH_S, P_REACH_RR, P_STOP_S = 0.45, 0.6, 0.06
 QRS_SLOPE_SHARE, QRS_REACH_S = 0.1, 0.12
 #: how far a beat's P wave may move from the template's (s) and the beats of a heart-rate median
 P_SHIFT_S, HR_BEATS = 0.06, 5
+#: the T search after R (s), as the template's in ecg/features.py
+T_FROM_S, T_TO_S = 0.15, 0.45
 
 
 def delineation_features(signal: np.ndarray, beats: np.ndarray, fs: float) -> dict[str, float]:
@@ -46,7 +48,7 @@ def delineation_features(signal: np.ndarray, beats: np.ndarray, fs: float) -> di
         return out
     rr_median = float(np.median(rr))
     before = int(min(P_REACH_S, P_REACH_RR * rr_median) * fs)
-    after = int(0.45 * fs)
+    after = int(T_TO_S * fs)
     inside = beats[(beats >= before) & (beats + after <= signal.size)]
     if inside.size < 3:
         return out
@@ -57,10 +59,10 @@ def delineation_features(signal: np.ndarray, beats: np.ndarray, fs: float) -> di
     scale = abs(r_amp) or float(np.ptp(template)) or 1.0
     out.update(_p_wave(segments, template, before, scale, fs))
     out["qrs_slope_width_s"] = qrs_slope_width(template, before, fs)
-    t_region = template[before + int(0.15 * fs): before + after]
+    t_region = template[before + int(T_FROM_S * fs): before + after]
     t_index = int(np.argmax(np.abs(t_region)))
     out["t_signed_rel"] = float(t_region[t_index] / (r_amp if r_amp != 0 else scale))
-    out["rt_peak_bazett"] = float((int(0.15 * fs) + t_index) / fs / np.sqrt(rr_median))
+    out["rt_peak_bazett"] = float((int(T_FROM_S * fs) + t_index) / fs / np.sqrt(rr_median))
     return out
 
 
