@@ -69,6 +69,8 @@ def delineation_features(signal: np.ndarray, beats: np.ndarray, fs: float) -> di
 def _p_wave(segments: np.ndarray, template: np.ndarray, r: int, scale: float, fs: float) -> dict[str, float]:
     """P peak of the template before R (detrended over the search window), its width at half
     height, and the spread of each beat's P position (the lag of best correlation with it)."""
+    from diagnosenet.ecg.features import _run_length_around   # features imports this module
+
     stop = r - int(P_STOP_S * fs)
     region = template[:stop]
     if region.size < int(0.1 * fs):
@@ -76,13 +78,8 @@ def _p_wave(segments: np.ndarray, template: np.ndarray, r: int, scale: float, fs
     wave = region - np.linspace(region[0], region[-1], region.size)
     peak = int(np.argmax(np.abs(wave)))
     height = abs(wave[peak])
-    above = np.abs(wave) >= height / 2
-    left, right = peak, peak
-    while left > 0 and above[left - 1]:
-        left -= 1
-    while right < above.size - 1 and above[right + 1]:
-        right += 1
-    out = {"pr_peak_s": (r - peak) / fs, "p_peak_rel": float(height / scale), "p_width_s": (right - left + 1) / fs}
+    width = _run_length_around(np.abs(wave) >= height / 2, peak)
+    out = {"pr_peak_s": (r - peak) / fs, "p_peak_rel": float(height / scale), "p_width_s": width / fs}
     half = int(0.04 * fs)
     lo, hi = max(peak - half, 0), min(peak + half + 1, stop)
     early, late = min(int(P_SHIFT_S * fs), lo), min(int(P_SHIFT_S * fs), stop - hi)   # lags that fit
@@ -102,7 +99,9 @@ def qrs_slope_width(template: np.ndarray, r: int, fs: float) -> float:
     reach = int(QRS_REACH_S * fs)
     lo = max(r - reach, 0)
     slope = np.abs(np.gradient(template))[lo: r + reach + 1]
-    steep = np.flatnonzero(slope >= QRS_SLOPE_SHARE * slope.max()) if slope.max() > 0 else np.array([0])
+    if slope.max() == 0:
+        return np.nan                                       # a flat template has no QRS
+    steep = np.flatnonzero(slope >= QRS_SLOPE_SHARE * slope.max())
     return float((steep[-1] - steep[0] + 1) / fs)
 
 
@@ -111,12 +110,17 @@ def rhythm_patterns(rr: np.ndarray) -> dict[str, float]:
     rate over medians of ``HR_BEATS`` successive RR intervals."""
     out = {}
     rr = np.asarray(rr, dtype=np.float64)
-    centred = rr - rr.mean() if rr.size else rr
-    denom = float(np.sum(centred ** 2))
     for lag in (2, 3):
         if rr.size > lag + 1:
-            out[f"rr_acf{lag}"] = float(np.sum(centred[lag:] * centred[:-lag]) / denom) if denom > 0 else 0.0
+            out[f"rr_acf{lag}"] = rr_autocorrelation(rr, lag)
     if rr.size >= HR_BEATS:
         local = np.median(np.lib.stride_tricks.sliding_window_view(rr, HR_BEATS), axis=1)
         out["hr_p05_bpm"], out["hr_p95_bpm"] = (float(v) for v in np.percentile(60.0 / local, [5, 95]))
     return out
+
+
+def rr_autocorrelation(rr: np.ndarray, lag: int) -> float:
+    """Autocorrelation of the RR series at ``lag`` beats (0 for a constant series)."""
+    centred = rr - rr.mean()
+    denom = float(np.sum(centred ** 2))
+    return float(np.sum(centred[lag:] * centred[:-lag]) / denom) if denom > 0 else 0.0

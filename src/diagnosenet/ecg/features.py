@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 
 from diagnosenet.ecg.beat_clusters import CLUSTER_NAMES, cluster_features
-from diagnosenet.ecg.delineation import DELINEATION_NAMES, delineation_features
+from diagnosenet.ecg.delineation import DELINEATION_NAMES, delineation_features, rr_autocorrelation
 from diagnosenet.ecg.hrv import AF_EVIDENCE_NAMES, HRV_NAMES, af_evidence, hrv_features
 from diagnosenet.ecg.records import FS
 from diagnosenet.ecg.signal_quality import SQI_NAMES, signal_quality
@@ -98,9 +98,7 @@ def rr_features(beats: np.ndarray, fs: float = FS) -> dict[str, float]:
     if rr.size >= 3:
         turns = (rr[1:-1] - rr[:-2]) * (rr[1:-1] - rr[2:]) > 0
         out["turning_points"] = float(turns.mean())  # 2/3 for a random sequence
-        centred = rr - rr.mean()
-        denom = float(np.sum(centred ** 2))
-        out["rr_acf1"] = float(np.sum(centred[1:] * centred[:-1]) / denom) if denom > 0 else 0.0
+        out["rr_acf1"] = rr_autocorrelation(rr, 1)
     return out
 
 
